@@ -548,7 +548,7 @@ impl GatewayConfig {
         }
 
         let pr = &self.provider;
-        let mut url_check = |key: &str, url: &Option<Url>, problem: &mut dyn FnMut(&str, String)| {
+        let url_check = |key: &str, url: &Option<Url>, problem: &mut dyn FnMut(&str, String)| {
             if let Some(url) = url {
                 if let Err(m) = check_provider_url(url) {
                     problem(key, m);
