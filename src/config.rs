@@ -217,8 +217,9 @@ pub struct ProviderConfig {
     /// Dialect. Default `oidc`.
     #[serde(default = "default_kind")]
     pub kind: ProviderKind,
-    /// Issuer; discovery at `issuer + /.well-known/openid-configuration`.
-    pub issuer: Option<Url>,
+    /// Issuer, exactly as the provider spells it; discovery at
+    /// `issuer + /.well-known/openid-configuration`.
+    pub issuer: Option<String>,
     /// OAuth client id.
     pub client_id: String,
     /// OAuth client secret (or `client_secret_file`).
@@ -555,7 +556,19 @@ impl GatewayConfig {
                 }
             }
         };
-        url_check("provider.issuer", &pr.issuer, &mut problem);
+        if let Some(issuer) = &pr.issuer {
+            match Url::parse(issuer) {
+                Ok(url) if url.query().is_none() && url.fragment().is_none() => {
+                    if let Err(m) = check_provider_url(&url) {
+                        problem("provider.issuer", m);
+                    }
+                }
+                _ => problem(
+                    "provider.issuer",
+                    "must be an absolute URL without query or fragment".into(),
+                ),
+            }
+        }
         url_check(
             "provider.authorization_endpoint",
             &pr.authorization_endpoint,

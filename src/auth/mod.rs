@@ -1,1 +1,9 @@
-//! auth
+//! Authentication: the OpenID Connect tower layer and its parts.
+
+pub mod cookies;
+pub mod http_client;
+pub mod identity;
+pub mod login;
+pub mod provider;
+pub mod session;
+pub mod token;

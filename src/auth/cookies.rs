@@ -1,0 +1,186 @@
+//! The gateway's cookies: reading them from `Cookie` headers, removing them
+//! before a request goes upstream, and writing `Set-Cookie`.
+
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue};
+
+/// `SameSite` attribute values the gateway uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    /// `Lax`: sent on top-level GET navigations (query-mode callbacks).
+    Lax,
+    /// `None`: needed for `form_post` callbacks (cross-site POST); https only.
+    None,
+}
+
+/// Names and attributes of the gateway's cookies.
+#[derive(Clone, Debug)]
+pub struct CookieSettings {
+    /// Session cookie name (`__Host-oidc-gateway` or `oidc-gateway`).
+    pub session_name: String,
+    /// Prefix of per-attempt login cookies: `<session_name>-login-`.
+    pub login_prefix: String,
+    /// Add `Secure`.
+    pub secure: bool,
+}
+
+impl CookieSettings {
+    /// Settings for the session cookie `session_name`.
+    pub fn new(session_name: &str, secure: bool) -> Self {
+        CookieSettings {
+            session_name: session_name.to_string(),
+            login_prefix: format!("{session_name}-login-"),
+            secure,
+        }
+    }
+
+    /// Whether `name` is one of the gateway's cookies.
+    pub fn is_gateway_cookie(&self, name: &str) -> bool {
+        name == self.session_name || name.starts_with(&self.login_prefix)
+    }
+
+    /// `Set-Cookie` value for a cookie `name=value` living `max_age` seconds.
+    pub fn set(&self, name: &str, value: &str, max_age: u64, same_site: SameSite) -> HeaderValue {
+        let same_site = match same_site {
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        };
+        let secure = if self.secure || same_site == "None" {
+            "; Secure"
+        } else {
+            ""
+        };
+        let s = format!(
+            "{name}={value}; Path=/; HttpOnly; SameSite={same_site}{secure}; Max-Age={max_age}"
+        );
+        HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// `Set-Cookie` value that deletes cookie `name`.
+    pub fn clear(&self, name: &str) -> HeaderValue {
+        self.set(name, "", 0, SameSite::Lax)
+    }
+}
+
+/// Every `name=value` pair in the request's `Cookie` headers.
+pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((name.trim(), value.trim().trim_matches('"')))
+        })
+}
+
+/// The value of cookie `name`, if the request carries exactly one.
+pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut found = request_cookies(headers).filter(|(n, _)| *n == name);
+    let first = found.next()?.1;
+    // Two cookies of our name means someone planted one: trust neither.
+    if found.next().is_some() {
+        return None;
+    }
+    Some(first)
+}
+
+/// Removes the gateway's cookies from the `Cookie` headers; other cookies pass.
+pub fn strip_gateway_cookies(headers: &mut HeaderMap, settings: &CookieSettings) {
+    let needs = request_cookies(headers).any(|(n, _)| settings.is_gateway_cookie(n));
+    if !needs {
+        return;
+    }
+    let mut kept = String::new();
+    for (name, value) in headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((name.trim(), value.trim()))
+        })
+    {
+        if settings.is_gateway_cookie(name) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(name);
+        kept.push('=');
+        kept.push_str(value);
+    }
+    headers.remove(COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept) {
+            headers.insert(COOKIE, v);
+        }
+    }
+}
+
+/// Appends a `Set-Cookie` header.
+pub fn add_set_cookie(headers: &mut HeaderMap, value: HeaderValue) {
+    headers.append(SET_COOKIE, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> CookieSettings {
+        CookieSettings::new("__Host-oidc-gateway", true)
+    }
+
+    #[test]
+    fn cookies_gateway_cookies_are_stripped_others_pass() {
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; __Host-oidc-gateway=secret; b=2"),
+        );
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("__Host-oidc-gateway-login-abc=x; c=3"),
+        );
+        strip_gateway_cookies(&mut h, &settings());
+        let all: Vec<_> = h.get_all(COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+    }
+
+    #[test]
+    fn cookies_only_gateway_cookies_removes_header() {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("__Host-oidc-gateway=x"));
+        strip_gateway_cookies(&mut h, &settings());
+        assert!(h.get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn cookies_duplicate_session_cookie_is_ignored() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("__Host-oidc-gateway=a; __Host-oidc-gateway=b"),
+        );
+        assert_eq!(request_cookie(&h, "__Host-oidc-gateway"), None);
+        h.insert(COOKIE, HeaderValue::from_static("x=1;__Host-oidc-gateway=a"));
+        assert_eq!(request_cookie(&h, "__Host-oidc-gateway"), Some("a"));
+    }
+
+    #[test]
+    fn cookies_set_cookie_has_required_attributes() {
+        let v = settings().set("__Host-oidc-gateway", "id", 60, SameSite::Lax);
+        assert_eq!(
+            v,
+            "__Host-oidc-gateway=id; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=60"
+        );
+        let plain = CookieSettings::new("oidc-gateway", false).clear("oidc-gateway");
+        assert_eq!(
+            plain,
+            "oidc-gateway=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! HTTP client for calls to the identity provider: rustls with webpki roots
+//! (plus `provider.ca_file`), a timeout on every call and a cap on response size.
+
+use crate::body::BoxError;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a call to the provider failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// Connecting or sending failed.
+    #[error("provider unreachable: {0}")]
+    Unreachable(String),
+    /// No complete response within the timeout.
+    #[error("provider call timed out")]
+    Timeout,
+    /// The response body exceeded the configured cap.
+    #[error("provider response larger than {0} bytes")]
+    TooLarge(usize),
+    /// The request could not be built.
+    #[error("bad provider request: {0}")]
+    BadRequest(String),
+}
+
+/// A complete, size-bounded response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// Body, at most the configured cap.
+    pub body: Bytes,
+}
+
+/// Client for provider calls. Cheap to clone.
+#[derive(Clone)]
+pub struct ProviderHttp {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+}
+
+impl std::fmt::Debug for ProviderHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderHttp")
+            .field("timeout", &self.timeout)
+            .field("max_body", &self.max_body)
+            .finish()
+    }
+}
+
+/// A rustls client configuration trusting the webpki roots plus, optionally,
+/// the PEM certificates in `extra_roots`.
+pub fn tls_client_config(extra_roots: Option<&Path>) -> Result<rustls::ClientConfig, BoxError> {
+    use rustls_pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_roots {
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        {
+            let cert = cert.map_err(|e| format!("bad PEM in {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("no certificate in {}", path.display()).into());
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+impl ProviderHttp {
+    /// A client with the given TLS roots, per-call timeout and body cap.
+    pub fn new(
+        extra_roots: Option<&Path>,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<Self, BoxError> {
+        let tls = tls_client_config(extra_roots)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(ProviderHttp {
+            client,
+            timeout,
+            max_body,
+        })
+    }
+
+    /// `GET url` with `Accept: application/json` and optional extra headers.
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(header::HeaderName, HeaderValue)],
+    ) -> Result<HttpResponse, HttpError> {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .header(header::ACCEPT, "application/json");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+        self.send(req).await
+    }
+
+    /// `POST url` with a form body and optional extra headers.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: String,
+        headers: &[(header::HeaderName, HeaderValue)],
+    ) -> Result<HttpResponse, HttpError> {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+        self.send(req).await
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<HttpResponse, HttpError> {
+        let max = self.max_body;
+        let call = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| HttpError::Unreachable(error_chain(&e)))?;
+            let (parts, body) = resp.into_parts();
+            if let Some(len) = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                if len > max as u64 {
+                    return Err(HttpError::TooLarge(max));
+                }
+            }
+            let body = Limited::new(body, max)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        HttpError::TooLarge(max)
+                    } else {
+                        HttpError::Unreachable(e.to_string())
+                    }
+                })?
+                .to_bytes();
+            Ok(HttpResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| HttpError::Timeout)?
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,473 @@
+//! The identity provider: discovery metadata and signing keys.
+//!
+//! Metadata comes from `issuer + /.well-known/openid-configuration`, whose
+//! `issuer` must equal the configured one exactly (OpenID Connect Discovery
+//! §4.3); explicitly configured endpoints override what discovery says. The
+//! JWKS is cached; a token with an unknown `kid` triggers at most one refetch
+//! per `jwks_min_refresh_interval`, so a flood of random kids cannot become a
+//! flood of JWKS fetches.
+
+use super::http_client::{HttpError, ProviderHttp};
+use crate::config::{check_provider_url, GatewayConfig};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use parking_lot::RwLock;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// Why provider metadata or keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The HTTP call failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The provider answered with an unexpected status.
+    #[error("{what} answered HTTP {status}")]
+    Status {
+        /// Which document.
+        what: &'static str,
+        /// The status code.
+        status: u16,
+    },
+    /// The document was not the expected JSON.
+    #[error("{what} is not valid: {reason}")]
+    Invalid {
+        /// Which document.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Discovery's `issuer` differs from the configured issuer.
+    #[error("discovery issuer {got:?} does not equal the configured issuer {expected:?}")]
+    IssuerMismatch {
+        /// Configured.
+        expected: String,
+        /// Advertised.
+        got: String,
+    },
+    /// Metadata is not loaded yet.
+    #[error("provider metadata not loaded yet")]
+    NotReady,
+}
+
+/// The provider's endpoints, from discovery and configuration.
+#[derive(Clone, Debug)]
+pub struct ProviderMetadata {
+    /// The issuer tokens must carry.
+    pub issuer: String,
+    /// Where browsers are sent to log in.
+    pub authorization_endpoint: Url,
+    /// Where codes are exchanged.
+    pub token_endpoint: Url,
+    /// Userinfo, when offered.
+    pub userinfo_endpoint: Option<Url>,
+    /// Signing keys.
+    pub jwks_uri: Url,
+    /// RP-initiated logout, when offered.
+    pub end_session_endpoint: Option<Url>,
+    /// RFC 9207: the provider sends `iss` with authorization responses.
+    pub iss_parameter_supported: bool,
+}
+
+#[derive(Deserialize)]
+struct DiscoveryDocument {
+    issuer: String,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
+    jwks_uri: Option<String>,
+    end_session_endpoint: Option<String>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
+}
+
+/// One verification key from the JWKS.
+#[derive(Clone)]
+pub struct VerificationKey {
+    kid: Option<String>,
+    family: AlgorithmFamily,
+    alg: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+impl VerificationKey {
+    /// The key itself.
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.key
+    }
+
+    fn fits(&self, alg: Algorithm) -> bool {
+        alg.family() == self.family && self.alg.is_none_or(|a| a == alg)
+    }
+}
+
+/// The provider's current signing keys.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    keys: Vec<VerificationKey>,
+    generation: u64,
+}
+
+impl KeySet {
+    /// Parses a JWKS document, keeping the signature keys it can use.
+    pub fn from_jwks_json(body: &[u8]) -> Result<KeySet, String> {
+        #[derive(Deserialize)]
+        struct Raw {
+            keys: Vec<serde_json::Value>,
+        }
+        let raw: Raw = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        if raw.keys.len() > 100 {
+            return Err("more than 100 keys".into());
+        }
+        let mut keys = Vec::new();
+        for value in raw.keys {
+            let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
+                continue;
+            };
+            if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature)
+            {
+                continue;
+            }
+            let family = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => AlgorithmFamily::Rsa,
+                AlgorithmParameters::EllipticCurve(_) => AlgorithmFamily::Ec,
+                AlgorithmParameters::OctetKeyPair(_) => AlgorithmFamily::Ed,
+                // Symmetric keys are never accepted from a JWKS.
+                _ => continue,
+            };
+            let alg = jwk
+                .common
+                .key_algorithm
+                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+            let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+                continue;
+            };
+            keys.push(VerificationKey {
+                kid: jwk.common.key_id.clone(),
+                family,
+                alg,
+                key,
+            });
+        }
+        if keys.is_empty() {
+            return Err("no usable signature key".into());
+        }
+        Ok(KeySet {
+            keys,
+            generation: 0,
+        })
+    }
+
+    /// Candidate keys for a token header: the key with that `kid`, or, when
+    /// the token names none, every key that fits the algorithm.
+    pub fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> impl Iterator<Item = &'a VerificationKey> + 'a {
+        self.keys.iter().filter(move |k| {
+            k.fits(alg)
+                && match kid {
+                    Some(kid) => k.kid.as_deref() == Some(kid),
+                    None => true,
+                }
+        })
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+struct RefreshState {
+    last_fetch: Option<Instant>,
+}
+
+/// Provider metadata and keys, shared by every request.
+pub struct Provider {
+    http: ProviderHttp,
+    configured_issuer: String,
+    overrides: Overrides,
+    metadata: RwLock<Option<Arc<ProviderMetadata>>>,
+    keys: RwLock<Arc<KeySet>>,
+    refresh: tokio::sync::Mutex<RefreshState>,
+    min_refresh: Duration,
+}
+
+#[derive(Clone, Default)]
+struct Overrides {
+    authorization_endpoint: Option<Url>,
+    token_endpoint: Option<Url>,
+    userinfo_endpoint: Option<Url>,
+    jwks_uri: Option<Url>,
+    end_session_endpoint: Option<Url>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("issuer", &self.configured_issuer)
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+impl Provider {
+    /// A provider that has loaded nothing yet; call [`Provider::load`].
+    pub fn new(config: &GatewayConfig, http: ProviderHttp) -> Self {
+        let p = &config.provider;
+        Provider {
+            http,
+            configured_issuer: p.issuer.clone().unwrap_or_default(),
+            overrides: Overrides {
+                authorization_endpoint: p.authorization_endpoint.clone(),
+                token_endpoint: p.token_endpoint.clone(),
+                userinfo_endpoint: p.userinfo_endpoint.clone(),
+                jwks_uri: p.jwks_uri.clone(),
+                end_session_endpoint: p.end_session_endpoint.clone(),
+            },
+            metadata: RwLock::new(None),
+            keys: RwLock::new(Arc::new(KeySet::default())),
+            refresh: tokio::sync::Mutex::new(RefreshState { last_fetch: None }),
+            min_refresh: p.jwks_min_refresh_interval,
+        }
+    }
+
+    /// The HTTP client used for provider calls.
+    pub fn http(&self) -> &ProviderHttp {
+        &self.http
+    }
+
+    /// The configured issuer.
+    pub fn issuer(&self) -> &str {
+        &self.configured_issuer
+    }
+
+    /// Whether metadata and keys are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.metadata.read().is_some() && !self.keys.read().is_empty()
+    }
+
+    /// The loaded metadata, if any.
+    pub fn metadata(&self) -> Option<Arc<ProviderMetadata>> {
+        self.metadata.read().clone()
+    }
+
+    /// The current keys.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.read().clone()
+    }
+
+    /// Loads discovery metadata, then the JWKS.
+    pub async fn load(&self) -> Result<(), ProviderError> {
+        let metadata = self.discover().await?;
+        let jwks_uri = metadata.jwks_uri.clone();
+        *self.metadata.write() = Some(Arc::new(metadata));
+        let mut state = self.refresh.lock().await;
+        self.fetch_keys(&jwks_uri).await?;
+        state.last_fetch = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Refetches the JWKS unless one was fetched less than
+    /// `jwks_min_refresh_interval` ago, or another caller refreshed the keys
+    /// while this one waited. Returns the current keys either way.
+    pub async fn refresh_keys(&self, seen_generation: u64) -> Arc<KeySet> {
+        let mut state = self.refresh.lock().await;
+        let current = self.keys();
+        if current.generation != seen_generation {
+            return current;
+        }
+        if state
+            .last_fetch
+            .is_some_and(|t| t.elapsed() < self.min_refresh)
+        {
+            return current;
+        }
+        let Some(meta) = self.metadata() else {
+            return current;
+        };
+        state.last_fetch = Some(Instant::now());
+        if let Err(e) = self.fetch_keys(&meta.jwks_uri).await {
+            tracing::warn!(error = %e, "jwks refresh failed");
+        }
+        self.keys()
+    }
+
+    /// Periodic refresh, ignoring the rate limit's caller accounting.
+    pub async fn refresh_keys_now(&self) -> Result<(), ProviderError> {
+        let Some(meta) = self.metadata() else {
+            return Err(ProviderError::NotReady);
+        };
+        let mut state = self.refresh.lock().await;
+        state.last_fetch = Some(Instant::now());
+        self.fetch_keys(&meta.jwks_uri).await
+    }
+
+    async fn fetch_keys(&self, jwks_uri: &Url) -> Result<(), ProviderError> {
+        let resp = self.http.get(jwks_uri.as_str(), &[]).await?;
+        if !resp.status.is_success() {
+            return Err(ProviderError::Status {
+                what: "jwks",
+                status: resp.status.as_u16(),
+            });
+        }
+        let mut set = KeySet::from_jwks_json(&resp.body).map_err(|reason| {
+            ProviderError::Invalid {
+                what: "jwks",
+                reason,
+            }
+        })?;
+        let mut keys = self.keys.write();
+        set.generation = keys.generation + 1;
+        tracing::debug!(keys = set.len(), "jwks loaded");
+        *keys = Arc::new(set);
+        Ok(())
+    }
+
+    async fn discover(&self) -> Result<ProviderMetadata, ProviderError> {
+        let o = &self.overrides;
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.configured_issuer.trim_end_matches('/')
+        );
+        let resp = self.http.get(&url, &[]).await?;
+        if !resp.status.is_success() {
+            return Err(ProviderError::Status {
+                what: "discovery",
+                status: resp.status.as_u16(),
+            });
+        }
+        let doc: DiscoveryDocument =
+            serde_json::from_slice(&resp.body).map_err(|e| ProviderError::Invalid {
+                what: "discovery",
+                reason: e.to_string(),
+            })?;
+        if doc.issuer != self.configured_issuer {
+            return Err(ProviderError::IssuerMismatch {
+                expected: self.configured_issuer.clone(),
+                got: doc.issuer,
+            });
+        }
+        let endpoint = |name: &'static str,
+                        over: &Option<Url>,
+                        found: Option<String>|
+         -> Result<Option<Url>, ProviderError> {
+            if let Some(u) = over {
+                return Ok(Some(u.clone()));
+            }
+            let Some(s) = found else { return Ok(None) };
+            let url = Url::parse(&s).map_err(|e| ProviderError::Invalid {
+                what: "discovery",
+                reason: format!("{name}: {e}"),
+            })?;
+            check_provider_url(&url).map_err(|m| ProviderError::Invalid {
+                what: "discovery",
+                reason: format!("{name}: {m}"),
+            })?;
+            Ok(Some(url))
+        };
+        let required = |name: &'static str, v: Option<Url>| {
+            v.ok_or_else(|| ProviderError::Invalid {
+                what: "discovery",
+                reason: format!("{name} missing"),
+            })
+        };
+        Ok(ProviderMetadata {
+            authorization_endpoint: required(
+                "authorization_endpoint",
+                endpoint(
+                    "authorization_endpoint",
+                    &o.authorization_endpoint,
+                    doc.authorization_endpoint,
+                )?,
+            )?,
+            token_endpoint: required(
+                "token_endpoint",
+                endpoint("token_endpoint", &o.token_endpoint, doc.token_endpoint)?,
+            )?,
+            userinfo_endpoint: endpoint(
+                "userinfo_endpoint",
+                &o.userinfo_endpoint,
+                doc.userinfo_endpoint,
+            )?,
+            jwks_uri: required(
+                "jwks_uri",
+                endpoint("jwks_uri", &o.jwks_uri, doc.jwks_uri)?,
+            )?,
+            end_session_endpoint: endpoint(
+                "end_session_endpoint",
+                &o.end_session_endpoint,
+                doc.end_session_endpoint,
+            )?,
+            iss_parameter_supported: doc.authorization_response_iss_parameter_supported,
+            issuer: doc.issuer,
+        })
+    }
+
+    /// Keeps metadata and keys loaded: retries the first load with backoff,
+    /// then refreshes the JWKS every `every`. Runs until the task is dropped.
+    pub async fn maintain(self: Arc<Self>, every: Duration) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.load().await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "provider not loaded");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        tracing::info!(issuer = %self.configured_issuer, "provider metadata and keys loaded");
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.refresh_keys_now().await {
+                tracing::warn!(error = %e, "periodic jwks refresh failed");
+            }
+        }
+    }
+
+    /// Generation of the current key set (changes on every successful fetch).
+    pub fn key_generation(&self) -> u64 {
+        self.keys.read().generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RSA_JWK: &str = r#"{"kty":"RSA","kid":"r1","use":"sig","alg":"RS256","n":"u1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0_IzW7yWR7QkrmBL7jTKEn5u-qKhbwKfBstIs-bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW_VDL5AaWTg0nLVkjRo9z-40RQzuVaE8AkAFmxZzow3x-VJYKdjykkJ0iT9wCS0DRTXu269V264Vf_3jvredZiKRkgwlL9xNAwxXFg0x_XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC-9aGVd-Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmw","e":"AQAB"}"#;
+
+    #[test]
+    fn keyset_skips_symmetric_and_encryption_keys() {
+        let json = format!(
+            r#"{{"keys":[{RSA_JWK},{{"kty":"oct","k":"c2VjcmV0","kid":"h"}},{{"kty":"RSA","use":"enc","kid":"e","n":"AQAB","e":"AQAB"}}]}}"#
+        );
+        let set = KeySet::from_jwks_json(json.as_bytes()).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.candidates(Some("r1"), Algorithm::RS256).count(), 1);
+        assert_eq!(set.candidates(Some("h"), Algorithm::RS256).count(), 0);
+        assert_eq!(set.candidates(Some("r1"), Algorithm::ES256).count(), 0);
+        // A key whose JWK names RS256 is not used for PS256.
+        assert_eq!(set.candidates(Some("r1"), Algorithm::PS256).count(), 0);
+        assert_eq!(set.candidates(None, Algorithm::RS256).count(), 1);
+    }
+
+    #[test]
+    fn keyset_without_usable_keys_is_an_error() {
+        assert!(KeySet::from_jwks_json(br#"{"keys":[]}"#).is_err());
+        assert!(KeySet::from_jwks_json(b"not json").is_err());
+        assert!(KeySet::from_jwks_json(br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! Server-side sessions: the store trait and the in-memory (moka) store.
+//!
+//! The browser holds a random 256-bit session id in the session cookie; the
+//! store is keyed by the SHA-256 of that id, so a leaked store listing does
+//! not yield usable cookies. A login always creates a fresh id.
+
+use super::identity::{Identity, PrecomputedHeaders};
+use crate::secret::Secret;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use futures_util::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Store key: SHA-256 of the session id.
+pub type SessionKey = [u8; 32];
+
+/// One browser session.
+#[derive(Debug)]
+pub struct Session {
+    /// Who is logged in.
+    pub identity: Arc<Identity>,
+    /// Identity headers, encoded once at login.
+    pub headers: PrecomputedHeaders,
+    /// Unix seconds when the session was created.
+    pub created_at: u64,
+    /// Unix seconds after which the session is over.
+    pub expires_at: u64,
+    /// The ID token, for `id_token_hint` at logout.
+    pub id_token: Option<Secret>,
+    /// The provider's session id (`sid`), for back-channel logout.
+    pub sid: Option<String>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("session store: {0}")]
+pub struct StoreError(pub String);
+
+/// Result of [`SessionStore::load`]: immediate for in-process stores, a
+/// future for remote ones.
+pub enum SessionLookup {
+    /// Known now.
+    Ready(Option<Arc<Session>>),
+    /// To be awaited.
+    Pending(BoxFuture<'static, Result<Option<Arc<Session>>, StoreError>>),
+}
+
+/// Where sessions live.
+pub trait SessionStore: Send + Sync + 'static {
+    /// The session stored under `key`, if any and not expired.
+    fn load(&self, key: &SessionKey) -> SessionLookup;
+    /// Stores `session` under `key` until its `expires_at`.
+    fn save(&self, key: SessionKey, session: Arc<Session>) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Deletes the session under `key`.
+    fn remove(&self, key: &SessionKey) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Deletes every session whose provider `sid` or subject matches.
+    fn remove_where(
+        &self,
+        sid: Option<&str>,
+        subject: Option<&str>,
+    ) -> BoxFuture<'static, Result<u64, StoreError>>;
+    /// Approximate number of sessions.
+    fn len(&self) -> u64;
+}
+
+/// In-process store on a moka cache: bounded, TTL = session lifetime.
+pub struct MemoryStore {
+    cache: moka::sync::Cache<SessionKey, Arc<Session>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.cache.entry_count())
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    /// A store keeping at most `capacity` sessions, each at most `lifetime`.
+    pub fn new(capacity: u64, lifetime: Duration) -> Self {
+        MemoryStore {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(lifetime)
+                .build(),
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn load(&self, key: &SessionKey) -> SessionLookup {
+        let found = self
+            .cache
+            .get(key)
+            .filter(|s| s.expires_at > super::token::now_secs());
+        SessionLookup::Ready(found)
+    }
+
+    fn save(&self, key: SessionKey, session: Arc<Session>) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.cache.insert(key, session);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn remove(&self, key: &SessionKey) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.cache.invalidate(key);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn remove_where(
+        &self,
+        sid: Option<&str>,
+        subject: Option<&str>,
+    ) -> BoxFuture<'static, Result<u64, StoreError>> {
+        let mut removed = 0;
+        for (key, session) in self.cache.iter() {
+            let by_sid = sid.is_some() && session.sid.as_deref() == sid;
+            let by_sub = sid.is_none() && subject == Some(session.identity.subject.as_str());
+            if by_sid || by_sub {
+                self.cache.invalidate(&*key);
+                removed += 1;
+            }
+        }
+        Box::pin(async move { Ok(removed) })
+    }
+
+    fn len(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+}
+
+/// A new random session id (the cookie value) and its store key.
+pub fn new_session_id() -> (String, SessionKey) {
+    let mut raw = [0u8; 32];
+    fill_random(&mut raw);
+    let id = URL_SAFE_NO_PAD.encode(raw);
+    (id, key_of_raw(&raw))
+}
+
+/// The store key for a cookie value, if it has the shape of a session id.
+pub fn key_for_cookie(value: &str) -> Option<SessionKey> {
+    if value.len() != 43 {
+        return None;
+    }
+    let mut raw = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(value.as_bytes(), &mut raw) {
+        Ok(32) => Some(key_of_raw(&raw)),
+        _ => None,
+    }
+}
+
+fn key_of_raw(raw: &[u8; 32]) -> SessionKey {
+    Sha256::digest(raw).into()
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub fn fill_random(buf: &mut [u8]) {
+    use rand::TryRngCore;
+    if rand::rngs::OsRng.try_fill_bytes(buf).is_err() {
+        // The OS RNG failing is unrecoverable: never hand out weak ids.
+        std::process::abort();
+    }
+}
+
+/// A random URL-safe token of 32 bytes (43 characters).
+pub fn random_token() -> String {
+    let mut raw = [0u8; 32];
+    fill_random(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::identity::IdentitySource;
+
+    fn session(sub: &str, sid: Option<&str>, expires_at: u64) -> Arc<Session> {
+        Arc::new(Session {
+            identity: Arc::new(Identity {
+                subject: sub.into(),
+                email: None,
+                email_verified: None,
+                preferred_username: None,
+                groups: vec![],
+                name: None,
+                issuer: "https://idp".into(),
+                expires_at: None,
+                source: IdentitySource::Session,
+            }),
+            headers: PrecomputedHeaders::default(),
+            created_at: 0,
+            expires_at,
+            id_token: None,
+            sid: sid.map(String::from),
+        })
+    }
+
+    fn ready(l: SessionLookup) -> Option<Arc<Session>> {
+        match l {
+            SessionLookup::Ready(s) => s,
+            SessionLookup::Pending(_) => panic!("memory store is never pending"),
+        }
+    }
+
+    #[test]
+    fn session_id_is_random_and_keyed_by_hash() {
+        let (a, ka) = new_session_id();
+        let (b, kb) = new_session_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(key_for_cookie(&a), Some(ka));
+        assert_eq!(key_for_cookie(&b), Some(kb));
+        assert_eq!(key_for_cookie("short"), None);
+        assert_eq!(key_for_cookie(&"!".repeat(43)), None);
+    }
+
+    #[tokio::test]
+    async fn memory_store_saves_loads_and_removes() {
+        let store = MemoryStore::new(100, Duration::from_secs(60));
+        let (_, key) = new_session_id();
+        let far = super::super::token::now_secs() + 3600;
+        store.save(key, session("alice", Some("s1"), far)).await.unwrap();
+        assert_eq!(ready(store.load(&key)).unwrap().identity.subject, "alice");
+        store.remove(&key).await.unwrap();
+        assert!(ready(store.load(&key)).is_none());
+    }
+
+    #[tokio::test]
+    async fn memory_store_expired_session_is_not_returned() {
+        let store = MemoryStore::new(100, Duration::from_secs(60));
+        let (_, key) = new_session_id();
+        store.save(key, session("alice", None, 1)).await.unwrap();
+        assert!(ready(store.load(&key)).is_none());
+    }
+
+    #[tokio::test]
+    async fn memory_store_remove_where_matches_sid_or_subject() {
+        let store = MemoryStore::new(100, Duration::from_secs(60));
+        let far = super::super::token::now_secs() + 3600;
+        let (_, k1) = new_session_id();
+        let (_, k2) = new_session_id();
+        let (_, k3) = new_session_id();
+        store.save(k1, session("alice", Some("s1"), far)).await.unwrap();
+        store.save(k2, session("alice", Some("s2"), far)).await.unwrap();
+        store.save(k3, session("bob", Some("s3"), far)).await.unwrap();
+        assert_eq!(store.remove_where(Some("s1"), None).await.unwrap(), 1);
+        assert!(ready(store.load(&k1)).is_none());
+        assert!(ready(store.load(&k2)).is_some());
+        assert_eq!(store.remove_where(None, Some("alice")).await.unwrap(), 1);
+        assert!(ready(store.load(&k2)).is_none());
+        assert!(ready(store.load(&k3)).is_some());
+    }
+}

@@ -1,0 +1,325 @@
+//! Verification of ID tokens and bearer access tokens.
+//!
+//! The algorithm comes from the configured allow-list, never from the token:
+//! the token's `alg` must be in the list and must fit the key's type, so
+//! `alg: none` and HMAC with a public key as secret are refused. Signature
+//! keys only come from the provider's JWKS (`jku`, `x5u` and embedded `jwk`
+//! headers are ignored).
+
+use super::identity::{Identity, IdentitySource};
+use super::provider::Provider;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// Longest token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Why a token was refused. Messages never contain the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not a compact JWS, or its parts do not decode.
+    Malformed,
+    /// Longer than [`MAX_TOKEN_BYTES`].
+    TooLarge,
+    /// `alg` is not in the configured allow-list.
+    AlgorithmNotAllowed,
+    /// No key in the JWKS fits the `kid` and `alg`.
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `iat` is missing or in the future.
+    BadIssuedAt,
+    /// `iss` is not the provider's issuer.
+    WrongIssuer,
+    /// `aud` does not contain an accepted audience.
+    WrongAudience,
+    /// `azp` is missing (several audiences) or not the client id.
+    WrongAuthorizedParty,
+    /// `nonce` does not match the login attempt.
+    WrongNonce,
+    /// A required claim is missing (`sub`, `exp`, `iss`, `aud`).
+    MissingClaim(&'static str),
+    /// The provider's keys are not loaded.
+    ProviderNotReady,
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            TokenError::Malformed => "token is malformed",
+            TokenError::TooLarge => "token is too large",
+            TokenError::AlgorithmNotAllowed => "token algorithm is not allowed",
+            TokenError::UnknownKey => "token signing key is unknown",
+            TokenError::BadSignature => "token signature is invalid",
+            TokenError::Expired => "token has expired",
+            TokenError::NotYetValid => "token is not valid yet",
+            TokenError::BadIssuedAt => "token iat is missing or in the future",
+            TokenError::WrongIssuer => "token issuer is wrong",
+            TokenError::WrongAudience => "token audience is wrong",
+            TokenError::WrongAuthorizedParty => "token azp is wrong",
+            TokenError::WrongNonce => "token nonce does not match",
+            TokenError::MissingClaim(c) => return write!(f, "token claim {c} is missing"),
+            TokenError::ProviderNotReady => "provider keys are not loaded",
+        };
+        f.write_str(s)
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn as_slice(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BoolOrString {
+    Bool(bool),
+    String(String),
+}
+
+/// The claims the gateway reads.
+#[derive(Deserialize)]
+struct Claims {
+    iss: String,
+    sub: Option<String>,
+    aud: Option<OneOrMany>,
+    exp: Option<u64>,
+    iat: Option<serde_json::Number>,
+    nonce: Option<String>,
+    azp: Option<String>,
+    email: Option<String>,
+    email_verified: Option<BoolOrString>,
+    preferred_username: Option<String>,
+    name: Option<String>,
+    groups: Option<OneOrMany>,
+    sid: Option<String>,
+}
+
+/// What else a verified ID token says, beyond the identity.
+#[derive(Clone, Debug)]
+pub struct IdTokenInfo {
+    /// `sid`, for back-channel logout.
+    pub sid: Option<String>,
+    /// `exp`.
+    pub expires_at: u64,
+}
+
+/// Verifies tokens against the provider's keys.
+pub struct TokenVerifier {
+    provider: Arc<Provider>,
+    client_id: String,
+    skew: u64,
+    id_validations: Vec<(Algorithm, Validation)>,
+    bearer_validations: Vec<(Algorithm, Validation)>,
+}
+
+impl fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    /// A verifier for `algorithms` (names from the configuration), checking
+    /// ID tokens against `client_id` and bearer tokens against `bearer_audiences`.
+    pub fn new(
+        provider: Arc<Provider>,
+        algorithms: &[String],
+        client_id: &str,
+        bearer_audiences: &[String],
+        skew_secs: u64,
+    ) -> Result<Self, String> {
+        let issuer = provider.issuer().to_string();
+        let build = |alg: Algorithm, auds: &[String]| {
+            let mut v = Validation::new(alg);
+            v.leeway = skew_secs;
+            v.validate_exp = true;
+            v.validate_nbf = true;
+            v.validate_aud = true;
+            v.set_issuer(&[issuer.as_str()]);
+            v.set_audience(auds);
+            v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            v
+        };
+        let mut id_validations = Vec::new();
+        let mut bearer_validations = Vec::new();
+        for name in algorithms {
+            let alg: Algorithm = name
+                .parse()
+                .map_err(|_| format!("unknown algorithm {name}"))?;
+            if alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
+                return Err(format!("{name} is not accepted"));
+            }
+            id_validations.push((alg, build(alg, &[client_id.to_string()])));
+            bearer_validations.push((alg, build(alg, bearer_audiences)));
+        }
+        Ok(TokenVerifier {
+            provider,
+            client_id: client_id.to_string(),
+            skew: skew_secs,
+            id_validations,
+            bearer_validations,
+        })
+    }
+
+    /// Verifies an ID token from the code exchange (OpenID Connect Core
+    /// §3.1.3.7): signature, `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`, `sub`.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        expected_nonce: &str,
+    ) -> Result<(Identity, IdTokenInfo), TokenError> {
+        let claims = self.verify(token, &self.id_validations).await?;
+        let now = now_secs();
+        let iat = claims
+            .iat
+            .as_ref()
+            .and_then(|n| n.as_f64())
+            .ok_or(TokenError::BadIssuedAt)?;
+        if iat > (now + self.skew) as f64 {
+            return Err(TokenError::BadIssuedAt);
+        }
+        let nonce = claims.nonce.as_deref().ok_or(TokenError::WrongNonce)?;
+        if !crate::secret::constant_time_eq(nonce.as_bytes(), expected_nonce.as_bytes()) {
+            return Err(TokenError::WrongNonce);
+        }
+        let auds = claims.aud.as_ref().map(OneOrMany::as_slice).unwrap_or(&[]);
+        match claims.azp.as_deref() {
+            Some(azp) if azp != self.client_id => return Err(TokenError::WrongAuthorizedParty),
+            None if auds.len() > 1 => return Err(TokenError::WrongAuthorizedParty),
+            _ => {}
+        }
+        if !auds.iter().any(|a| *a == self.client_id) {
+            return Err(TokenError::WrongAudience);
+        }
+        let info = IdTokenInfo {
+            sid: claims.sid.clone(),
+            expires_at: claims.exp.unwrap_or(0),
+        };
+        Ok((identity_from(claims, IdentitySource::Session)?, info))
+    }
+
+    /// Verifies a bearer access token: signature, `iss`, `aud` among the
+    /// accepted audiences, `exp`, `nbf`, `sub`.
+    pub async fn verify_access_token(&self, token: &str) -> Result<Identity, TokenError> {
+        let claims = self.verify(token, &self.bearer_validations).await?;
+        identity_from(claims, IdentitySource::Bearer)
+    }
+
+    async fn verify(
+        &self,
+        token: &str,
+        validations: &[(Algorithm, Validation)],
+    ) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let validation = validations
+            .iter()
+            .find(|(a, _)| *a == header.alg)
+            .map(|(_, v)| v)
+            .ok_or(TokenError::AlgorithmNotAllowed)?;
+        if !self.provider.is_ready() {
+            return Err(TokenError::ProviderNotReady);
+        }
+        let kid = header.kid.as_deref();
+        let mut keys = self.provider.keys();
+        if keys.candidates(kid, header.alg).next().is_none() {
+            let generation = self.provider.key_generation();
+            keys = self.provider.refresh_keys(generation).await;
+        }
+        let mut last = TokenError::UnknownKey;
+        // Without a kid, try the (few) keys that fit the algorithm.
+        for key in keys.candidates(kid, header.alg).take(5) {
+            match jsonwebtoken::decode::<Claims>(token, key.decoding_key(), validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => {
+                    last = map_error(e.kind());
+                    if last != TokenError::BadSignature {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn map_error(kind: &ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::InvalidAlgorithm => TokenError::AlgorithmNotAllowed,
+        ErrorKind::MissingRequiredClaim(c) => TokenError::MissingClaim(match c.as_str() {
+            "exp" => "exp",
+            "iss" => "iss",
+            "aud" => "aud",
+            "sub" => "sub",
+            _ => "unknown",
+        }),
+        _ => TokenError::Malformed,
+    }
+}
+
+fn identity_from(claims: Claims, source: IdentitySource) -> Result<Identity, TokenError> {
+    let subject = claims
+        .sub
+        .filter(|s| !s.is_empty())
+        .ok_or(TokenError::MissingClaim("sub"))?;
+    let email_verified = match claims.email_verified {
+        Some(BoolOrString::Bool(b)) => Some(b),
+        Some(BoolOrString::String(s)) => Some(s.eq_ignore_ascii_case("true")),
+        None => None,
+    };
+    let groups = match claims.groups {
+        Some(OneOrMany::One(g)) => vec![g],
+        Some(OneOrMany::Many(v)) => v.into_iter().take(256).collect(),
+        None => Vec::new(),
+    };
+    Ok(Identity {
+        subject,
+        email: claims.email.filter(|e| !e.is_empty()),
+        email_verified,
+        preferred_username: claims.preferred_username.filter(|e| !e.is_empty()),
+        groups,
+        name: claims.name,
+        issuer: claims.iss,
+        expires_at: claims.exp,
+        source,
+    })
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
