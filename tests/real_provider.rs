@@ -452,11 +452,11 @@ async fn verify_jwt(op: &NodeProvider, token: &str, aud: &str) -> (jsonwebtoken:
 /// refresh with offline_access. Needs no gateway.
 #[tokio::test]
 async fn oidc_provider_harness_issues_tokens() {
+    let rp = LogoutRecorder::spawn().await;
     let op = NodeProvider::start(ProviderOptions {
         redirect_uris: vec![HARNESS_REDIRECT.into()],
-        // Nothing listens there; registering it makes ID tokens carry `sid`.
-        backchannel_logout_uri: Some("http://127.0.0.1:9/harness/backchannel".into()),
-        ..Default::default()
+        post_logout_origin: Some(rp.origin()),
+        backchannel_logout_uri: Some(format!("{}/backchannel", rp.origin())),
     })
     .await;
 
@@ -544,6 +544,7 @@ async fn oidc_provider_harness_issues_tokens() {
     // A second login in the same browser session is SSO: no login form.
     // (RP-initiated logout then brings the login form back.)
     let (client, _jar) = browser(None);
+    let verifier = "v".repeat(43);
     let start = |nonce: &str| {
         let mut u = Url::parse(meta["authorization_endpoint"].as_str().unwrap()).unwrap();
         u.query_pairs_mut()
@@ -552,21 +553,125 @@ async fn oidc_provider_harness_issues_tokens() {
             .append_pair("redirect_uri", HARNESS_REDIRECT)
             .append_pair("scope", "openid")
             .append_pair("nonce", nonce)
-            .append_pair("code_challenge", &b64url(&sha2::Sha256::digest(b"v")))
+            .append_pair(
+                "code_challenge",
+                &b64url(&sha2::Sha256::digest(verifier.as_bytes())),
+            )
             .append_pair("code_challenge_method", "S256");
         u
     };
     let (_, walk) = walk_provider(&client, &op.issuer, start("n1"), "bob").await;
     assert_eq!(walk.logins, 1);
-    let (_, walk) = walk_provider(&client, &op.issuer, start("n2"), "bob").await;
+    let (exit, walk) = walk_provider(&client, &op.issuer, start("n2"), "bob").await;
     assert_eq!(walk.logins, 0, "SSO expected: {walk:?}");
+    let Exit::Redirect(back) = exit else {
+        panic!("{exit:?}")
+    };
+    let code = query_map(&back)["code"].clone();
+    let resp = api_client(None)
+        .post(meta["token_endpoint"].as_str().unwrap())
+        .basic_auth(CLIENT_ID, Some(&op.client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", HARNESS_REDIRECT),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let bob: Value = resp.json().await.unwrap();
+    let (_, bob_id) = verify_jwt(&op, bob["id_token"].as_str().unwrap(), CLIENT_ID).await;
+
+    // RP-initiated logout, as the gateway does it: id_token_hint and a
+    // post_logout_redirect_uri anywhere on the RP's origin.
     let mut end = Url::parse(meta["end_session_endpoint"].as_str().unwrap()).unwrap();
-    end.query_pairs_mut().append_pair("client_id", CLIENT_ID);
+    let after = format!("{}/signed-out?x=1", rp.origin());
+    end.query_pairs_mut()
+        .append_pair("id_token_hint", bob["id_token"].as_str().unwrap())
+        .append_pair("post_logout_redirect_uri", &after)
+        .append_pair("state", "st");
     let (exit, walk) = walk_provider(&client, &op.issuer, end, "bob").await;
     assert_eq!(walk.logouts, 1, "{exit:?}");
-    assert!(matches!(exit, Exit::Page(..)), "{exit:?}");
+    let Exit::Redirect(back) = exit else {
+        panic!("{exit:?}")
+    };
+    assert_eq!(back.as_str(), format!("{after}&state=st"));
+
+    // Back-channel logout reached the RP: a logout_token for bob's session.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logout_token = loop {
+        if let Some(body) = rp.backchannel.lock().unwrap().first() {
+            let form: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect();
+            break form["logout_token"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no back-channel logout\n{}",
+            op.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (_, lt) = verify_jwt(&op, &logout_token, CLIENT_ID).await;
+    assert_eq!(lt["sub"], "bob");
+    assert_eq!(lt["sid"], bob_id["sid"]);
+    assert!(
+        lt["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object(),
+        "{lt}"
+    );
+
     let (_, walk) = walk_provider(&client, &op.issuer, start("n3"), "bob").await;
     assert_eq!(walk.logins, 1, "login form again after logout: {walk:?}");
+}
+
+/// A stand-in RP origin for the harness: records back-channel logout POSTs
+/// at `/backchannel`, answers 200 elsewhere.
+struct LogoutRecorder {
+    addr: std::net::SocketAddr,
+    backchannel: std::sync::Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LogoutRecorder {
+    async fn spawn() -> Self {
+        let backchannel = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let store = backchannel.clone();
+        let app = axum::Router::new()
+            .route(
+                "/backchannel",
+                axum::routing::post(move |body: String| {
+                    let store = store.clone();
+                    async move {
+                        store.lock().unwrap().push(body);
+                        ""
+                    }
+                }),
+            )
+            .fallback(|| async { "ok" });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            backchannel,
+            task,
+        }
+    }
+
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for LogoutRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 // ===== the gateway in front of an echo upstream =====

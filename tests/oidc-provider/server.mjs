@@ -119,6 +119,12 @@ const configuration = {
     profile: ['name', 'preferred_username', 'groups'],
   },
   conformIdTokenClaims: false,
+  // oidc-provider refuses outgoing requests (back-channel logout) to
+  // special-use addresses such as loopback (SSRF protection); the RPs under
+  // test live on 127.0.0.1, so send them without that dispatcher.
+  fetch(url, { dispatcher, ...options }) {
+    return globalThis.fetch(url, options);
+  },
   pkce: { required: () => true },
   async findAccount(ctx, id) {
     return {
