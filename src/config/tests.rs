@@ -1,0 +1,156 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://app.example.com"
+
+[upstream]
+url = "http://127.0.0.1:8080"
+
+[provider]
+issuer = "https://idp.example.com"
+client_id = "gateway"
+client_secret = "${SECRET}"
+
+[session]
+secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn problems(text: &str, e: &HashMap<String, String>) -> Vec<String> {
+    match GatewayConfig::from_toml_str(text, e) {
+        Ok(_) => vec![],
+        Err(err) => err.problems().iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn config_minimal_loads_with_defaults() {
+    let c = GatewayConfig::from_toml_str(MINIMAL, &env(&[("SECRET", "s3cr3t")])).unwrap();
+    assert_eq!(c.provider.client_secret.as_ref().unwrap().expose(), "s3cr3t");
+    assert_eq!(c.session.lifetime, Duration::from_secs(8 * 3600));
+    assert_eq!(c.provider.scopes, ["openid", "email", "profile"]);
+    assert_eq!(c.bearer_audiences(), ["gateway"]);
+    assert_eq!(c.session_cookie_name(), "__Host-oidc-gateway");
+    assert_eq!(c.redirect_uri(), "https://app.example.com/oauth2/callback");
+    assert!(c.bearer.enabled);
+    assert_eq!(c.headers.user, "X-Auth-Request-User");
+}
+
+#[test]
+fn config_missing_env_var_is_reported_with_key() {
+    let p = problems(MINIMAL, &env(&[]));
+    assert_eq!(
+        p,
+        ["provider.client_secret: environment variable SECRET is not set"]
+    );
+}
+
+#[test]
+fn config_unknown_key_is_rejected() {
+    let text = MINIMAL.replace("[upstream]", "[upstream]\nbogus = 1");
+    let p = problems(&text, &env(&[("SECRET", "x")]));
+    assert_eq!(p.len(), 1);
+    assert!(p[0].contains("bogus"), "{p:?}");
+}
+
+#[test]
+fn config_http_issuer_only_on_loopback() {
+    let e = env(&[("SECRET", "x")]);
+    let text = MINIMAL.replace("https://idp.example.com", "http://idp.example.com");
+    assert!(problems(&text, &e)
+        .iter()
+        .any(|p| p.starts_with("provider.issuer: must be https://")));
+    for ok in ["http://127.0.0.1:9000", "http://localhost:9000", "http://[::1]:9000"] {
+        let text = MINIMAL.replace("https://idp.example.com", ok);
+        assert_eq!(problems(&text, &e), Vec::<String>::new(), "{ok}");
+    }
+}
+
+#[test]
+fn config_reports_every_problem_without_secrets() {
+    let text = MINIMAL
+        .replace(
+            "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+            "c2hvcnQ=",
+        )
+        .replace("[upstream]", "[[route]]\npath = \"nope\"\n\n[upstream]");
+    let p = problems(&text, &env(&[("SECRET", "topsecretvalue")]));
+    assert!(p.iter().any(|p| p.starts_with("session.secret:")), "{p:?}");
+    assert!(p.iter().any(|p| p.starts_with("route[0].path:")), "{p:?}");
+    assert!(!p.join("\n").contains("topsecretvalue"));
+    assert!(!p.join("\n").contains("c2hvcnQ"));
+}
+
+#[test]
+fn config_file_key_reads_and_trims_file() {
+    let dir = std::env::temp_dir().join(format!("ogw-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("secret");
+    std::fs::write(&path, "from-file\n").unwrap();
+    let text = MINIMAL.replace(
+        "client_secret = \"${SECRET}\"",
+        &format!("client_secret_file = \"{}\"", path.display()),
+    );
+    let c = GatewayConfig::from_toml_str(&text, &env(&[])).unwrap();
+    assert_eq!(c.provider.client_secret.unwrap().expose(), "from-file");
+    let both = MINIMAL.replace(
+        "client_secret = \"${SECRET}\"",
+        &format!(
+            "client_secret = \"x\"\nclient_secret_file = \"{}\"",
+            path.display()
+        ),
+    );
+    assert!(problems(&both, &env(&[]))[0].contains("not both"));
+}
+
+#[test]
+fn config_durations_are_strings() {
+    let e = env(&[("SECRET", "x")]);
+    let text = MINIMAL.replace(
+        "[session]",
+        "[session]\nlifetime = \"15m\"\nlogin_timeout = \"30s\"",
+    );
+    let c = GatewayConfig::from_toml_str(&text, &e).unwrap();
+    assert_eq!(c.session.lifetime, Duration::from_secs(900));
+    let bad = MINIMAL.replace("[session]", "[session]\nlifetime = \"soon\"");
+    assert!(problems(&bad, &e)[0].contains("not a duration"));
+}
+
+#[test]
+fn config_debug_never_shows_secrets() {
+    let c = GatewayConfig::from_toml_str(MINIMAL, &env(&[("SECRET", "s3cr3t-value")])).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("s3cr3t-value"));
+    assert!(!dbg.contains("MDEyMzQ1"));
+}
+
+#[test]
+fn config_expand_vars_handles_dollar_escapes() {
+    let e = env(&[("A", "x")]);
+    assert_eq!(expand_vars("a${A}b$$c$d", &e).unwrap(), "axb$c$d");
+    assert!(expand_vars("${A", &e).is_err());
+    assert!(expand_vars("${A-B}", &e).is_err());
+}
+
+#[test]
+fn config_sample_gateway_toml_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let e = env(&[
+        ("GATEWAY_CLIENT_SECRET", "example-secret"),
+        (
+            "GATEWAY_SESSION_SECRET",
+            "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+        ),
+    ]);
+    let c = GatewayConfig::from_toml_str(&text, &e).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.routes.len(), 2);
+}
