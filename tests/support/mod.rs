@@ -224,6 +224,14 @@ pub fn set_cookies<'a>(resp: &'a reqwest::Response, name: &str) -> Vec<(String, 
 
 // ===== the gateway binary =====
 
+/// The binary under test: `OIDC_GATEWAY_BIN` when set (e.g. a release
+/// build), else the one cargo built for this test run.
+pub fn gateway_bin() -> PathBuf {
+    std::env::var_os("OIDC_GATEWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_oidc-gateway")))
+}
+
 /// A running `oidc-gateway` process, started from a TOML config written to a
 /// temp dir; killed on drop (its logs are printed when a test panics).
 pub struct GatewayProcess {
@@ -243,7 +251,7 @@ impl GatewayProcess {
         std::fs::write(&config, config_toml).expect("write gateway.toml");
         let stdout = std::fs::File::create(dir.path().join("gateway.stdout")).expect("log file");
         let stderr = std::fs::File::create(dir.path().join("gateway.stderr")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_oidc-gateway"))
+        let child = Command::new(gateway_bin())
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
