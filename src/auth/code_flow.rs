@@ -1,0 +1,228 @@
+//! The token endpoint: exchanging an authorization code (and, later,
+//! refresh tokens) with client authentication.
+
+use super::http_client::{HttpError, ProviderHttp};
+use crate::config::ClientAuth;
+use crate::secret::Secret;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::{header, HeaderValue};
+use serde::Deserialize;
+
+/// The client's credentials at the token endpoint.
+#[derive(Clone, Debug)]
+pub struct ClientCredentials {
+    /// `client_id`.
+    pub client_id: String,
+    /// `client_secret`.
+    pub client_secret: Secret,
+    /// How they are sent.
+    pub method: ClientAuth,
+}
+
+impl ClientCredentials {
+    /// `Authorization: Basic` per RFC 6749 §2.3.1: id and secret are each
+    /// form-urlencoded before being joined with `:` and base64-encoded.
+    pub fn basic_header(&self) -> HeaderValue {
+        let id: String = form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
+        let secret: String =
+            form_urlencoded::byte_serialize(self.client_secret.expose().as_bytes()).collect();
+        let encoded = STANDARD.encode(format!("{id}:{secret}"));
+        let mut v = HeaderValue::from_str(&format!("Basic {encoded}"))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        v.set_sensitive(true);
+        v
+    }
+
+    fn apply(
+        &self,
+        form: &mut form_urlencoded::Serializer<'_, String>,
+        headers: &mut Vec<(header::HeaderName, HeaderValue)>,
+    ) {
+        match self.method {
+            ClientAuth::ClientSecretPost => {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_secret", self.client_secret.expose());
+            }
+            _ => headers.push((header::AUTHORIZATION, self.basic_header())),
+        }
+    }
+}
+
+/// A successful token response. `Debug` never shows the tokens.
+#[derive(Clone)]
+pub struct TokenResponse {
+    /// `access_token`.
+    pub access_token: Secret,
+    /// `id_token`, if any.
+    pub id_token: Option<String>,
+    /// `refresh_token`, if any.
+    pub refresh_token: Option<Secret>,
+    /// `expires_in`, seconds.
+    pub expires_in: Option<u64>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the code exchange failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExchangeError {
+    /// The provider could not be reached, timed out or sent too much.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The provider refused (OAuth error response).
+    #[error("token endpoint refused the request: HTTP {status}, error {error:?}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The OAuth `error` code (sanitized).
+        error: String,
+    },
+    /// The response is not a valid token response.
+    #[error("token response is invalid: {0}")]
+    Malformed(&'static str),
+}
+
+#[derive(Deserialize)]
+struct RawTokenResponse {
+    access_token: Option<String>,
+    token_type: Option<String>,
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+    expires_in: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    error: Option<String>,
+}
+
+/// Keeps only `[A-Za-z0-9_.-]`, at most 64 characters: safe to log and show.
+pub fn sanitize_code(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .take(64)
+        .collect()
+}
+
+/// Exchanges `code` at `token_endpoint` (RFC 6749 §4.1.3 with PKCE).
+pub async fn exchange_code(
+    http: &ProviderHttp,
+    token_endpoint: &str,
+    credentials: &ClientCredentials,
+    code: &str,
+    redirect_uri: &str,
+    code_verifier: &str,
+) -> Result<TokenResponse, ExchangeError> {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "authorization_code")
+        .append_pair("code", code)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_verifier", code_verifier);
+    let mut headers = Vec::new();
+    credentials.apply(&mut form, &mut headers);
+    let resp = http
+        .post_form(token_endpoint, form.finish(), &headers)
+        .await?;
+    if !resp.status.is_success() {
+        let error = serde_json::from_slice::<RawError>(&resp.body)
+            .ok()
+            .and_then(|e| e.error)
+            .map(|e| sanitize_code(&e))
+            .unwrap_or_default();
+        return Err(ExchangeError::Refused {
+            status: resp.status.as_u16(),
+            error,
+        });
+    }
+    parse_token_response(&resp.body)
+}
+
+/// Parses a successful token response strictly: `access_token` and a
+/// `Bearer` `token_type` are required.
+pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, ExchangeError> {
+    let raw: RawTokenResponse =
+        serde_json::from_slice(body).map_err(|_| ExchangeError::Malformed("not a JSON object"))?;
+    let access_token = raw
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or(ExchangeError::Malformed("access_token missing"))?;
+    match raw.token_type {
+        Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(_) => return Err(ExchangeError::Malformed("token_type is not Bearer")),
+        None => return Err(ExchangeError::Malformed("token_type missing")),
+    }
+    let expires_in = match raw.expires_in {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
+    };
+    Ok(TokenResponse {
+        access_token: Secret::new(access_token),
+        id_token: raw.id_token.filter(|t| !t.is_empty()),
+        refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+        expires_in,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_header_form_encodes_id_and_secret() {
+        let c = ClientCredentials {
+            client_id: "my client".into(),
+            client_secret: Secret::new("p@ss:w/rd+%"),
+            method: ClientAuth::ClientSecretBasic,
+        };
+        let v = c.basic_header();
+        let b64 = v.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = String::from_utf8(STANDARD.decode(b64).unwrap()).unwrap();
+        assert_eq!(decoded, "my+client:p%40ss%3Aw%2Frd%2B%25");
+        assert!(v.is_sensitive());
+    }
+
+    #[test]
+    fn token_response_requires_access_token_and_bearer_type() {
+        assert!(parse_token_response(br#"{"access_token":"a","token_type":"bearer","id_token":"x.y.z","expires_in":"60"}"#).is_ok());
+        assert!(matches!(
+            parse_token_response(br#"{"token_type":"Bearer"}"#),
+            Err(ExchangeError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_token_response(br#"{"access_token":"a","token_type":"mac"}"#),
+            Err(ExchangeError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_token_response(b"<html>"),
+            Err(ExchangeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn token_response_debug_redacts_tokens() {
+        let t = parse_token_response(
+            br#"{"access_token":"AT-secret","token_type":"Bearer","id_token":"ID-secret","refresh_token":"RT-secret"}"#,
+        )
+        .unwrap();
+        let d = format!("{t:?}");
+        assert!(!d.contains("secret"), "{d}");
+    }
+
+    #[test]
+    fn sanitize_code_drops_markup_and_bounds_length() {
+        assert_eq!(sanitize_code("invalid_grant"), "invalid_grant");
+        assert_eq!(sanitize_code("<script>x"), "scriptx");
+        assert_eq!(sanitize_code(&"a".repeat(100)).len(), 64);
+    }
+}

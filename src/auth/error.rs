@@ -1,0 +1,96 @@
+//! Responses the gateway produces itself: error pages, JSON errors, redirects.
+
+use crate::body::{full, ResponseBody};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+/// A small HTML page: `title` and `message` are escaped.
+pub fn html_page(status: StatusCode, title: &str, message: &str) -> Response<ResponseBody> {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body><h1>{t}</h1><p>{m}</p></body></html>\n",
+        t = escape_html(title),
+        m = escape_html(message)
+    );
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'"),
+    );
+    resp
+}
+
+/// `{"error": error}` with `status`.
+pub fn json_error(status: StatusCode, error: &str) -> Response<ResponseBody> {
+    let body = serde_json::json!({ "error": error }).to_string();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// 401 with `WWW-Authenticate: Bearer` (RFC 6750 §3), naming
+/// `error="invalid_token"` when a presented token was refused.
+pub fn unauthorized(invalid_token: bool) -> Response<ResponseBody> {
+    let (error, challenge) = if invalid_token {
+        ("invalid_token", "Bearer error=\"invalid_token\"")
+    } else {
+        ("unauthorized", "Bearer")
+    };
+    let mut resp = json_error(StatusCode::UNAUTHORIZED, error);
+    resp.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    resp
+}
+
+/// 302 to `location` (already a valid URL or local path).
+pub fn redirect(location: &str) -> Response<ResponseBody> {
+    let mut resp = Response::new(crate::body::empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    let loc = HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/"));
+    resp.headers_mut().insert(LOCATION, loc);
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Escapes `<>&"'` for HTML text and attributes.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unauthorized_names_invalid_token_only_when_one_was_refused() {
+        let r = unauthorized(true);
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+        assert_eq!(unauthorized(false).headers()[WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[test]
+    fn html_page_escapes_text() {
+        assert_eq!(escape_html("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
+    }
+}
