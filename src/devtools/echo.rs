@@ -197,6 +197,7 @@ fn html_page(headers: &HeaderMap, echo: &Value) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic")]
 mod tests {
     use super::*;
     use bytes::Bytes;

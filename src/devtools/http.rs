@@ -257,6 +257,7 @@ pub(crate) fn random_token(bytes: usize) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic")]
 mod tests {
     use super::*;
 

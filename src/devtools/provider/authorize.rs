@@ -42,7 +42,7 @@ pub(crate) async fn authorize(shared: &Shared, req: Request<Incoming>) -> Resp {
 
     let request = match validate(shared, &params) {
         Ok(request) => request,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
 
     let prompt_none =
@@ -84,17 +84,18 @@ fn is_form(req: &Request<Incoming>) -> bool {
 
 /// Validates the request; errors are either a page (bad client or redirect
 /// URI) or an error redirect.
-fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthRequest, Resp> {
+fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthRequest, Box<Resp>> {
     let get = |name: &str| {
-        h::single(params, name).map_err(|()| error_page(&format!("parameter {name} is repeated")))
+        h::single(params, name)
+            .map_err(|()| Box::new(error_page(&format!("parameter {name} is repeated"))))
     };
     match get("client_id")? {
         Some(id) if id == shared.client_id => {}
-        Some(_) => return Err(error_page("unknown client_id")),
-        None => return Err(error_page("client_id is required")),
+        Some(_) => return Err(bpage("unknown client_id")),
+        None => return Err(bpage("client_id is required")),
     }
     let Some(redirect_uri) = get("redirect_uri")? else {
-        return Err(error_page("redirect_uri is required"));
+        return Err(bpage("redirect_uri is required"));
     };
     let redirect_ok = match url::Url::parse(redirect_uri) {
         Ok(url) => {
@@ -106,7 +107,7 @@ fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthRequest,
         Err(_) => false,
     };
     if !redirect_ok {
-        return Err(error_page("redirect_uri is not registered"));
+        return Err(bpage("redirect_uri is not registered"));
     }
     // Every other parameter can be reported back to the client.
     let state = get("state")?.map(str::to_owned);
@@ -114,25 +115,25 @@ fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthRequest,
         None | Some("query") => false,
         Some("form_post") => true,
         Some(_) => {
-            return Err(error_redirect(
+            return Err(Box::new(error_redirect(
                 redirect_uri,
                 false,
                 state.as_deref(),
                 &shared.issuer,
                 "invalid_request",
                 "unsupported response_mode",
-            ))
+            )))
         }
     };
     let fail = |error: &str, description: &str| {
-        error_redirect(
+        Box::new(error_redirect(
             redirect_uri,
             form_post,
             state.as_deref(),
             &shared.issuer,
             error,
             description,
-        )
+        ))
     };
     match get("response_type")? {
         Some("code") => {}
@@ -165,6 +166,10 @@ fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthRequest,
         form_post,
         created: Instant::now(),
     })
+}
+
+fn bpage(message: &str) -> Box<Resp> {
+    Box::new(error_page(message))
 }
 
 /// RFC 7636 unreserved characters.

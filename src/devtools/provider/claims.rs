@@ -91,7 +91,6 @@ pub(crate) fn id_token(shared: &Shared, user: &str, ctx: &IdTokenContext<'_>) ->
     if faults.has(&Fault::IssuedInFuture) {
         let future = now + 86_400;
         claims["iat"] = json!(future);
-        claims["nbf"] = json!(future);
         claims["exp"] = json!(future + ttl);
     }
     if faults.has(&Fault::MissingSub) {

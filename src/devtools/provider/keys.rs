@@ -484,6 +484,7 @@ fn der_to_pem(label: &str, der: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic")]
 mod tests {
     use super::*;
 

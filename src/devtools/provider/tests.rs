@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic")]
+
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -874,7 +876,8 @@ async fn fault_unknown_kid_names_key_absent_from_jwks() {
 #[tokio::test]
 async fn fault_claims_are_hostile_but_signed() {
     let now = now();
-    let cases: Vec<(Fault, Box<dyn Fn(&Value) -> bool>)> = vec![
+    type Check = Box<dyn Fn(&Value) -> bool>;
+    let cases: Vec<(Fault, Check)> = vec![
         (
             Fault::WrongIssuer,
             Box::new(|c| c["iss"] == ATTACKER_ISSUER),

@@ -385,6 +385,7 @@ fn issue(shared: &Shared, grant: RefreshGrant, nonce: Option<&str>) -> Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic")]
 mod tests {
     use super::*;
 
