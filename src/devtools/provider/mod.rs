@@ -240,7 +240,6 @@ impl Grants {
 }
 
 /// State shared between the handle and the server tasks.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) issuer: String,
     pub(crate) client_id: String,
@@ -294,7 +293,7 @@ pub(crate) fn now() -> u64 {
 // ===== impl DevProviderBuilder =====
 
 /// Builder for [`DevProvider`]; see [`DevProvider::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct DevProviderBuilder {
     client_id: String,
@@ -312,6 +311,18 @@ pub struct DevProviderBuilder {
     generate_keys: bool,
     keep_old_keys: bool,
     auto_login: Option<String>,
+}
+
+impl std::fmt::Debug for DevProviderBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevProviderBuilder")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("bind", &self.bind)
+            .field("issuer", &self.issuer)
+            .field("generate_keys", &self.generate_keys)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for DevProviderBuilder {
@@ -493,10 +504,19 @@ impl DevProviderBuilder {
 /// A running development OpenID Provider. Dropping it stops the server.
 ///
 /// See the [module docs](self).
-#[derive(Debug)]
 pub struct DevProvider {
     shared: Arc<Shared>,
     server: ServerHandle,
+}
+
+impl std::fmt::Debug for DevProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevProvider")
+            .field("issuer", &self.shared.issuer)
+            .field("client_id", &self.shared.client_id)
+            .field("addr", &self.server.addr())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DevProvider {

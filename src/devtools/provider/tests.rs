@@ -1053,3 +1053,31 @@ async fn fault_userinfo_sub_mismatch_and_unavailable() {
     op.set_fault(Fault::UserinfoUnavailable);
     assert_eq!(userinfo().await.status, StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+#[tokio::test]
+async fn concurrent_flows_all_succeed() {
+    let op = std::sync::Arc::new(start().await);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let op = std::sync::Arc::clone(&op);
+        tasks.push(tokio::spawn(async move {
+            let body = tokens(&op).await;
+            validate_id_token(&op, body["id_token"].as_str().unwrap())
+                .await
+                .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let counters = op.counters();
+    assert_eq!(counters.token, 16);
+    assert_eq!(counters.jwks, 16);
+}
+
+#[tokio::test]
+async fn debug_output_hides_client_secret() {
+    let op = start().await;
+    assert!(!format!("{op:?}").contains("s3cret"));
+    assert!(!format!("{:?}", DevProvider::builder().client_secret("s3cret")).contains("s3cret"));
+}
