@@ -1,1 +1,20 @@
-//! devtools
+//! Development tools: a built-in OpenID Provider and an echo upstream.
+//!
+//! Both run in-process on loopback and stop when their handle is dropped.
+//! They back `oidc-gateway demo` and are the hostile fake provider of the
+//! end-to-end tests:
+//!
+//! - [`provider::DevProvider`]: an OpenID Provider where any user name logs
+//!   in, with request counters and injectable [`provider::Fault`]s (bad
+//!   signatures, `alg: none`, key confusion, wrong `iss`/`aud`/`nonce`,
+//!   token endpoint errors, …).
+//! - [`echo::EchoUpstream`]: an upstream that answers every request with
+//!   what it received (JSON, or an HTML page showing the identity headers).
+//!
+//! **Never expose these to a network you do not control**: the provider
+//! logs in anyone, and without `generate_keys(true)` signs with a key that
+//! is published in the source tree.
+
+pub mod echo;
+mod http;
+pub mod provider;

@@ -1,0 +1,597 @@
+//! Signing keys of the development provider, JWS signing and verification,
+//! and the JWKS document.
+
+use std::sync::Arc;
+
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
+    self, EcdsaKeyPair, KeyPair as _, RsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED,
+    ECDSA_P256_SHA256_FIXED_SIGNING,
+};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use hmac::{Hmac, Mac as _};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+/// RSA-2048 private key (PKCS#8 PEM) used when the provider is started without
+/// `generate_keys(true)`.
+///
+/// **Test-only.** This key is public knowledge (it is in the source tree);
+/// never trust tokens signed with it outside tests.
+pub const TEST_RSA_PRIVATE_KEY_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCP4b2ylDp3GAAl\n\
+0Ptr+23EUuX4m4zz+brtnG8EtY0yeUwRAG8kSHRIuWtdP29W0v6/o2MKs5LLYfm+\n\
+nZ6kdpTvYQ4EHy3CUVlgnML2H/aA+t83hfbQvwUZVuzNLRDtOQLq1Mqdkf1AdBi7\n\
+E/pr/8crGhayjyVjRn2u1Y3E3mXP0gfnCi9YMTBu+z+JmHbF66vXZile5i0PMrwT\n\
+9p4Go0rAd4dZM3RRcqAThSCe5WNyX7BE/wV2BAWdy52Bt3YFUUY8rc0jpthHUSfT\n\
+pdXg+Wgmg3nu63EA8quglp8jwgJvXq6TNAlr6L2zeGt3cxoEw/BFmpNMw16j5pZs\n\
+E5xRcI9zAgMBAAECggEAKOFGMSF9dQ38KMJ2VQlkeCXnklm71CwNyOor/uYIfqFJ\n\
+FAGQEnqFk44fK6jU3RHo8JEfGFDKMgAd4eNNykOo8FSek1w6d53+a31OxXhyZNYi\n\
+qtdkt422iKsSb/9Qcl5C7m7UPK3Yi0IRLsIv4hSTxbLNZSFXyZujJRQnChr4SXHh\n\
+voW+VwrgKBDM4y1ihk6wGQSb9O3mKgMLYPm4O7wJWAnneTwITIO3gT6YvHaLkpTR\n\
+yxRO+Y7cISlRXXL59O2G5iu96aApu3MQyudCjACp67afIGjGD1l+ijqlK1uDvcTF\n\
+XVq3nd/MptuR1gdN6JwehTUo3IcvPm8MPBZiFgA1OQKBgQDJWWRTXXnaJZ91wofU\n\
+huWLiiDPj9MNo/jPr5JSVKOB8zWvlbYhkB4eCDQVYD+zmtZNx5ngW6ytlNJ0dCM8\n\
+WtTe3DO2KCI1j2vbMjrVLagMCwkRy2dXUA1WxBuJg5OLF6BxvwoyeneLHSdJDPam\n\
+lmuPHBzGvyYkUfHfRhfDB2ZoGQKBgQC270SNAVjER9G/yGwcsxWEyQX1MslAfBXu\n\
+kGmV/d9LzSMNqXF+DgZT/Ou0n3Ar0n/YWvRI1GRlMuD4SoN7K8Zri/e6NDjNUNyn\n\
+u+dA6kROjZ9rXL6gkuHv6xJymTVmnTMFRu7aXX26k4JdSOdtXMLDEqju72CrdANn\n\
+NQQTIwEVawKBgChkOV8L4nTjlUCPXKZCxWufswNQa9tRqIkpRGYluoNIId3uX5IO\n\
+EiyeIqyjGURTbGhAAVtjqJlNwIZCAguKgSeP7wO8u1gZRF69jdXUCeEYmaIrNrjq\n\
+QzLDtm54qbF+dN48n7QOo0qR956M7jHu/PbBgfhQwjsJAUd0DTI/msiJAoGAMuN2\n\
+h18jiV6NO7OOV6F9z/V34dDh6T1bgITNynrX/icvpCJJvw45tm16SEG+G4KwK8iJ\n\
+giULVJeFu6xGzSHNTaefHz5dusfOyh5cY1OH8u40tdIT+WlCztHuzNBP6Z67TbGA\n\
+ymANlLRqJHceYe7XAxsSwXz3wFpChBhcbNJk/8cCgYAnKNqdwKAIKmCBEwkE4e+i\n\
+jTlzwKgMkkyNovXOj+9DJBZRe+AiZ9MG52zJlvRO71rj3cXEGUtIvOBVVPtVjC3d\n\
+txOr1PKZGWqqhfd08kvxixRrOfXUzqL29FkpsCM9C5I13UICyAsEbodytHD4X3Bk\n\
+X049sJJMKZMx/zVGqccB1Q==\n\
+-----END PRIVATE KEY-----\n\
+";
+
+/// P-256 private key (PKCS#8 PEM) used when the provider is started without
+/// `generate_keys(true)`.
+///
+/// **Test-only.** This key is public knowledge (it is in the source tree);
+/// never trust tokens signed with it outside tests.
+pub const TEST_EC_PRIVATE_KEY_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgWS/R1LKYUnyVdpUG\n\
+VZx3iJu7ccMpduNYDOfQbcX7ur6hRANCAATGUAT+il8TZCV6tUzKwG1HbhOqAYs+\n\
+f1eeq1MWJpO5moNmft/3ldbJiFBq0R6YhdNZRy1MKBzhsEmIFD0aVBzW\n\
+-----END PRIVATE KEY-----\n\
+";
+
+/// How [`DevProvider::sign_with`](super::DevProvider::sign_with) signs a token.
+///
+/// The default JOSE header for each signer is `{"alg": .., "typ": "JWT"}`
+/// plus the `kid` of the key it names (none for `Hs256` and `None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Signer {
+    /// RS256 with the current RSA signing key.
+    Rs256,
+    /// ES256 with the current P-256 signing key.
+    Es256,
+    /// HS256 keyed with the given secret.
+    Hs256(Vec<u8>),
+    /// HS256 keyed with the bytes of the current RSA public key as an SPKI PEM
+    /// (`-----BEGIN PUBLIC KEY-----`), with the RSA key's `kid` in the header:
+    /// the classic algorithm-confusion attack.
+    Hs256WithRsaPublicKey,
+    /// `alg: none` with an empty signature.
+    None,
+}
+
+/// Key material failed to load or the crypto library refused an operation.
+#[derive(Debug)]
+pub(crate) struct KeyError(&'static str);
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl From<KeyError> for std::io::Error {
+    fn from(err: KeyError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, err)
+    }
+}
+
+// ===== impl RsaKey =====
+
+/// An RS256 signing key with its public parts pre-encoded.
+pub(crate) struct RsaKey {
+    pub(crate) kid: String,
+    pair: RsaKeyPair,
+    n: Vec<u8>,
+    e: Vec<u8>,
+    spki_pem: String,
+}
+
+impl std::fmt::Debug for RsaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsaKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RsaKey {
+    pub(crate) fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
+        let der = pem_to_der(pem).ok_or(KeyError("rsa key: bad pem"))?;
+        let pair = RsaKeyPair::from_pkcs8(&der).map_err(|_| KeyError("rsa key: bad pkcs8"))?;
+        Self::from_pair(pair)
+    }
+
+    pub(crate) fn generate() -> Result<Self, KeyError> {
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048)
+            .map_err(|_| KeyError("rsa key: generation failed"))?;
+        Self::from_pair(pair)
+    }
+
+    fn from_pair(pair: RsaKeyPair) -> Result<Self, KeyError> {
+        let public = pair.public_key();
+        let n = public.modulus().big_endian_without_leading_zero().to_vec();
+        let e = public.exponent().big_endian_without_leading_zero().to_vec();
+        let spki = public
+            .as_der()
+            .map_err(|_| KeyError("rsa key: spki encoding failed"))?;
+        let spki_pem = der_to_pem("PUBLIC KEY", spki.as_ref());
+        let thumbprint_input = format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            URL_SAFE_NO_PAD.encode(&e),
+            URL_SAFE_NO_PAD.encode(&n)
+        );
+        let kid = format!("rsa-{}", thumbprint(&thumbprint_input));
+        Ok(Self {
+            kid,
+            pair,
+            n,
+            e,
+            spki_pem,
+        })
+    }
+
+    pub(crate) fn public_pem(&self) -> &str {
+        &self.spki_pem
+    }
+
+    pub(crate) fn jwk(&self) -> Value {
+        json!({
+            "kty": "RSA",
+            "kid": self.kid,
+            "use": "sig",
+            "alg": "RS256",
+            "n": URL_SAFE_NO_PAD.encode(&self.n),
+            "e": URL_SAFE_NO_PAD.encode(&self.e),
+        })
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let mut sig = vec![0u8; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &signature::RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                msg,
+                &mut sig,
+            )
+            .map_err(|_| KeyError("rsa signing failed"))?;
+        Ok(sig)
+    }
+
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        UnparsedPublicKey::new(
+            &signature::RSA_PKCS1_2048_8192_SHA256,
+            self.pair.public_key().as_ref(),
+        )
+        .verify(msg, sig)
+        .is_ok()
+    }
+}
+
+// ===== impl EcKey =====
+
+/// An ES256 signing key with its public coordinates.
+pub(crate) struct EcKey {
+    pub(crate) kid: String,
+    pair: EcdsaKeyPair,
+    x: Vec<u8>,
+    y: Vec<u8>,
+}
+
+impl std::fmt::Debug for EcKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EcKey {
+    pub(crate) fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
+        let der = pem_to_der(pem).ok_or(KeyError("ec key: bad pem"))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+            .map_err(|_| KeyError("ec key: bad pkcs8"))?;
+        Self::from_pair(pair)
+    }
+
+    pub(crate) fn generate() -> Result<Self, KeyError> {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| KeyError("ec key: generation failed"))?;
+        Self::from_pair(pair)
+    }
+
+    fn from_pair(pair: EcdsaKeyPair) -> Result<Self, KeyError> {
+        // Uncompressed SEC1 point: 0x04 || x || y.
+        let point = pair.public_key().as_ref();
+        if point.len() != 65 || point[0] != 4 {
+            return Err(KeyError("ec key: unexpected public key encoding"));
+        }
+        let x = point[1..33].to_vec();
+        let y = point[33..].to_vec();
+        let thumbprint_input = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            URL_SAFE_NO_PAD.encode(&x),
+            URL_SAFE_NO_PAD.encode(&y)
+        );
+        let kid = format!("ec-{}", thumbprint(&thumbprint_input));
+        Ok(Self { kid, pair, x, y })
+    }
+
+    pub(crate) fn jwk(&self) -> Value {
+        json!({
+            "kty": "EC",
+            "kid": self.kid,
+            "use": "sig",
+            "alg": "ES256",
+            "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&self.x),
+            "y": URL_SAFE_NO_PAD.encode(&self.y),
+        })
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.pair
+            .sign(&SystemRandom::new(), msg)
+            .map(|sig| sig.as_ref().to_vec())
+            .map_err(|_| KeyError("ecdsa signing failed"))
+    }
+
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.pair.public_key().as_ref())
+            .verify(msg, sig)
+            .is_ok()
+    }
+}
+
+// ===== impl KeySet =====
+
+/// The provider's current signing keys plus the retired ones still published.
+#[derive(Debug, Clone)]
+pub(crate) struct KeySet {
+    pub(crate) rsa: Arc<RsaKey>,
+    pub(crate) ec: Arc<EcKey>,
+    pub(crate) retired_rsa: Vec<Arc<RsaKey>>,
+    pub(crate) retired_ec: Vec<Arc<EcKey>>,
+}
+
+impl KeySet {
+    /// The embedded test keys.
+    pub(crate) fn test_keys() -> Result<Self, KeyError> {
+        Ok(Self::new(
+            RsaKey::from_pkcs8_pem(TEST_RSA_PRIVATE_KEY_PEM)?,
+            EcKey::from_pkcs8_pem(TEST_EC_PRIVATE_KEY_PEM)?,
+        ))
+    }
+
+    /// Fresh random keys.
+    pub(crate) fn generate() -> Result<Self, KeyError> {
+        Ok(Self::new(RsaKey::generate()?, EcKey::generate()?))
+    }
+
+    fn new(rsa: RsaKey, ec: EcKey) -> Self {
+        Self {
+            rsa: Arc::new(rsa),
+            ec: Arc::new(ec),
+            retired_rsa: Vec::new(),
+            retired_ec: Vec::new(),
+        }
+    }
+
+    /// Replaces the current keys with fresh ones; the old ones stay published
+    /// when `keep_old` is true.
+    pub(crate) fn rotate(&mut self, keep_old: bool) -> Result<(), KeyError> {
+        let rsa = Arc::new(RsaKey::generate()?);
+        let ec = Arc::new(EcKey::generate()?);
+        let old_rsa = std::mem::replace(&mut self.rsa, rsa);
+        let old_ec = std::mem::replace(&mut self.ec, ec);
+        if keep_old {
+            self.retired_rsa.insert(0, old_rsa);
+            self.retired_ec.insert(0, old_ec);
+        } else {
+            self.retired_rsa.clear();
+            self.retired_ec.clear();
+        }
+        Ok(())
+    }
+
+    /// The JWKS document: current keys first, then retired ones.
+    pub(crate) fn jwks(&self) -> Value {
+        let mut keys = vec![self.rsa.jwk(), self.ec.jwk()];
+        keys.extend(self.retired_rsa.iter().map(|k| k.jwk()));
+        keys.extend(self.retired_ec.iter().map(|k| k.jwk()));
+        json!({ "keys": keys })
+    }
+
+    fn rsa_by_kid(&self, kid: Option<&str>) -> Option<&RsaKey> {
+        match kid {
+            None => Some(&self.rsa),
+            Some(kid) => std::iter::once(&self.rsa)
+                .chain(self.retired_rsa.iter())
+                .find(|k| k.kid == kid)
+                .map(|k| &**k),
+        }
+    }
+
+    fn ec_by_kid(&self, kid: Option<&str>) -> Option<&EcKey> {
+        match kid {
+            None => Some(&self.ec),
+            Some(kid) => std::iter::once(&self.ec)
+                .chain(self.retired_ec.iter())
+                .find(|k| k.kid == kid)
+                .map(|k| &**k),
+        }
+    }
+
+    /// Signs `claims` with `signer`; `header` is merged over the signer's
+    /// default header (a `null` member removes the default).
+    pub(crate) fn sign(
+        &self,
+        signer: &Signer,
+        header: &Value,
+        claims: &Value,
+    ) -> Result<String, KeyError> {
+        let (alg, kid) = match signer {
+            Signer::Rs256 => ("RS256", Some(self.rsa.kid.as_str())),
+            Signer::Es256 => ("ES256", Some(self.ec.kid.as_str())),
+            Signer::Hs256(_) => ("HS256", None),
+            Signer::Hs256WithRsaPublicKey => ("HS256", Some(self.rsa.kid.as_str())),
+            Signer::None => ("none", None),
+        };
+        let mut full = json!({ "alg": alg, "typ": "JWT" });
+        if let Some(kid) = kid {
+            full["kid"] = Value::from(kid);
+        }
+        merge(&mut full, header);
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(full.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = match signer {
+            Signer::Rs256 => self.rsa.sign(input.as_bytes())?,
+            Signer::Es256 => self.ec.sign(input.as_bytes())?,
+            Signer::Hs256(secret) => hs256(secret, input.as_bytes()),
+            Signer::Hs256WithRsaPublicKey => {
+                hs256(self.rsa.public_pem().as_bytes(), input.as_bytes())
+            }
+            Signer::None => Vec::new(),
+        };
+        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }
+
+    /// Verifies an RS256/ES256 token signed by one of our keys and returns its
+    /// claims. Does not check any claim.
+    pub(crate) fn verify(&self, token: &str) -> Option<Value> {
+        let mut parts = token.split('.');
+        let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
+        let sig = URL_SAFE_NO_PAD.decode(s).ok()?;
+        let input = &token[..h.len() + 1 + p.len()];
+        let kid = header.get("kid").and_then(Value::as_str);
+        let ok = match header.get("alg").and_then(Value::as_str)? {
+            "RS256" => self.rsa_by_kid(kid)?.verify(input.as_bytes(), &sig),
+            "ES256" => self.ec_by_kid(kid)?.verify(input.as_bytes(), &sig),
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()
+    }
+}
+
+/// Merges the members of `patch` (an object) into `target` (an object):
+/// `null` removes a member, anything else replaces it.
+pub(crate) fn merge(target: &mut Value, patch: &Value) {
+    let (Some(target), Some(patch)) = (target.as_object_mut(), patch.as_object()) else {
+        return;
+    };
+    for (k, v) in patch {
+        if v.is_null() {
+            target.remove(k);
+        } else {
+            target.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Returns `token` with its signature bytes altered (first byte flipped, or
+/// one byte added when the signature is empty). Header and payload are kept.
+pub fn corrupt_signature(token: &str) -> String {
+    let Some((input, sig)) = token.rsplit_once('.') else {
+        return format!("{token}.AA");
+    };
+    let mut bytes = URL_SAFE_NO_PAD.decode(sig).unwrap_or_default();
+    match bytes.first_mut() {
+        Some(b) => *b ^= 0xff,
+        None => bytes.push(0),
+    }
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn hs256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    // HMAC accepts keys of any length: new_from_slice cannot fail.
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(msg);
+            mac.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `base64url(SHA-256(input))`, the RFC 7638 thumbprint of canonical JSON.
+fn thumbprint(input: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(input.as_bytes()))
+}
+
+/// The left half of SHA-256 of `token`, base64url: OIDC `at_hash` / `c_hash`.
+pub(crate) fn half_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
+fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect();
+    STANDARD.decode(body).ok()
+}
+
+fn der_to_pem(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic")]
+mod tests {
+    use super::*;
+
+    fn claims() -> Value {
+        json!({"sub": "alice", "exp": 4_000_000_000u64})
+    }
+
+    #[test]
+    fn test_keys_load_and_have_stable_kids() {
+        let a = KeySet::test_keys().unwrap();
+        let b = KeySet::test_keys().unwrap();
+        assert_eq!(a.rsa.kid, b.rsa.kid);
+        assert_eq!(a.ec.kid, b.ec.kid);
+        assert!(a.rsa.kid.starts_with("rsa-"));
+    }
+
+    #[test]
+    fn rs256_token_verifies_with_jwks_via_jsonwebtoken() {
+        let keys = KeySet::test_keys().unwrap();
+        let token = keys.sign(&Signer::Rs256, &json!({}), &claims()).unwrap();
+        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(keys.jwks()).unwrap();
+        let jwk = jwks.find(&keys.rsa.kid).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.validate_aud = false;
+        let data = jsonwebtoken::decode::<Value>(&token, &key, &validation).unwrap();
+        assert_eq!(data.claims["sub"], "alice");
+        assert_eq!(data.header.kid.as_deref(), Some(keys.rsa.kid.as_str()));
+        assert!(keys.verify(&token).is_some());
+    }
+
+    #[test]
+    fn es256_token_verifies_with_jwks_via_jsonwebtoken() {
+        let keys = KeySet::generate().unwrap();
+        let token = keys.sign(&Signer::Es256, &json!({}), &claims()).unwrap();
+        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(keys.jwks()).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&keys.ec.kid).unwrap()).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.validate_aud = false;
+        jsonwebtoken::decode::<Value>(&token, &key, &validation).unwrap();
+        assert!(keys.verify(&token).is_some());
+    }
+
+    #[test]
+    fn corrupted_signature_fails_verification() {
+        let keys = KeySet::test_keys().unwrap();
+        let token = keys.sign(&Signer::Rs256, &json!({}), &claims()).unwrap();
+        assert!(keys.verify(&corrupt_signature(&token)).is_none());
+    }
+
+    #[test]
+    fn alg_none_token_has_empty_signature_and_is_not_accepted() {
+        let keys = KeySet::test_keys().unwrap();
+        let token = keys.sign(&Signer::None, &json!({}), &claims()).unwrap();
+        assert!(token.ends_with('.'));
+        let header = jsonwebtoken::decode_header(&token);
+        // jsonwebtoken refuses to even parse alg none, which is the point.
+        assert!(header.is_err());
+        assert!(keys.verify(&token).is_none());
+    }
+
+    #[test]
+    fn hs256_with_rsa_public_key_verifies_with_hmac_of_pem() {
+        let keys = KeySet::test_keys().unwrap();
+        let token = keys
+            .sign(&Signer::Hs256WithRsaPublicKey, &json!({}), &claims())
+            .unwrap();
+        let pem = keys.rsa.public_pem();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        let key = jsonwebtoken::DecodingKey::from_secret(pem.as_bytes());
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.validate_aud = false;
+        let data = jsonwebtoken::decode::<Value>(&token, &key, &validation).unwrap();
+        assert_eq!(data.header.kid.as_deref(), Some(keys.rsa.kid.as_str()));
+        assert!(keys.verify(&token).is_none());
+        // The PEM is a valid RSA public key for the JWKS key.
+        jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn header_override_null_removes_member() {
+        let keys = KeySet::test_keys().unwrap();
+        let token = keys
+            .sign(
+                &Signer::Rs256,
+                &json!({"kid": null, "typ": "at+jwt"}),
+                &claims(),
+            )
+            .unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert!(header.kid.is_none());
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        // Without a kid the current key is used for verification.
+        assert!(keys.verify(&token).is_some());
+    }
+
+    #[test]
+    fn rotate_keep_old_publishes_both_and_verifies_old_tokens() {
+        let mut keys = KeySet::test_keys().unwrap();
+        let old = keys.sign(&Signer::Rs256, &json!({}), &claims()).unwrap();
+        let old_kid = keys.rsa.kid.clone();
+        keys.rotate(true).unwrap();
+        assert_ne!(keys.rsa.kid, old_kid);
+        assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 4);
+        assert!(keys.verify(&old).is_some());
+        keys.rotate(false).unwrap();
+        assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 2);
+        assert!(keys.verify(&old).is_none());
+    }
+}
