@@ -1,1 +1,194 @@
-//! gateway
+//! The assembled gateway: main listener (TLS or plain) running
+//! hop-by-hop sanitizing → [`OidcLayer`] → [`ReverseProxy`], and the admin
+//! listener with health, readiness and metrics.
+//!
+//! Two-phase start: the configuration is validated first (nothing bound);
+//! [`RunningGateway::start`] then binds both listeners and serves until
+//! [`RunningGateway::shutdown`].
+
+use crate::admin::AdminService;
+use crate::auth::{Oidc, OidcLayer};
+use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
+use crate::proxy::headers::sanitize_request;
+use crate::proxy::{ProxyOptions, ReverseProxy};
+use crate::server::{self, ServeOptions};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// TLS certificate or key could not be loaded.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The authentication layer could not be built.
+    #[error("auth: {0}")]
+    Auth(String),
+    /// The upstream URL is unusable.
+    #[error("upstream: {0}")]
+    Upstream(String),
+}
+
+/// The main listener's service: strips hop-by-hop headers (including those
+/// named in `Connection`) before the auth layer adds identity headers, then
+/// authenticates and proxies.
+#[derive(Clone, Debug)]
+pub struct GatewayService {
+    inner: Oidc<ReverseProxy>,
+}
+
+impl tower_service::Service<http::Request<Incoming>> for GatewayService {
+    type Response = http::Response<crate::body::ResponseBody>;
+    type Error = Infallible;
+    type Future = crate::auth::ResponseFuture<
+        <ReverseProxy as tower_service::Service<http::Request<Incoming>>>::Future,
+        Infallible,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        tower_service::Service::<http::Request<Incoming>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<Incoming>) -> Self::Future {
+        sanitize_request(&mut req);
+        self.inner.call(req)
+    }
+}
+
+/// A gateway that is serving.
+#[derive(Debug)]
+pub struct RunningGateway {
+    main_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    layer: OidcLayer,
+    metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningGateway {
+    /// Binds the listeners of `config` (port 0 picks a free port) and serves.
+    pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> {
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                server::tls::load_server_config(cert, key)
+                    .map_err(|e| StartError::Tls(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let layer = OidcLayer::from_config(&config, metrics.clone())
+            .map_err(|e| StartError::Auth(e.to_string()))?;
+        let proxy_opts = ProxyOptions::from_config(&config.upstream, &config.server.public_url)
+            .map_err(|e| StartError::Upstream(e.to_string()))?;
+        let proxy = ReverseProxy::try_new(proxy_opts, Some(metrics.clone()))
+            .map_err(|e| StartError::Upstream(e.to_string()))?;
+        let service = GatewayService {
+            inner: tower_layer::Layer::layer(&layer, proxy),
+        };
+        let admin = AdminService::new(metrics.clone(), layer.readiness());
+
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let main_listener = bind(config.server.listen).await?;
+        let admin_listener = bind(config.admin.listen).await?;
+        let local = |l: &TcpListener, addr: SocketAddr| {
+            l.local_addr()
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let main_addr = local(&main_listener, config.server.listen)?;
+        let admin_addr = local(&admin_listener, config.admin.listen)?;
+
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let opts = ServeOptions::from_config(&config.server);
+        let main_task = tokio::spawn(server::serve(
+            main_listener,
+            tls,
+            service,
+            opts.clone(),
+            until_stopped(stopped.clone()),
+        ));
+        let admin_task = tokio::spawn(server::serve(
+            admin_listener,
+            None,
+            admin,
+            ServeOptions {
+                drain_timeout: std::time::Duration::from_secs(1),
+                ..opts
+            },
+            until_stopped(stopped),
+        ));
+        tracing::info!(%main_addr, %admin_addr, "oidc-gateway listening");
+        Ok(RunningGateway {
+            main_addr,
+            admin_addr,
+            layer,
+            metrics,
+            stop,
+            tasks: vec![main_task, admin_task],
+        })
+    }
+
+    /// Address of the main listener.
+    pub fn main_addr(&self) -> SocketAddr {
+        self.main_addr
+    }
+
+    /// Address of the admin listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Whether provider metadata and keys are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.layer.is_ready()
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> u64 {
+        self.layer.session_count()
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stops accepting, drains in-flight requests (bounded by
+    /// `server.shutdown_timeout`) and returns.
+    pub async fn shutdown(self) -> io::Result<()> {
+        let _ = self.stop.send(true);
+        let mut result = Ok(());
+        for task in self.tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(e) => result = Err(io::Error::other(e)),
+            }
+        }
+        result
+    }
+}

@@ -123,16 +123,17 @@ pub async fn exchange_code(
     redirect_uri: &str,
     code_verifier: &str,
 ) -> Result<TokenResponse, ExchangeError> {
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "authorization_code")
-        .append_pair("code", code)
-        .append_pair("redirect_uri", redirect_uri)
-        .append_pair("code_verifier", code_verifier);
     let mut headers = Vec::new();
-    credentials.apply(&mut form, &mut headers);
-    let resp = http
-        .post_form(token_endpoint, form.finish(), &headers)
-        .await?;
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "authorization_code")
+            .append_pair("code", code)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("code_verifier", code_verifier);
+        credentials.apply(&mut form, &mut headers);
+        form.finish()
+    };
+    let resp = http.post_form(token_endpoint, body, &headers).await?;
     if !resp.status.is_success() {
         let error = serde_json::from_slice::<RawError>(&resp.body)
             .ok()
