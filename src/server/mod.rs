@@ -101,6 +101,18 @@ impl Default for ServeOptions {
     }
 }
 
+impl ServeOptions {
+    /// Options from the `[server]` config section (`header_read_timeout`,
+    /// `shutdown_timeout` as the drain timeout); the rest are defaults.
+    pub fn from_config(server: &crate::config::ServerConfig) -> Self {
+        ServeOptions {
+            header_read_timeout: server.header_read_timeout,
+            drain_timeout: server.shutdown_timeout,
+            ..ServeOptions::default()
+        }
+    }
+}
+
 /// Serves `service` on `listener` until `shutdown` completes, then drains.
 ///
 /// With `tls`, every connection is TLS (ALPN picks HTTP/2 or HTTP/1.1);
@@ -432,7 +444,7 @@ mod tests {
         let mut buf = [0u8; 64];
         assert_eq!(io.read(&mut buf).await.unwrap(), 16);
         // Later reads wait as long as needed: hyper's own timeout applies now.
-        let read = tokio::spawn(async move { io.read(&mut buf).await.map(|n| n) });
+        let read = tokio::spawn(async move { io.read(&mut buf).await });
         tokio::time::sleep(Duration::from_secs(60)).await;
         client.write_all(b"x").await.unwrap();
         assert_eq!(read.await.unwrap().unwrap(), 1);
