@@ -761,3 +761,61 @@ async fn serve_inserts_conn_info() {
     tx.send(()).unwrap();
     handle.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn tls_websocket_upgrade_passes_through() {
+    let gw = Gateway::start(spawn_upstream().await, true, |_| {}, |_| {}).await;
+    let mut config = tls::client_config(Some(&certs().join("ca.pem"))).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1);
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut buf = [0u8; 16];
+    stream.read_exact(&mut buf[..5]).await.unwrap();
+    assert_eq!(&buf[..5], b"hello");
+    stream.write_all(b"tls").await.unwrap();
+    stream.read_exact(&mut buf[..8]).await.unwrap();
+    assert_eq!(&buf[..8], b"echo:tls");
+}
+
+#[tokio::test]
+async fn proxy_records_upstream_latency() {
+    let upstream = spawn_upstream().await;
+    let metrics = std::sync::Arc::new(oidc_gateway::metrics::Metrics::new());
+    let proxy = ReverseProxy::new(
+        ProxyOptions::new(format!("http://{upstream}/").parse().unwrap()),
+        Some(metrics.clone()),
+    );
+    let req = Request::get("/headers")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = proxy.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen = json(&resp.into_body().collect().await.unwrap().to_bytes());
+    // No ConnInfo (not behind `serve`): no X-Forwarded-For, proto http,
+    // Host from the upstream authority.
+    assert!(seen["headers"].get("x-forwarded-for").is_none(), "{seen}");
+    assert_eq!(header(&seen, "x-forwarded-proto"), Some("http"));
+    assert_eq!(header(&seen, "host"), Some(upstream.to_string().as_str()));
+    let text = metrics.encode();
+    assert!(
+        text.contains("oidc_gateway_upstream_duration_seconds_count 1"),
+        "{text}"
+    );
+}

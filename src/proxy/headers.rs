@@ -87,6 +87,17 @@ pub fn sanitize_request<B>(req: &mut Request<B>) {
     req.extensions_mut().insert(HopByHopStripped(upgrade));
 }
 
+/// The authority the client asked for: the request target's authority
+/// (HTTP/2 `:authority`, HTTP/1.1 absolute-form) when present, which RFC 9112
+/// §3.2.2 and RFC 9113 §8.3.1 make take precedence, else the `Host` header.
+/// This is what the proxy sends as `X-Forwarded-Host`.
+pub fn original_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    req.uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| req.headers().get(header::HOST).cloned())
+}
+
 /// Appends `client` to `X-Forwarded-For`, like nginx's
 /// `$proxy_add_x_forwarded_for`: existing values (all lines, joined with
 /// `, `) are kept and the result is one header line.
@@ -313,6 +324,21 @@ mod tests {
         assert_eq!(h.get(X_FORWARDED_HOST).unwrap(), "app.example.com");
         set_forwarded_host(&mut h, None);
         assert!(h.get(X_FORWARDED_HOST).is_none());
+    }
+
+    #[test]
+    fn original_host_prefers_target_authority() {
+        let req = Request::get("/x")
+            .header("host", "h.example")
+            .body(())
+            .unwrap();
+        assert_eq!(original_host(&req).unwrap(), "h.example");
+        let req = Request::get("https://a.example:8443/x")
+            .header("host", "h.example")
+            .body(())
+            .unwrap();
+        assert_eq!(original_host(&req).unwrap(), "a.example:8443");
+        assert_eq!(original_host(&Request::get("/x").body(()).unwrap()), None);
     }
 
     #[test]

@@ -324,16 +324,9 @@ impl Inner {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let original_host = headers::original_host(&req);
         let (mut parts, body) = req.into_parts();
         let conn = parts.extensions.get::<ConnInfo>().copied();
-
-        // The authority the client asked for: the request target's (HTTP/2
-        // `:authority`, HTTP/1 absolute-form) takes precedence over `Host`.
-        let original_host = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .or_else(|| parts.headers.get(header::HOST).cloned());
 
         let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
         let path_and_query = if self.base_path.is_empty() {
