@@ -31,6 +31,9 @@ fn certs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs")
 }
 
+/// Requests to `/slow` that reached the upstream (only one test uses it).
+static SLOW_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The in-test upstream application.
 async fn upstream_app(req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
     let resp = match req.uri().path() {
@@ -52,6 +55,7 @@ async fn upstream_app(req: Request<Incoming>) -> Result<Response<ResponseBody>, 
         }
         "/echo" => Response::new(body::boxed(req.into_body())),
         "/slow" => {
+            SLOW_STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(800)).await;
             Response::new(body::full("slow done"))
         }
@@ -586,7 +590,13 @@ async fn serve_graceful_shutdown_finishes_in_flight_and_refuses_new() {
     let mut gw = Gateway::plain(spawn_upstream().await).await;
     let url = gw.url("/slow");
     let in_flight = tokio::spawn(async move { http_client().get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("request never reached the upstream");
 
     gw.shutdown();
     // New connections are refused once the listener is closed.
