@@ -1,1 +1,509 @@
-//! proxy
+//! The reverse proxy: a tower [`Service`](tower::Service) that forwards each
+//! request to the upstream application and streams the response back.
+//!
+//! - Bodies stream both ways; nothing is buffered.
+//! - The request URI becomes the upstream's scheme and authority, its base
+//!   path (if any) and the request's path-and-query **as given**: the proxy
+//!   does not re-normalize the path, the auth layer already did.
+//! - Hop-by-hop headers are removed from requests ([`headers::sanitize_request`])
+//!   and responses; `X-Forwarded-For`, `-Proto` and `-Host` are set.
+//! - HTTP/2 client requests go upstream as HTTP/1.1 (`Host` from
+//!   `:authority`, `Cookie` lines joined).
+//! - HTTP/1.1 upgrades (WebSocket) are tunnelled: if the upstream answers
+//!   `101`, bytes are copied both ways in a spawned task.
+//! - Upstream failures become responses: connect failure or a broken
+//!   connection → `502 {"error":"upstream_unavailable"}`, no response
+//!   headers within [`ProxyOptions::timeout`] → `504 {"error":"upstream_timeout"}`.
+//!   They are logged at warn level without request headers (which carry
+//!   cookies and tokens) or the query string.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use oidc_gateway::proxy::{headers, ProxyOptions, ReverseProxy};
+//! use tower::ServiceExt;
+//!
+//! # async fn run() {
+//! let proxy = ReverseProxy::new(
+//!     ProxyOptions::new("http://127.0.0.1:8080".parse().unwrap()),
+//!     None,
+//! );
+//! let svc = tower::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+//!     // First thing, before any identity header is set: see `headers`.
+//!     headers::sanitize_request(&mut req);
+//!     proxy.clone().oneshot(req)
+//! });
+//! # let _ = svc;
+//! # }
+//! ```
+
+pub mod headers;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::body::{self, BoxError, ResponseBody};
+use crate::metrics::Metrics;
+use crate::server::tls::{self, TlsError};
+use crate::server::ConnInfo;
+use headers::HopByHopStripped;
+
+/// Where and how to forward requests.
+#[derive(Clone, Debug)]
+pub struct ProxyOptions {
+    /// The upstream: scheme and authority, optionally a base path that is
+    /// prefixed to every request path (`http://10.0.0.5:8080/app`).
+    pub upstream: Uri,
+    /// Time allowed until the upstream's response headers; then `504`.
+    /// Defaults to 30 seconds.
+    pub timeout: Duration,
+    /// Time allowed to open a TCP connection; then `502`. Defaults to 5 seconds.
+    pub connect_timeout: Duration,
+    /// Send the client's `Host` upstream (else the upstream's authority).
+    /// Defaults to `true`.
+    pub pass_host_header: bool,
+    /// `X-Forwarded-Proto` to send regardless of the connection, e.g.
+    /// `Some("https")` when the gateway's public URL is https but TLS is
+    /// terminated in front of it. `None` (the default): `https` when the
+    /// client connection is TLS ([`ConnInfo::tls`]), else `http`.
+    pub public_proto: Option<&'static str>,
+}
+
+impl ProxyOptions {
+    /// Options for `upstream` with the defaults documented on each field.
+    pub fn new(upstream: Uri) -> Self {
+        ProxyOptions {
+            upstream,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            pass_host_header: true,
+            public_proto: None,
+        }
+    }
+
+    /// Options from the `[upstream]` config section and the gateway's
+    /// `public_url` (an https public URL sets `public_proto = "https"`).
+    pub fn from_config(
+        upstream: &crate::config::UpstreamConfig,
+        public_url: &url::Url,
+    ) -> Result<Self, http::uri::InvalidUri> {
+        Ok(ProxyOptions {
+            upstream: upstream.url.as_str().parse()?,
+            timeout: upstream.timeout,
+            connect_timeout: upstream.connect_timeout,
+            pass_host_header: upstream.pass_host_header,
+            public_proto: (public_url.scheme() == "https").then_some("https"),
+        })
+    }
+}
+
+/// The reverse proxy service. Cheap to clone: clones share the connection pool.
+///
+/// Implements `tower::Service<Request<B>>` for any streaming body `B`, with
+/// `Error = Infallible`: every failure is a response. See the [module docs](self).
+#[derive(Clone)]
+pub struct ReverseProxy {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ReverseProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReverseProxy")
+            .field("upstream", &self.inner.opts.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, ResponseBody>;
+
+struct Inner {
+    opts: ProxyOptions,
+    scheme: Scheme,
+    authority: Option<Authority>,
+    /// Base path without its trailing `/` (empty for none).
+    base_path: String,
+    client: Option<UpstreamClient>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl ReverseProxy {
+    /// A proxy to `opts.upstream`, recording upstream latency in `metrics`.
+    ///
+    /// Building the TLS client configuration cannot fail with the built-in
+    /// provider; should it ever, the error is logged and every request is
+    /// answered `502`. Use [`ReverseProxy::try_new`] to get the error instead.
+    pub fn new(opts: ProxyOptions, metrics: Option<Arc<Metrics>>) -> Self {
+        let client = match Self::build_client(&opts) {
+            Ok(client) => Some(client),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot build the upstream tls client");
+                None
+            }
+        };
+        Self::with_client(opts, metrics, client)
+    }
+
+    /// Like [`ReverseProxy::new`], but fails when the TLS client
+    /// configuration cannot be built.
+    pub fn try_new(opts: ProxyOptions, metrics: Option<Arc<Metrics>>) -> Result<Self, TlsError> {
+        let client = Self::build_client(&opts)?;
+        Ok(Self::with_client(opts, metrics, Some(client)))
+    }
+
+    /// The options this proxy was built with.
+    pub fn options(&self) -> &ProxyOptions {
+        &self.inner.opts
+    }
+
+    fn with_client(
+        opts: ProxyOptions,
+        metrics: Option<Arc<Metrics>>,
+        client: Option<UpstreamClient>,
+    ) -> Self {
+        let scheme = opts.upstream.scheme().cloned().unwrap_or(Scheme::HTTP);
+        let authority = opts.upstream.authority().cloned();
+        let base_path = opts.upstream.path().trim_end_matches('/').to_owned();
+        ReverseProxy {
+            inner: Arc::new(Inner {
+                opts,
+                scheme,
+                authority,
+                base_path,
+                client,
+                metrics,
+            }),
+        }
+    }
+
+    fn build_client(opts: &ProxyOptions) -> Result<UpstreamClient, TlsError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(opts.connect_timeout));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let mut tls = tls::client_config(None)?;
+        // hyper-rustls sets ALPN itself (and insists it is empty).
+        tls.alpn_protocols.clear();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector))
+    }
+}
+
+impl<B> tower::Service<Request<B>> for ReverseProxy
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(inner.forward(req).await) })
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    async fn forward<B>(&self, mut req: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if req.method() == Method::CONNECT {
+            return error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        }
+        headers::sanitize_request(&mut req);
+        let upgrade = req
+            .extensions()
+            .get::<HopByHopStripped>()
+            .and_then(|s| s.0.clone());
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+
+        let upstream_req = match self.rewrite(req, upgrade.as_ref()) {
+            Ok(req) => req,
+            Err(err) => {
+                tracing::warn!(%method, %path, error = %err, "cannot build the upstream request");
+                return error_response(StatusCode::BAD_REQUEST, "bad_request");
+            }
+        };
+        let Some(client) = &self.client else {
+            return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+        };
+
+        let start = Instant::now();
+        let result = tokio::time::timeout(self.opts.timeout, client.request(upstream_req)).await;
+        let mut resp = match result {
+            Err(_) => {
+                tracing::warn!(%method, %path, upstream = %self.opts.upstream, timeout = ?self.opts.timeout,
+                    "upstream timed out");
+                return error_response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout");
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(%method, %path, upstream = %self.opts.upstream, error = %ErrorChain(&err),
+                    "upstream request failed");
+                return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_upstream(start.elapsed());
+        }
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let (Some(client_upgrade), Some(requested)) = (client_upgrade, upgrade) else {
+                tracing::warn!(%method, %path, "upstream switched protocols without an upgrade request");
+                return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            let protocol = headers::strip_hop_by_hop(resp.headers_mut()).unwrap_or(requested);
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            resp.headers_mut().insert(header::UPGRADE, protocol);
+            tokio::spawn(async move {
+                let (client_io, upstream_io) =
+                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                        Ok(pair) => pair,
+                        Err(err) => {
+                            tracing::debug!(error = %err, "upgrade failed");
+                            return;
+                        }
+                    };
+                let mut client_io = TokioIo::new(client_io);
+                let mut upstream_io = TokioIo::new(upstream_io);
+                match tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await {
+                    Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
+                    Err(err) => tracing::debug!(error = %err, "upgraded connection failed"),
+                }
+            });
+            return resp.map(|_| body::empty());
+        }
+
+        headers::strip_hop_by_hop(resp.headers_mut());
+        resp.map(body::boxed)
+    }
+
+    /// The request to send upstream: URI, `Host`, `X-Forwarded-*`, version.
+    fn rewrite<B>(
+        &self,
+        req: Request<B>,
+        upgrade: Option<&HeaderValue>,
+    ) -> Result<Request<ResponseBody>, http::Error>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let original_host = headers::original_host(&req);
+        let (mut parts, body) = req.into_parts();
+        let conn = parts.extensions.get::<ConnInfo>().copied();
+
+        let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let path_and_query = if self.base_path.is_empty() {
+            pq.to_owned()
+        } else {
+            format!("{}{}", self.base_path, pq)
+        };
+        let mut uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .path_and_query(path_and_query);
+        if let Some(authority) = &self.authority {
+            uri = uri.authority(authority.clone());
+        }
+        parts.uri = uri.build()?;
+
+        let h = &mut parts.headers;
+        if parts.version == Version::HTTP_2 {
+            headers::merge_cookies(h);
+        }
+        parts.version = Version::HTTP_11;
+        if let Some(conn) = conn {
+            headers::append_forwarded_for(h, conn.remote_addr.ip());
+        }
+        let proto = self
+            .opts
+            .public_proto
+            .unwrap_or(if conn.is_some_and(|c| c.tls) {
+                "https"
+            } else {
+                "http"
+            });
+        headers::set_forwarded_proto(h, proto);
+        headers::set_forwarded_host(h, original_host.clone());
+        let host = match (&original_host, self.opts.pass_host_header) {
+            (Some(host), true) => Some(host.clone()),
+            _ => self
+                .authority
+                .as_ref()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        if let Some(host) = host {
+            h.insert(header::HOST, host);
+        }
+        if let Some(protocol) = upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, protocol.clone());
+        }
+        Ok(Request::from_parts(parts, body::boxed(body)))
+    }
+}
+
+/// A small JSON error response: `{"error":"<code>"}`.
+fn error_response(status: StatusCode, code: &'static str) -> Response<ResponseBody> {
+    let mut resp = Response::new(body::full(format!("{{\"error\":\"{code}\"}}")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Displays an error with its sources: `a: b: c`.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use http_body_util::{BodyExt, Empty};
+    use std::net::SocketAddr;
+
+    fn proxy(upstream: &str, f: impl FnOnce(&mut ProxyOptions)) -> ReverseProxy {
+        let mut opts = ProxyOptions::new(upstream.parse().unwrap());
+        f(&mut opts);
+        ReverseProxy::new(opts, None)
+    }
+
+    fn rewrite(p: &ReverseProxy, req: Request<Empty<Bytes>>) -> Request<ResponseBody> {
+        let mut req = req;
+        headers::sanitize_request(&mut req);
+        p.inner.rewrite(req, None).unwrap()
+    }
+
+    #[test]
+    fn rewrite_keeps_path_and_query_as_given() {
+        let p = proxy("http://up.internal:8080", |_| {});
+        let req = Request::get("/a/../b//c?x=%2F&y")
+            .header("host", "gw.example")
+            .body(Empty::new())
+            .unwrap();
+        let out = rewrite(&p, req);
+        assert_eq!(out.uri(), "http://up.internal:8080/a/../b//c?x=%2F&y");
+        assert_eq!(out.headers()["host"], "gw.example");
+        assert_eq!(out.headers()["x-forwarded-host"], "gw.example");
+        assert_eq!(out.headers()["x-forwarded-proto"], "http");
+        assert_eq!(out.version(), Version::HTTP_11);
+    }
+
+    #[test]
+    fn rewrite_prefixes_base_path() {
+        let p = proxy("https://up.internal/app/", |o| o.pass_host_header = false);
+        let req = Request::get("/x?q=1")
+            .header("host", "gw")
+            .body(Empty::new())
+            .unwrap();
+        let out = rewrite(&p, req);
+        assert_eq!(out.uri(), "https://up.internal/app/x?q=1");
+        assert_eq!(out.headers()["host"], "up.internal");
+        assert_eq!(out.headers()["x-forwarded-host"], "gw");
+    }
+
+    #[test]
+    fn rewrite_http2_request_uses_authority_and_merges_cookies() {
+        let p = proxy("http://127.0.0.1:9", |o| o.public_proto = Some("https"));
+        let mut req = Request::get("https://app.example.com/p")
+            .version(Version::HTTP_2)
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(Empty::new())
+            .unwrap();
+        let addr: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        req.extensions_mut().insert(ConnInfo {
+            remote_addr: addr,
+            tls: false,
+        });
+        let out = rewrite(&p, req);
+        assert_eq!(out.version(), Version::HTTP_11);
+        assert_eq!(out.uri(), "http://127.0.0.1:9/p");
+        assert_eq!(out.headers()["host"], "app.example.com");
+        assert_eq!(out.headers()["cookie"], "a=1; b=2");
+        assert_eq!(out.headers()["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(out.headers()["x-forwarded-proto"], "https");
+    }
+
+    #[tokio::test]
+    async fn connect_method_is_refused() {
+        use tower::ServiceExt;
+        let p = proxy("http://127.0.0.1:9", |_| {});
+        let req = Request::connect("example.com:443")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = p.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"error":"method_not_allowed"}"#);
+    }
+
+    #[test]
+    fn from_config_sets_public_proto_for_https() {
+        let cfg = crate::config::UpstreamConfig {
+            url: "http://127.0.0.1:8080/base".parse().unwrap(),
+            timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(1),
+            pass_host_header: false,
+        };
+        let o =
+            ProxyOptions::from_config(&cfg, &"https://app.example.com".parse().unwrap()).unwrap();
+        assert_eq!(o.upstream, "http://127.0.0.1:8080/base");
+        assert_eq!(o.public_proto, Some("https"));
+        assert!(!o.pass_host_header);
+        let o = ProxyOptions::from_config(&cfg, &"http://localhost:8080".parse().unwrap()).unwrap();
+        assert_eq!(o.public_proto, None);
+    }
+}

@@ -1,1 +1,462 @@
-//! server
+//! The accept loop: TCP listener → optional rustls handshake → HTTP/1.1 or
+//! HTTP/2 (hyper-util `auto`) → a tower service, with graceful shutdown.
+//!
+//! Every request handed to the service carries a [`ConnInfo`] extension with
+//! the peer address and whether the connection is TLS.
+//!
+//! Protections built in:
+//! - a semaphore bounds concurrent connections ([`ServeOptions::max_connections`]);
+//!   when full, the loop stops accepting until a connection ends;
+//! - TLS handshakes are bounded by [`ServeOptions::tls_handshake_timeout`];
+//!   failures are logged at debug and never stop the loop;
+//! - a client must send its HTTP/1 request head (or the HTTP/2 preface)
+//!   within [`ServeOptions::header_read_timeout`]; the same bound applies to
+//!   idle HTTP/1 keep-alive connections;
+//! - request heads are bounded to 64 KiB (HTTP/1 read buffer, HTTP/2 header list).
+//!
+//! On shutdown the listener is closed at once (new connections are refused),
+//! in-flight requests may finish within [`ServeOptions::drain_timeout`], and
+//! connections still open after it are closed. Upgraded connections
+//! (WebSocket tunnels) are detached from hyper and are not drained.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use oidc_gateway::{body, server};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let svc = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+//!     Ok::<_, Infallible>(http::Response::new(body::full("hello")))
+//! });
+//! server::serve(listener, None, svc, server::ServeOptions::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+
+pub mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::body::ResponseBody;
+
+/// Upper bound on a request head: HTTP/1 read buffer and HTTP/2 header list size.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Facts about the client connection, inserted into every request's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The peer's address (the TCP peer: a load balancer in front of the
+    /// gateway appears here, not the end user).
+    pub remote_addr: SocketAddr,
+    /// Whether the connection is TLS-terminated by this server.
+    pub tls: bool,
+}
+
+/// Tuning for [`serve`].
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Time a client has to send a complete HTTP/1 request head (also the idle
+    /// limit between keep-alive requests) or the HTTP/2 preface.
+    /// Defaults to 10 seconds.
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests may run after shutdown begins before their
+    /// connections are closed. Defaults to 30 seconds.
+    pub drain_timeout: Duration,
+    /// Maximum number of concurrent connections. Defaults to 10 000.
+    pub max_connections: usize,
+    /// Time a client has to complete the TLS handshake. Defaults to 10 seconds.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// Options from the `[server]` config section (`header_read_timeout`,
+    /// `shutdown_timeout` as the drain timeout); the rest are defaults.
+    pub fn from_config(server: &crate::config::ServerConfig) -> Self {
+        ServeOptions {
+            header_read_timeout: server.header_read_timeout,
+            drain_timeout: server.shutdown_timeout,
+            ..ServeOptions::default()
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` completes, then drains.
+///
+/// With `tls`, every connection is TLS (ALPN picks HTTP/2 or HTTP/1.1);
+/// without, connections are plain HTTP/1.1 (or HTTP/2 with prior knowledge).
+/// HTTP/1.1 upgrades (WebSocket) are supported. Returns once every connection
+/// has ended or [`ServeOptions::drain_timeout`] has passed after `shutdown`.
+///
+/// Per-connection errors (handshake failures, resets, timeouts) are logged at
+/// debug level and never end the loop; accept errors such as running out of
+/// file descriptors are logged and retried after a short pause.
+pub async fn serve<S>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    service: S,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let conn = Arc::new(ConnContext {
+        builder,
+        acceptor: tls.map(TlsAcceptor::from),
+        opts: opts.clone(),
+    });
+
+    let graceful = GracefulShutdown::new();
+    let (force_close_tx, force_close_rx) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, remote_addr) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) if is_connection_error(&err) => continue,
+                Err(err) => {
+                    tracing::error!(error = %err, "accept failed; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    }
+                }
+            },
+        };
+        let conn = conn.clone();
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        let mut force_close = force_close_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                () = conn.serve(stream, remote_addr, service, watcher) => {}
+                _ = force_close.wait_for(|closed| *closed) => {
+                    tracing::debug!(%remote_addr, "connection closed: drain timeout");
+                }
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::debug!(
+        connections = graceful.count(),
+        "shutting down: draining connections"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::debug!("all connections drained"),
+        () = tokio::time::sleep(opts.drain_timeout) => {
+            tracing::warn!(timeout = ?opts.drain_timeout, "drain timeout: closing remaining connections");
+            let _ = force_close_tx.send(true);
+        }
+    }
+    Ok(())
+}
+
+/// Errors from `accept` that concern one connection only.
+fn is_connection_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+// === impl ConnContext ===
+
+/// What every connection task shares.
+struct ConnContext {
+    builder: auto::Builder<TokioExecutor>,
+    acceptor: Option<TlsAcceptor>,
+    opts: ServeOptions,
+}
+
+impl ConnContext {
+    async fn serve<S>(
+        &self,
+        stream: TcpStream,
+        remote_addr: SocketAddr,
+        service: S,
+        watcher: Watcher,
+    ) where
+        S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let _ = stream.set_nodelay(true);
+        match &self.acceptor {
+            None => {
+                let info = ConnInfo {
+                    remote_addr,
+                    tls: false,
+                };
+                self.serve_http(stream, info, service, watcher).await;
+            }
+            Some(acceptor) => {
+                let handshake =
+                    tokio::time::timeout(self.opts.tls_handshake_timeout, acceptor.accept(stream));
+                let stream = match handshake.await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%remote_addr, error = %err, "tls handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote_addr, "tls handshake timed out");
+                        return;
+                    }
+                };
+                let info = ConnInfo {
+                    remote_addr,
+                    tls: true,
+                };
+                self.serve_http(stream, info, service, watcher).await;
+            }
+        }
+    }
+
+    async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S, watcher: Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let io = TokioIo::new(PrefaceDeadline::new(io, self.opts.header_read_timeout));
+        let service = TowerToHyperService::new(tower::util::MapRequest::new(
+            service,
+            move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(info);
+                req
+            },
+        ));
+        let conn = self.builder.serve_connection_with_upgrades(io, service);
+        if let Err(err) = watcher.watch(conn).await {
+            tracing::debug!(remote_addr = %info.remote_addr, error = %err, "connection ended with an error");
+        }
+    }
+}
+
+// === impl PrefaceDeadline ===
+
+/// The HTTP/2 client connection preface.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+pin_project_lite::pin_project! {
+    /// Bounds the time until the protocol is known.
+    ///
+    /// hyper-util's `auto` builder reads up to 24 bytes to tell HTTP/2 (the
+    /// preface) from HTTP/1 before hyper's own HTTP/1 header read timeout
+    /// starts, so a client that connects and sends nothing, or a prefix of the
+    /// preface, would hold a connection slot forever. This wrapper fails reads
+    /// once `timeout` has passed while every byte received so far is still a
+    /// prefix of the HTTP/2 preface; it disarms as soon as the bytes diverge
+    /// (HTTP/1, covered by hyper's timeout) or the preface is complete.
+    struct PrefaceDeadline<I> {
+        #[pin]
+        io: I,
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        matched: usize,
+    }
+}
+
+impl<I> PrefaceDeadline<I> {
+    fn new(io: I, timeout: Duration) -> Self {
+        PrefaceDeadline {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            matched: 0,
+        }
+    }
+}
+
+impl<I: AsyncRead> AsyncRead for PrefaceDeadline<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        match this.io.poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if this.deadline.is_some() {
+                    let new = &buf.filled()[before..];
+                    let rest = &H2_PREFACE[*this.matched..];
+                    let n = new.len().min(rest.len());
+                    if new.is_empty()
+                        || new[..n] != rest[..n]
+                        || *this.matched + n == H2_PREFACE.len()
+                    {
+                        *this.deadline = None;
+                    } else {
+                        *this.matched += n;
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                if let Some(deadline) = this.deadline.as_mut() {
+                    ready!(deadline.as_mut().poll(cx));
+                    *this.deadline = None;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request received within the header read timeout",
+                    )));
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+        }
+    }
+}
+
+impl<I: AsyncWrite> AsyncWrite for PrefaceDeadline<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn preface_deadline_silent_client_times_out() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut io = PrefaceDeadline::new(server, Duration::from_secs(5));
+        let mut buf = [0u8; 8];
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn preface_deadline_partial_preface_times_out() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut io = PrefaceDeadline::new(server, Duration::from_secs(5));
+        client.write_all(b"PRI * HT").await.unwrap();
+        let mut buf = [0u8; 24];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 8);
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn preface_deadline_http1_bytes_disarm() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut io = PrefaceDeadline::new(server, Duration::from_secs(5));
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 16);
+        // Later reads wait as long as needed: hyper's own timeout applies now.
+        let read = tokio::spawn(async move { io.read(&mut buf).await });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        client.write_all(b"x").await.unwrap();
+        assert_eq!(read.await.unwrap().unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn preface_deadline_full_preface_disarms() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut io = PrefaceDeadline::new(server, Duration::from_secs(5));
+        client.write_all(H2_PREFACE).await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 24);
+        assert!(io.deadline.is_none());
+    }
+}
