@@ -91,7 +91,11 @@ impl IdentityHeaders {
     /// Parses the configured names.
     ///
     /// When two names are configured the same, the later value in
-    /// user, email, preferred_username, groups order wins.
+    /// `user`, `email`, `preferred_username`, `groups` order wins.
+    ///
+    /// # Errors
+    ///
+    /// When a configured name is not a valid header name.
     pub fn new(config: &HeaderNamesConfig) -> Result<Self, InvalidHeaderName> {
         Ok(IdentityHeaders {
             user: HeaderName::from_bytes(config.user.as_bytes())?,
@@ -102,6 +106,7 @@ impl IdentityHeaders {
     }
 
     /// The four names: user, email, preferred username, groups.
+    #[must_use]
     pub fn names(&self) -> [&HeaderName; 4] {
         [
             &self.user,
@@ -152,6 +157,7 @@ impl IdentityHeaders {
 
     /// The identity headers for `identity`, ready to be applied many times
     /// with [`IdentityHeaders::apply_precomputed`].
+    #[must_use]
     pub fn precompute(&self, identity: &Identity) -> PrecomputedHeaders {
         let mut headers = Vec::with_capacity(4);
         self.each_value(identity, |name, value| headers.push((name.clone(), value)));
@@ -177,11 +183,7 @@ impl IdentityHeaders {
         if let Some(v) = identity.email.as_deref().and_then(claim_value) {
             f(&self.email, v);
         }
-        if let Some(v) = identity
-            .preferred_username
-            .as_deref()
-            .and_then(claim_value)
-        {
+        if let Some(v) = identity.preferred_username.as_deref().and_then(claim_value) {
             f(&self.preferred_username, v);
         }
         if let Some(v) = groups_value(&identity.groups) {
@@ -205,11 +207,13 @@ impl PrecomputedHeaders {
     }
 
     /// Number of headers.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.headers.len()
     }
 
     /// Whether there is no header (an identity without any claim to send).
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.headers.is_empty()
     }
@@ -274,4 +278,5 @@ fn groups_value(groups: &[String]) -> Option<HeaderValue> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

@@ -34,6 +34,7 @@ pub const MAX_RETURN_TO_LEN: usize = 2048;
 /// Raw spaces, quotes, `<`, `>`, `` ` `` and non-ASCII characters of an
 /// accepted target are percent-encoded (the only case that allocates), so the
 /// result is always a valid `Location` value.
+#[must_use]
 pub fn safe_return_to(rd: Option<&str>) -> Cow<'_, str> {
     const ROOT: Cow<'static, str> = Cow::Borrowed("/");
     let Some(rd) = rd else {
@@ -123,6 +124,7 @@ fn hex_pair(s: &[u8], i: usize) -> Option<u8> {
 /// The return target for a protected request that is sent to log in: its
 /// normalized path (see [`normalize_path`]) and its query, already passed
 /// through [`safe_return_to`]. A path that cannot be normalized gives `/`.
+#[must_use]
 pub fn original_url(uri: &Uri) -> String {
     let Ok(path) = normalize_path(uri.path()) else {
         return "/".to_owned();
@@ -142,4 +144,5 @@ pub fn original_url(uri: &Uri) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

@@ -81,6 +81,10 @@ impl std::error::Error for PathError {}
 /// and 0x7F), an invalid escape (`%G1`, `%4`), or a raw non-ASCII byte.
 ///
 /// Returns [`Cow::Borrowed`] when the path is already normal.
+///
+/// # Errors
+///
+/// The [`PathError`] saying why the path is refused.
 pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if raw.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
@@ -104,8 +108,7 @@ fn scan(raw: &[u8]) -> Result<bool, PathError> {
         match b {
             b'/' => {
                 // `//` (an empty segment) or a `.`/`..` segment before this slash.
-                if i > 0 && (raw.get(i - 1) == Some(&b'/') || is_dot_segment(&raw[seg_start..i]))
-                {
+                if i > 0 && (raw.get(i - 1) == Some(&b'/') || is_dot_segment(&raw[seg_start..i])) {
                     rewrite = true;
                 }
                 seg_start = i + 1;
@@ -261,6 +264,7 @@ impl RouteTable {
     ///
     /// A route whose path [`normalize_path`] refuses never matches; use
     /// [`RouteTable::try_new`] to report such routes as configuration errors.
+    #[must_use]
     pub fn new(routes: &[RouteConfig]) -> Self {
         RouteTable {
             routes: routes
@@ -271,7 +275,11 @@ impl RouteTable {
     }
 
     /// Like [`RouteTable::new`], but fails on the first route whose path is
-    /// refused by [`normalize_path`], with its index.
+    /// refused by [`normalize_path`].
+    ///
+    /// # Errors
+    ///
+    /// The index of that route and why its path is refused.
     pub fn try_new(routes: &[RouteConfig]) -> Result<Self, (usize, PathError)> {
         let mut table = Vec::with_capacity(routes.len());
         for (i, r) in routes.iter().enumerate() {
@@ -282,11 +290,13 @@ impl RouteTable {
     }
 
     /// Number of routes.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.routes.len()
     }
 
     /// Whether there are no routes (every path gets [`RoutePolicy::DEFAULT`]).
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
@@ -300,6 +310,7 @@ impl RouteTable {
     /// `/api/…`, but not `/apix`. Matching is case-sensitive. When no route
     /// matches, the result is [`RoutePolicy::DEFAULT`] (authentication
     /// required, no group or domain constraint).
+    #[must_use]
     pub fn match_path(&self, normalized: &str) -> RoutePolicy<'_> {
         for (i, route) in self.routes.iter().enumerate() {
             let Some(prefix) = &route.prefix else {
@@ -388,6 +399,7 @@ impl RoutePolicy<'_> {
     ///
     /// A policy without constraints allows every identity. Whether
     /// authentication is needed at all is [`RoutePolicy::auth`].
+    #[must_use]
     pub fn allows(&self, identity: &Identity) -> bool {
         if !self.allowed_groups.is_empty()
             && !identity
@@ -426,4 +438,5 @@ fn email_domain(email: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

@@ -87,10 +87,8 @@ fn identity_serialize_absent_claims_are_omitted() {
 
 #[test]
 fn identity_deserialize_minimal_defaults_optional_claims() {
-    let id: Identity = serde_json::from_str(
-        r#"{"subject":"s","issuer":"https://i","source":"session"}"#,
-    )
-    .unwrap();
+    let id: Identity =
+        serde_json::from_str(r#"{"subject":"s","issuer":"https://i","source":"session"}"#).unwrap();
     assert_eq!(id.source, IdentitySource::Session);
     assert!(id.groups.is_empty() && id.email.is_none() && id.expires_at.is_none());
 }
@@ -272,7 +270,12 @@ fn apply_visible_ascii_is_unchanged() {
 #[test]
 fn apply_group_with_comma_is_encoded_not_split() {
     let mut id = bare("a");
-    id.groups = vec!["users,admins".into(), "".into(), "ops team".into(), "a%b".into()];
+    id.groups = vec![
+        "users,admins".into(),
+        String::new(),
+        "ops team".into(),
+        "a%b".into(),
+    ];
     let mut h = HeaderMap::new();
     headers().apply(&id, &mut h);
     assert_eq!(

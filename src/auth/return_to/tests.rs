@@ -234,10 +234,17 @@ fn safe_return_to_result_is_always_a_local_path() {
         }
         let out = safe_return_to(Some(&rd));
         let joined = base.join(&out).unwrap();
-        assert_eq!(joined.host_str(), Some("app.example.com"), "{rd:?} -> {out:?}");
+        assert_eq!(
+            joined.host_str(),
+            Some("app.example.com"),
+            "{rd:?} -> {out:?}"
+        );
         assert_eq!(joined.scheme(), "https", "{rd:?} -> {out:?}");
         assert!(out.starts_with('/'), "{rd:?} -> {out:?}");
-        assert!(out.bytes().all(|b| (0x21..=0x7E).contains(&b)), "{rd:?} -> {out:?}");
+        assert!(
+            out.bytes().all(|b| (0x21..=0x7E).contains(&b)),
+            "{rd:?} -> {out:?}"
+        );
         // Stable: a kept target is kept again.
         assert_eq!(safe_return_to(Some(&out)), out, "{rd:?}");
     }
