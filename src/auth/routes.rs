@@ -38,6 +38,10 @@ pub enum PathError {
     InvalidEscape,
     /// A raw (not percent-encoded) non-ASCII byte.
     NonAscii,
+    /// A dot segment with a path parameter (`..;x`, `.;`): Java servlet
+    /// containers strip the parameter and climb, so `/public/..;/admin`
+    /// would be matched here as under `/public/` and served as `/admin`.
+    DotSegmentParameter,
 }
 
 impl fmt::Display for PathError {
@@ -50,6 +54,7 @@ impl fmt::Display for PathError {
             PathError::ControlCharacter => "path contains a control character",
             PathError::InvalidEscape => "path contains an invalid percent escape",
             PathError::NonAscii => "path contains a raw non-ascii byte",
+            PathError::DotSegmentParameter => "path contains a dot segment with a parameter",
         })
     }
 }
@@ -73,12 +78,16 @@ impl std::error::Error for PathError {}
 /// - a path ending in `/`, `/.` or `/..` ends in `/` (`/a/b/..` → `/a/`).
 ///
 /// `;` has no special meaning: `/admin;x=y` is one segment, and
-/// `/public;/../admin` normalizes to `/admin`.
+/// `/public;/../admin` normalizes to `/admin`. The exception is a dot segment
+/// with a parameter (`..;`, `..;x=y`, `.;`, also encoded as `%2e%2e;`), which
+/// is refused: servlet containers (Tomcat, Jetty) strip `;` parameters and
+/// then resolve `..`, so the upstream would climb where the gateway did not.
 ///
 /// Refused ([`PathError`]): paths not starting with `/` (including `*` and the
 /// empty path), longer than [`MAX_PATH_LEN`], with an encoded slash (`%2F`), a
 /// backslash (raw or `%5C`), a control character (raw or encoded, 0x00–0x1F
-/// and 0x7F), an invalid escape (`%G1`, `%4`), or a raw non-ASCII byte.
+/// and 0x7F), an invalid escape (`%G1`, `%4`), a raw non-ASCII byte, or a dot
+/// segment with a parameter.
 ///
 /// Returns [`Cow::Borrowed`] when the path is already normal.
 ///
@@ -108,7 +117,7 @@ fn scan(raw: &[u8]) -> Result<bool, PathError> {
         match b {
             b'/' => {
                 // `//` (an empty segment) or a `.`/`..` segment before this slash.
-                if i > 0 && (raw.get(i - 1) == Some(&b'/') || is_dot_segment(&raw[seg_start..i])) {
+                if i > 0 && (raw.get(i - 1) == Some(&b'/') || check_segment(&raw[seg_start..i])?) {
                     rewrite = true;
                 }
                 seg_start = i + 1;
@@ -128,7 +137,7 @@ fn scan(raw: &[u8]) -> Result<bool, PathError> {
             _ => i += 1,
         }
     }
-    if is_dot_segment(&raw[seg_start..]) {
+    if check_segment(&raw[seg_start..])? {
         rewrite = true;
     }
     Ok(rewrite)
@@ -148,6 +157,7 @@ fn rewrite(raw: &str) -> Result<String, PathError> {
         }
         let start = out.len();
         push_decoded(seg.as_bytes(), &mut out)?;
+        check_segment(out.as_bytes().get(start..).unwrap_or_default())?;
         match out.get(start..) {
             Some(".") => {
                 out.truncate(start);
@@ -237,6 +247,17 @@ fn is_unreserved(b: u8) -> bool {
 
 fn is_dot_segment(seg: &[u8]) -> bool {
     seg == b"." || seg == b".."
+}
+
+/// Whether `seg` is a dot segment; refuses a dot segment with a parameter.
+fn check_segment(seg: &[u8]) -> Result<bool, PathError> {
+    if let Some(semi) = seg.iter().position(|&b| b == b';') {
+        if is_dot_segment(&seg[..semi]) {
+            return Err(PathError::DotSegmentParameter);
+        }
+        return Ok(false);
+    }
+    Ok(is_dot_segment(seg))
 }
 
 /// The `[[route]]` rules, ready for matching normalized paths.

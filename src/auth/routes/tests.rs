@@ -117,7 +117,9 @@ fn normalize_path_dot_like_segments_are_kept() {
     assert_norm("/a/.../b", "/a/.../b");
     assert_norm("/a/.b/..c", "/a/.b/..c");
     assert_norm("/a/%2e%2e%2e", "/a/...");
-    assert_norm("/a/..;/b", "/a/..;/b");
+    assert_norm("/a/..x;/b", "/a/..x;/b");
+    assert_norm("/a/;/b", "/a/;/b");
+    assert_norm("/a/;../b", "/a/;../b");
 }
 
 #[test]
@@ -140,7 +142,21 @@ fn normalize_path_slashes_are_collapsed_before_dots() {
 fn normalize_path_semicolon_has_no_special_meaning() {
     assert_norm("/admin;x=y", "/admin;x=y");
     assert_norm("/public;/../admin", "/admin");
-    assert_norm("/public/..;/admin", "/public/..;/admin");
+}
+
+#[test]
+fn normalize_path_dot_segment_with_parameter_is_refused() {
+    for p in [
+        "/public/..;/admin",
+        "/public/..;x=y/admin",
+        "/public/.;/admin",
+        "/public/%2e%2e;/admin",
+        "/public/.%2E;jsessionid=1/admin",
+        "//public/..;",
+        "/..;",
+    ] {
+        assert_refused(p, PathError::DotSegmentParameter);
+    }
 }
 
 // ===== normalize_path: refusals =====
@@ -287,6 +303,7 @@ fn path_error_display_is_lowercase() {
         PathError::ControlCharacter,
         PathError::InvalidEscape,
         PathError::NonAscii,
+        PathError::DotSegmentParameter,
     ] {
         let s = e.to_string();
         assert!(s.starts_with("path "), "{s}");
@@ -396,6 +413,7 @@ fn match_path_encoded_dot_traversal_does_not_match_public() {
     assert_eq!(p, RoutePolicy::DEFAULT);
     let p = policy_for(&t, "/public/..").unwrap();
     assert_eq!(p, RoutePolicy::DEFAULT);
+    assert!(policy_for(&t, "/public/..;/admin").is_none());
 }
 
 #[test]
