@@ -415,8 +415,8 @@ async fn forward_auth(shared: &Shared, req: &Parts) -> Response<ResponseBody> {
     let mut resp = Response::new(crate::body::empty());
     *resp.status_mut() = StatusCode::ACCEPTED;
     match &who {
-        Authenticated::Session(s) => s.headers.apply(resp.headers_mut()),
-        Authenticated::Bearer(p) => p.headers.apply(resp.headers_mut()),
+        Authenticated::Session(s) => shared.identity_headers.apply_precomputed(&s.headers, resp.headers_mut()),
+        Authenticated::Bearer(p) => shared.identity_headers.apply_precomputed(&p.headers, resp.headers_mut()),
     }
     resp
 }

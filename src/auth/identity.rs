@@ -1,79 +1,282 @@
-//! PLACEHOLDER until the routing branch lands.
+//! The authenticated user, and the identity headers sent upstream.
+//!
+//! # Header values
+//!
+//! Claims come from the identity provider (or a bearer token) and are not
+//! trusted to be header-safe. Every value is percent-encoded, RFC 3986-style,
+//! so that what the upstream receives is always visible ASCII:
+//!
+//! - every byte outside `0x21..=0x7E` is encoded: control characters (so
+//!   `"alice\r\nX-Admin: true"` becomes `alice%0D%0AX-Admin:%20true`, one
+//!   header, never two), space (leading/trailing spaces would otherwise be
+//!   trimmed by HTTP parsers) and non-ASCII UTF-8 bytes (`José` → `Jos%C3%A9`);
+//! - `%` itself is encoded as `%25`, so that the encoding is injective: two
+//!   different claims never produce the same header value (a subject
+//!   `%C3%A9` is sent as `%25C3%25A9`, not as the encoding of `é`);
+//! - in the groups header, a group's `,` is encoded as `%2C`, so that a group
+//!   named `admins,staff` cannot pose as two groups; groups are joined with
+//!   `,` (no space) and empty groups are left out.
+//!
+//! Empty claims (and an empty group list) send no header at all.
+//! Upstreams that only see ASCII claims receive them unchanged.
+//!
+//! # Stripping
+//!
+//! [`IdentityHeaders::strip`] removes every configured identity header from
+//! the incoming request, on every route, also those with `auth = "none"`. It
+//! also removes look-alike names that spell `-` as `_`
+//! (`X-Auth-Request_User`): CGI, WSGI/Rack, PHP and some proxies map both to
+//! the same variable (`HTTP_X_AUTH_REQUEST_USER`), which would let a client
+//! smuggle an identity past a strip that compares names exactly.
+
+use crate::config::HeaderNamesConfig;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
 use serde::{Deserialize, Serialize};
 
-/// Where an identity came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum IdentitySource {
-    /// Browser session.
-    Session,
-    /// Bearer token.
-    Bearer,
-}
-
-/// The authenticated user.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Who made a request, once authenticated.
+///
+/// The tower layer puts this in the request's extensions
+/// (`req.extensions().get::<Identity>()`) for every authenticated request,
+/// and the session store keeps it; it is also the JSON of
+/// `/oauth2/userinfo`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
-    /// sub
+    /// Stable subject (`sub` claim, or the provider's equivalent).
     pub subject: String,
-    /// email
+    /// `email` claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// email_verified
+    /// `email_verified` claim; absent when the provider does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
-    /// preferred_username
+    /// `preferred_username` claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_username: Option<String>,
-    /// groups
+    /// `groups` claim; empty when absent.
+    #[serde(default)]
     pub groups: Vec<String>,
-    /// name
+    /// `name` claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// iss
+    /// Issuer that vouched for this identity (`iss`).
     pub issuer: String,
-    /// exp
+    /// When the session or token expires, in seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
-    /// source
+    /// Whether this came from a browser session or a bearer token.
     pub source: IdentitySource,
 }
 
-/// PLACEHOLDER
-#[derive(Clone, Debug, Default)]
-pub struct PrecomputedHeaders(pub Vec<(http::HeaderName, http::HeaderValue)>);
+/// How an [`Identity`] was established.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentitySource {
+    /// A browser session cookie (after an authorization-code login).
+    Session,
+    /// An `Authorization: Bearer <JWT>` header.
+    Bearer,
+}
 
-/// PLACEHOLDER
+/// The identity header names, parsed once from `[headers]`.
 #[derive(Clone, Debug)]
 pub struct IdentityHeaders {
-    names: Vec<http::HeaderName>,
+    user: HeaderName,
+    email: HeaderName,
+    preferred_username: HeaderName,
+    groups: HeaderName,
 }
 
 impl IdentityHeaders {
-    /// PLACEHOLDER
-    pub fn new(cfg: &crate::config::HeaderNamesConfig) -> Result<Self, http::header::InvalidHeaderName> {
+    /// Parses the configured names.
+    ///
+    /// When two names are configured the same, the later value in
+    /// `user`, `email`, `preferred_username`, `groups` order wins.
+    ///
+    /// # Errors
+    ///
+    /// When a configured name is not a valid header name.
+    pub fn new(config: &HeaderNamesConfig) -> Result<Self, InvalidHeaderName> {
         Ok(IdentityHeaders {
-            names: [&cfg.user, &cfg.email, &cfg.preferred_username, &cfg.groups]
-                .iter()
-                .map(|n| http::HeaderName::from_bytes(n.as_bytes()))
-                .collect::<Result<_, _>>()?,
+            user: HeaderName::from_bytes(config.user.as_bytes())?,
+            email: HeaderName::from_bytes(config.email.as_bytes())?,
+            preferred_username: HeaderName::from_bytes(config.preferred_username.as_bytes())?,
+            groups: HeaderName::from_bytes(config.groups.as_bytes())?,
         })
     }
-    /// PLACEHOLDER
-    pub fn strip(&self, headers: &mut http::HeaderMap) {
-        for n in &self.names {
-            headers.remove(n);
+
+    /// The four names: user, email, preferred username, groups.
+    #[must_use]
+    pub fn names(&self) -> [&HeaderName; 4] {
+        [
+            &self.user,
+            &self.email,
+            &self.preferred_username,
+            &self.groups,
+        ]
+    }
+
+    /// Removes every value of every identity header from `headers`, and of
+    /// the names that differ from one only by `_` instead of `-`.
+    ///
+    /// Must run on every proxied request, whatever its route.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        for name in self.names() {
+            headers.remove(name);
+        }
+        let mut lookalikes: Option<Vec<HeaderName>> = None;
+        for name in headers.keys() {
+            let n = name.as_str().as_bytes();
+            if n.contains(&b'_')
+                && self
+                    .names()
+                    .iter()
+                    .any(|ours| same_but_underscores(ours.as_str().as_bytes(), n))
+            {
+                lookalikes.get_or_insert_with(Vec::new).push(name.clone());
+            }
+        }
+        for name in lookalikes.iter().flatten() {
+            headers.remove(name);
         }
     }
-    /// PLACEHOLDER
+
+    /// Strips (see [`IdentityHeaders::strip`]), then sets the identity
+    /// headers for `identity` (encoded as described in the
+    /// [module documentation](self)).
+    ///
+    /// For requests of a stored session, prefer
+    /// [`IdentityHeaders::precompute`] once and
+    /// [`IdentityHeaders::apply_precomputed`] per request.
+    pub fn apply(&self, identity: &Identity, headers: &mut HeaderMap) {
+        self.strip(headers);
+        self.each_value(identity, |name, value| {
+            headers.insert(name.clone(), value);
+        });
+    }
+
+    /// The identity headers for `identity`, ready to be applied many times
+    /// with [`IdentityHeaders::apply_precomputed`].
+    #[must_use]
     pub fn precompute(&self, identity: &Identity) -> PrecomputedHeaders {
-        let mut v = Vec::new();
-        if let Ok(val) = http::HeaderValue::from_str(&identity.subject) {
-            v.push((self.names[0].clone(), val));
+        let mut headers = Vec::with_capacity(4);
+        self.each_value(identity, |name, value| headers.push((name.clone(), value)));
+        PrecomputedHeaders { headers }
+    }
+
+    /// Strips (see [`IdentityHeaders::strip`]), then sets precomputed
+    /// headers. Applying is cloning reference-counted names and values.
+    ///
+    /// `precomputed` must come from this `IdentityHeaders` (or one with the
+    /// same names), else stale names could survive the strip.
+    pub fn apply_precomputed(&self, precomputed: &PrecomputedHeaders, headers: &mut HeaderMap) {
+        self.strip(headers);
+        for (name, value) in &precomputed.headers {
+            headers.insert(name.clone(), value.clone());
         }
-        PrecomputedHeaders(v)
+    }
+
+    fn each_value(&self, identity: &Identity, mut f: impl FnMut(&HeaderName, HeaderValue)) {
+        if let Some(v) = claim_value(&identity.subject) {
+            f(&self.user, v);
+        }
+        if let Some(v) = identity.email.as_deref().and_then(claim_value) {
+            f(&self.email, v);
+        }
+        if let Some(v) = identity.preferred_username.as_deref().and_then(claim_value) {
+            f(&self.preferred_username, v);
+        }
+        if let Some(v) = groups_value(&identity.groups) {
+            f(&self.groups, v);
+        }
     }
 }
 
+/// Identity headers computed once (for a session) by
+/// [`IdentityHeaders::precompute`]; cheap to clone and to apply.
+#[derive(Clone, Debug, Default)]
+pub struct PrecomputedHeaders {
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
 impl PrecomputedHeaders {
-    /// PLACEHOLDER
-    pub fn apply(&self, headers: &mut http::HeaderMap) {
-        for (k, v) in &self.0 {
-            headers.insert(k.clone(), v.clone());
+    /// The headers, in user, email, preferred username, groups order
+    /// (absent claims have no entry).
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.headers.iter().map(|(n, v)| (n, v))
+    }
+
+    /// Number of headers.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.headers.len()
+    }
+
+    /// Whether there is no header (an identity without any claim to send).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty()
+    }
+}
+
+fn same_but_underscores(ours: &[u8], theirs: &[u8]) -> bool {
+    ours.len() == theirs.len()
+        && ours.iter().zip(theirs).all(|(&a, &b)| {
+            let a = if a == b'_' { b'-' } else { a };
+            let b = if b == b'_' { b'-' } else { b };
+            a == b
+        })
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Whether `b` is percent-encoded in a header value.
+fn must_encode(b: u8, in_group: bool) -> bool {
+    !(0x21..=0x7E).contains(&b) || b == b'%' || (in_group && b == b',')
+}
+
+fn encode_into(s: &str, in_group: bool, out: &mut Vec<u8>) {
+    for b in s.bytes() {
+        if must_encode(b, in_group) {
+            out.extend_from_slice(&[
+                b'%',
+                HEX_UPPER[usize::from(b >> 4)],
+                HEX_UPPER[usize::from(b & 0x0F)],
+            ]);
+        } else {
+            out.push(b);
         }
     }
 }
+
+/// The header value for one claim; `None` for an empty claim.
+fn claim_value(s: &str) -> Option<HeaderValue> {
+    if s.is_empty() {
+        return None;
+    }
+    if !s.bytes().any(|b| must_encode(b, false)) {
+        return HeaderValue::from_str(s).ok();
+    }
+    let mut out = Vec::with_capacity(s.len() + 16);
+    encode_into(s, false, &mut out);
+    HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
+}
+
+/// The groups header value; `None` when there is no non-empty group.
+fn groups_value(groups: &[String]) -> Option<HeaderValue> {
+    let mut out = Vec::new();
+    for g in groups.iter().filter(|g| !g.is_empty()) {
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        encode_into(g, true, &mut out);
+    }
+    if out.is_empty() {
+        return None;
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

@@ -1,65 +1,463 @@
-//! PLACEHOLDER until the routing branch lands.
-use super::identity::Identity;
+//! Request routing: path normalization and the `[[route]]` table.
+//!
+//! Every request path goes through [`normalize_path`] before it is matched
+//! against the [`RouteTable`], so that one resource has exactly one spelling
+//! and a policy cannot be bypassed with `/public/%2e%2e/admin`, `//admin` or
+//! `/public/..%2Fadmin`. The normalized path is also the one to send upstream,
+//! so that the gateway and the application agree on what was requested.
+//!
+//! Both functions run on every request: the common case (an already normal
+//! path) is a single pass over the bytes and allocates nothing.
+
+use crate::auth::identity::Identity;
 use crate::config::{RouteAuth, RouteConfig};
 use std::borrow::Cow;
+use std::fmt;
 
-/// PLACEHOLDER
-#[derive(Debug)]
-pub struct PathError;
-impl std::fmt::Display for PathError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ambiguous path")
+/// Longest request path [`normalize_path`] accepts, in bytes (8 KiB).
+pub const MAX_PATH_LEN: usize = 8 * 1024;
+
+/// Why a request path was refused by [`normalize_path`].
+///
+/// Every variant is an ambiguous or hostile path: the gateway answers `400`
+/// rather than guess what the upstream would make of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathError {
+    /// Empty, `*`, or otherwise not starting with `/`.
+    NotAbsolute,
+    /// Longer than [`MAX_PATH_LEN`].
+    TooLong,
+    /// An encoded slash (`%2F`): would be one segment here and two upstream.
+    EncodedSlash,
+    /// A backslash, raw or encoded (`%5C`): some servers treat it as `/`.
+    Backslash,
+    /// A control character (0x00–0x1F, 0x7F), raw or percent-encoded.
+    ControlCharacter,
+    /// A `%` not followed by two hex digits.
+    InvalidEscape,
+    /// A raw (not percent-encoded) non-ASCII byte.
+    NonAscii,
+    /// A dot segment with a path parameter (`..;x`, `.;`): Java servlet
+    /// containers strip the parameter and climb, so `/public/..;/admin`
+    /// would be matched here as under `/public/` and served as `/admin`.
+    DotSegmentParameter,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolute => "path does not start with `/`",
+            PathError::TooLong => "path is too long",
+            PathError::EncodedSlash => "path contains an encoded slash",
+            PathError::Backslash => "path contains a backslash",
+            PathError::ControlCharacter => "path contains a control character",
+            PathError::InvalidEscape => "path contains an invalid percent escape",
+            PathError::NonAscii => "path contains a raw non-ascii byte",
+            PathError::DotSegmentParameter => "path contains a dot segment with a parameter",
+        })
     }
 }
-/// PLACEHOLDER
+
+impl std::error::Error for PathError {}
+
+/// Normalizes a request path (the URI's path, without the query).
+///
+/// The result is the canonical spelling used for route matching and sent
+/// upstream:
+///
+/// - percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are
+///   decoded; every other escape is kept, with its hex digits uppercased
+///   (`%c3%a9` → `%C3%A9`);
+/// - then dot segments are removed (RFC 3986 §5.2.4), which includes encoded
+///   ones (`%2e%2E` is `..` once decoded); `..` at the root is dropped, so a
+///   path cannot climb above `/` (`/../x` → `/x`, like RFC 3986, rather than
+///   an error);
+/// - repeated slashes are collapsed (`//a///b` → `/a/b`); this happens before
+///   dot segments are resolved, so `/a//../b` is `/b`;
+/// - a path ending in `/`, `/.` or `/..` ends in `/` (`/a/b/..` → `/a/`).
+///
+/// `;` has no special meaning: `/admin;x=y` is one segment, and
+/// `/public;/../admin` normalizes to `/admin`. The exception is a dot segment
+/// with a parameter (`..;`, `..;x=y`, `.;`, also encoded as `%2e%2e;`), which
+/// is refused: servlet containers (Tomcat, Jetty) strip `;` parameters and
+/// then resolve `..`, so the upstream would climb where the gateway did not.
+///
+/// Refused ([`PathError`]): paths not starting with `/` (including `*` and the
+/// empty path), longer than [`MAX_PATH_LEN`], with an encoded slash (`%2F`), a
+/// backslash (raw or `%5C`), a control character (raw or encoded, 0x00–0x1F
+/// and 0x7F), an invalid escape (`%G1`, `%4`), a raw non-ASCII byte, or a dot
+/// segment with a parameter.
+///
+/// Returns [`Cow::Borrowed`] when the path is already normal.
+///
+/// # Errors
+///
+/// The [`PathError`] saying why the path is refused.
 pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
-    if raw.contains("%2f") || raw.contains("%2F") || raw.contains('\\') {
-        return Err(PathError);
+    if raw.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
     }
-    Ok(Cow::Borrowed(raw))
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if scan(raw.as_bytes())? {
+        rewrite(raw).map(Cow::Owned)
+    } else {
+        Ok(Cow::Borrowed(raw))
+    }
 }
-/// PLACEHOLDER
-#[derive(Debug, Clone)]
+
+/// Validates the whole path; `Ok(true)` when it is not already normal.
+fn scan(raw: &[u8]) -> Result<bool, PathError> {
+    let mut rewrite = false;
+    let mut seg_start = 0;
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'/' => {
+                // `//` (an empty segment) or a `.`/`..` segment before this slash.
+                if i > 0 && (raw.get(i - 1) == Some(&b'/') || check_segment(&raw[seg_start..i])?) {
+                    rewrite = true;
+                }
+                seg_start = i + 1;
+                i += 1;
+            }
+            b'%' => {
+                let (hi, lo, v) = escape_at(raw, i).ok_or(PathError::InvalidEscape)?;
+                check_decoded(v)?;
+                if is_unreserved(v) || hi.is_ascii_lowercase() || lo.is_ascii_lowercase() {
+                    rewrite = true;
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0x00..=0x1F | 0x7F => return Err(PathError::ControlCharacter),
+            0x80..=0xFF => return Err(PathError::NonAscii),
+            _ => i += 1,
+        }
+    }
+    if check_segment(&raw[seg_start..])? {
+        rewrite = true;
+    }
+    Ok(rewrite)
+}
+
+/// Slow path: decode, drop empty and dot segments. `raw` passed [`scan`].
+fn rewrite(raw: &str) -> Result<String, PathError> {
+    let mut out = String::with_capacity(raw.len());
+    out.push('/');
+    // `out` always ends with `/` here; whether the result keeps it depends on
+    // the last segment.
+    let mut ends_with_slash = true;
+    for seg in raw.get(1..).unwrap_or("").split('/') {
+        if seg.is_empty() {
+            ends_with_slash = true;
+            continue;
+        }
+        let start = out.len();
+        push_decoded(seg.as_bytes(), &mut out)?;
+        check_segment(out.as_bytes().get(start..).unwrap_or_default())?;
+        match out.get(start..) {
+            Some(".") => {
+                out.truncate(start);
+                ends_with_slash = true;
+            }
+            Some("..") => {
+                out.truncate(start);
+                pop_segment(&mut out);
+                ends_with_slash = true;
+            }
+            _ => {
+                out.push('/');
+                ends_with_slash = false;
+            }
+        }
+    }
+    if !ends_with_slash && out.len() > 1 {
+        out.pop();
+    }
+    Ok(out)
+}
+
+/// Removes the last segment of `out` (which ends with `/`); a no-op at the root.
+fn pop_segment(out: &mut String) {
+    let without_slash = out.len().saturating_sub(1);
+    if let Some(p) = out.get(..without_slash).and_then(|s| s.rfind('/')) {
+        out.truncate(p + 1);
+    }
+}
+
+/// Appends one segment, decoding unreserved escapes and uppercasing the rest.
+fn push_decoded(seg: &[u8], out: &mut String) -> Result<(), PathError> {
+    let mut i = 0;
+    while let Some(&b) = seg.get(i) {
+        if b == b'%' {
+            let (_, _, v) = escape_at(seg, i).ok_or(PathError::InvalidEscape)?;
+            check_decoded(v)?;
+            if is_unreserved(v) {
+                out.push(char::from(v));
+            } else {
+                out.push('%');
+                out.push(char::from(HEX_UPPER[usize::from(v >> 4)]));
+                out.push(char::from(HEX_UPPER[usize::from(v & 0x0F)]));
+            }
+            i += 3;
+        } else if b.is_ascii() {
+            out.push(char::from(b));
+            i += 1;
+        } else {
+            return Err(PathError::NonAscii);
+        }
+    }
+    Ok(())
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// The escape at `raw[i]` (which is `%`): its two hex digits and its value.
+fn escape_at(raw: &[u8], i: usize) -> Option<(u8, u8, u8)> {
+    let hi = *raw.get(i + 1)?;
+    let lo = *raw.get(i + 2)?;
+    Some((hi, lo, (hex_val(hi)? << 4) | hex_val(lo)?))
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Refuses decoded bytes that make a path ambiguous.
+fn check_decoded(v: u8) -> Result<(), PathError> {
+    match v {
+        b'/' => Err(PathError::EncodedSlash),
+        b'\\' => Err(PathError::Backslash),
+        0x00..=0x1F | 0x7F => Err(PathError::ControlCharacter),
+        _ => Ok(()),
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn is_dot_segment(seg: &[u8]) -> bool {
+    seg == b"." || seg == b".."
+}
+
+/// Whether `seg` is a dot segment; refuses a dot segment with a parameter.
+fn check_segment(seg: &[u8]) -> Result<bool, PathError> {
+    if let Some(semi) = seg.iter().position(|&b| b == b';') {
+        if is_dot_segment(&seg[..semi]) {
+            return Err(PathError::DotSegmentParameter);
+        }
+        return Ok(false);
+    }
+    Ok(is_dot_segment(seg))
+}
+
+/// The `[[route]]` rules, ready for matching normalized paths.
+///
+/// Built once from the configuration. Route paths are normalized with
+/// [`normalize_path`] like request paths are, and allowed email domains are
+/// lowercased (a leading `@` is ignored).
+#[derive(Clone, Debug, Default)]
 pub struct RouteTable {
-    routes: Vec<RouteConfig>,
+    routes: Vec<Route>,
 }
-/// PLACEHOLDER
-#[derive(Debug, Clone, Copy)]
-pub struct RoutePolicy<'a> {
-    /// auth
-    pub auth: RouteAuth,
-    /// groups
-    pub allowed_groups: &'a [String],
-    /// domains
-    pub allowed_email_domains: &'a [String],
-    /// index
-    pub index: Option<usize>,
+
+#[derive(Clone, Debug)]
+struct Route {
+    /// Normalized prefix; `None` when the configured path cannot be
+    /// normalized: such a route never matches.
+    prefix: Option<String>,
+    auth: RouteAuth,
+    allowed_groups: Vec<String>,
+    allowed_email_domains: Vec<String>,
 }
+
 impl RouteTable {
-    /// PLACEHOLDER
+    /// Builds the table, keeping the configuration's order (first match wins).
+    ///
+    /// A route whose path [`normalize_path`] refuses never matches; use
+    /// [`RouteTable::try_new`] to report such routes as configuration errors.
+    #[must_use]
     pub fn new(routes: &[RouteConfig]) -> Self {
-        RouteTable { routes: routes.to_vec() }
+        RouteTable {
+            routes: routes
+                .iter()
+                .map(|r| Route::new(r, normalize_path(&r.path).ok()))
+                .collect(),
+        }
     }
-    /// PLACEHOLDER
-    pub fn match_path(&self, p: &str) -> RoutePolicy<'_> {
-        for (i, r) in self.routes.iter().enumerate() {
-            if p.starts_with(&r.path) {
+
+    /// Like [`RouteTable::new`], but fails on the first route whose path is
+    /// refused by [`normalize_path`].
+    ///
+    /// # Errors
+    ///
+    /// The index of that route and why its path is refused.
+    pub fn try_new(routes: &[RouteConfig]) -> Result<Self, (usize, PathError)> {
+        let mut table = Vec::with_capacity(routes.len());
+        for (i, r) in routes.iter().enumerate() {
+            let prefix = normalize_path(&r.path).map_err(|e| (i, e))?;
+            table.push(Route::new(r, Some(prefix)));
+        }
+        Ok(RouteTable { routes: table })
+    }
+
+    /// Number of routes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there are no routes (every path gets [`RoutePolicy::DEFAULT`]).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The policy for a path already normalized by [`normalize_path`].
+    ///
+    /// The first route whose path is a prefix of `normalized` wins, with
+    /// segment semantics: a route path ending in `/` (such as `/public/`)
+    /// matches `/public/` and everything under it, but not `/public`; a route
+    /// path without the trailing slash (such as `/api`) matches `/api` and
+    /// `/api/…`, but not `/apix`. Matching is case-sensitive. When no route
+    /// matches, the result is [`RoutePolicy::DEFAULT`] (authentication
+    /// required, no group or domain constraint).
+    #[must_use]
+    pub fn match_path(&self, normalized: &str) -> RoutePolicy<'_> {
+        for (i, route) in self.routes.iter().enumerate() {
+            let Some(prefix) = &route.prefix else {
+                continue;
+            };
+            if prefix_matches(prefix, normalized) {
                 return RoutePolicy {
-                    auth: r.auth,
-                    allowed_groups: &r.allowed_groups,
-                    allowed_email_domains: &r.allowed_email_domains,
+                    auth: route.auth,
+                    allowed_groups: &route.allowed_groups,
+                    allowed_email_domains: &route.allowed_email_domains,
                     index: Some(i),
                 };
             }
         }
-        RoutePolicy { auth: RouteAuth::Required, allowed_groups: &[], allowed_email_domains: &[], index: None }
+        RoutePolicy::DEFAULT
     }
 }
+
+impl Route {
+    fn new(config: &RouteConfig, prefix: Option<Cow<'_, str>>) -> Self {
+        Route {
+            prefix: prefix.map(Cow::into_owned),
+            auth: config.auth,
+            allowed_groups: config.allowed_groups.clone(),
+            allowed_email_domains: config
+                .allowed_email_domains
+                .iter()
+                .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+                .collect(),
+        }
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(_) if prefix.ends_with('/') => true,
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+    }
+}
+
+/// What a request path requires: the result of [`RouteTable::match_path`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoutePolicy<'a> {
+    /// Whether authentication is needed.
+    pub auth: RouteAuth,
+    /// When not empty, the identity must be in one of these groups.
+    pub allowed_groups: &'a [String],
+    /// When not empty, the identity's email must be in one of these domains
+    /// (lowercase).
+    pub allowed_email_domains: &'a [String],
+    /// Index of the matching `[[route]]`; `None` for the default policy.
+    pub index: Option<usize>,
+}
+
+impl RoutePolicy<'static> {
+    /// The policy of paths no route matches: authentication required, no
+    /// group or domain constraint.
+    pub const DEFAULT: RoutePolicy<'static> = RoutePolicy {
+        auth: RouteAuth::Required,
+        allowed_groups: &[],
+        allowed_email_domains: &[],
+        index: None,
+    };
+}
+
+impl Default for RoutePolicy<'static> {
+    fn default() -> Self {
+        RoutePolicy::DEFAULT
+    }
+}
+
 impl RoutePolicy<'_> {
-    /// PLACEHOLDER
+    /// Whether an authenticated `identity` passes this policy's constraints
+    /// (a `false` means `403`). Both constraints, when set, must hold:
+    ///
+    /// - groups: at least one of the identity's groups is in
+    ///   `allowed_groups` (exact, case-sensitive);
+    /// - email domains: the identity has an email, it is not explicitly
+    ///   unverified (`email_verified == Some(false)` is refused; an absent
+    ///   claim is accepted), it has exactly one `@` with something on both
+    ///   sides, and the part after the `@` equals one of
+    ///   `allowed_email_domains`, ignoring ASCII case. No suffix or subdomain
+    ///   match: `evil-example.com` and `sub.example.com` are not
+    ///   `example.com`.
+    ///
+    /// A policy without constraints allows every identity. Whether
+    /// authentication is needed at all is [`RoutePolicy::auth`].
+    #[must_use]
     pub fn allows(&self, identity: &Identity) -> bool {
-        (self.allowed_groups.is_empty() || identity.groups.iter().any(|g| self.allowed_groups.contains(g)))
-            && (self.allowed_email_domains.is_empty()
-                || identity.email.as_deref().and_then(|e| e.rsplit_once('@')).is_some_and(|(_, d)| self.allowed_email_domains.iter().any(|a| a.eq_ignore_ascii_case(d))))
+        if !self.allowed_groups.is_empty()
+            && !identity
+                .groups
+                .iter()
+                .any(|g| self.allowed_groups.iter().any(|a| a == g))
+        {
+            return false;
+        }
+        if !self.allowed_email_domains.is_empty() {
+            if identity.email_verified == Some(false) {
+                return false;
+            }
+            let Some(domain) = identity.email.as_deref().and_then(email_domain) else {
+                return false;
+            };
+            if !self
+                .allowed_email_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+            {
+                return false;
+            }
+        }
+        true
     }
 }
+
+/// The domain of an email with exactly one `@` and non-empty parts.
+fn email_domain(email: &str) -> Option<&str> {
+    let (local, domain) = email.split_once('@')?;
+    if local.is_empty() || domain.is_empty() || domain.contains('@') {
+        return None;
+    }
+    Some(domain)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

@@ -66,10 +66,10 @@ impl Authenticated {
         }
     }
 
-    fn apply_headers(&self, headers: &mut http::HeaderMap) {
+    fn apply_headers(&self, ids: &super::identity::IdentityHeaders, headers: &mut http::HeaderMap) {
         match self {
-            Authenticated::Session(s) => s.headers.apply(headers),
-            Authenticated::Bearer(p) => p.headers.apply(headers),
+            Authenticated::Session(s) => ids.apply_precomputed(&s.headers, headers),
+            Authenticated::Bearer(p) => ids.apply_precomputed(&p.headers, headers),
         }
     }
 }
@@ -247,7 +247,7 @@ fn under_prefix(path: &str, prefix: &str) -> bool {
 
 /// Prepares an authenticated request for the inner service.
 fn admit<B>(shared: &Shared, req: &mut Request<B>, who: &Authenticated) {
-    who.apply_headers(req.headers_mut());
+    who.apply_headers(&shared.identity_headers, req.headers_mut());
     req.extensions_mut().insert(who.identity().clone());
     strip_gateway_cookies(req.headers_mut(), &shared.cookies);
 }
