@@ -495,9 +495,8 @@ const FILE_KEYS: &[(&str, &str)] = &[
 impl GatewayConfig {
     /// Reads, expands and validates the file at `path` with the process environment.
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::one("", format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one("", format!("cannot read {}: {e}", path.display())))?;
         Self::from_toml_str(&text, &ProcessEnv)
     }
 
@@ -533,10 +532,16 @@ impl GatewayConfig {
             problem("server.tls_cert", "tls_cert and tls_key go together".into());
         }
         if !matches!(s.public_url.scheme(), "http" | "https") || s.public_url.host().is_none() {
-            problem("server.public_url", "must be an absolute http(s) URL".into());
+            problem(
+                "server.public_url",
+                "must be an absolute http(s) URL".into(),
+            );
         }
         if s.public_url.query().is_some() || s.public_url.fragment().is_some() {
-            problem("server.public_url", "must not have a query or fragment".into());
+            problem(
+                "server.public_url",
+                "must not have a query or fragment".into(),
+            );
         }
         if !s.prefix.starts_with('/') || s.prefix.len() < 2 || s.prefix.ends_with('/') {
             problem(
@@ -598,7 +603,10 @@ impl GatewayConfig {
             }
             ProviderKind::Oauth2 => {
                 for (key, v) in [
-                    ("provider.authorization_endpoint", &pr.authorization_endpoint),
+                    (
+                        "provider.authorization_endpoint",
+                        &pr.authorization_endpoint,
+                    ),
                     ("provider.token_endpoint", &pr.token_endpoint),
                     ("provider.userinfo_endpoint", &pr.userinfo_endpoint),
                 ] {
@@ -681,10 +689,7 @@ impl GatewayConfig {
         let se = &self.session;
         match base64_decode_any(se.secret.expose()) {
             Some(bytes) if bytes.len() >= 32 => {}
-            Some(_) => problem(
-                "session.secret",
-                "must decode to at least 32 bytes".into(),
-            ),
+            Some(_) => problem("session.secret", "must decode to at least 32 bytes".into()),
             None => problem("session.secret", "must be base64".into()),
         }
         match se.store {
@@ -698,10 +703,7 @@ impl GatewayConfig {
             problem("session.lifetime", "must be at least 1m".into());
         }
         if se.login_timeout.is_zero() || se.login_timeout > Duration::from_secs(600) {
-            problem(
-                "session.login_timeout",
-                "must be between 1s and 10m".into(),
-            );
+            problem("session.login_timeout", "must be between 1s and 10m".into());
         }
         if !(1..=20).contains(&se.max_login_attempts) {
             problem(
@@ -874,11 +876,7 @@ fn expand_vars(s: &str, env: &dyn Environment) -> Result<String, String> {
                 .find('}')
                 .ok_or_else(|| "unterminated `${` in value".to_string())?;
             let name = &body[..end];
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(format!("`${{{name}}}` is not a variable name"));
             }
             let value = env

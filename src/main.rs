@@ -1,1 +1,166 @@
-fn main() {}
+//! `oidc-gateway`: load the configuration (exit 2 when it is bad), start,
+//! serve until SIGTERM/SIGINT, drain, exit 0.
+
+use clap::{Parser, Subcommand};
+use oidc_gateway::config::{ConfigError, GatewayConfig};
+use oidc_gateway::gateway::RunningGateway;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod demo;
+
+/// OpenID Connect / OAuth 2.0 authentication gateway.
+#[derive(Parser, Debug)]
+#[command(name = "oidc-gateway", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "gateway.toml",
+        value_name = "PATH"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Load and validate the configuration, print `config ok` or every problem.
+    Check,
+    /// Start a complete local setup: development OpenID Provider, echo
+    /// upstream and the gateway with TLS from `certs/`.
+    Demo {
+        /// Port of the gateway's HTTPS listener.
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check => check(&cli.config),
+        Command::Run => {
+            let config = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_tracing();
+            runtime(|| run(config))
+        }
+        Command::Demo { port } => {
+            init_tracing();
+            runtime(|| demo::run(port))
+        }
+    }
+}
+
+fn runtime<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f()),
+        Err(e) => {
+            eprintln!("oidc-gateway: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_problems(path: &Path, e: &ConfigError) {
+    eprintln!("{}: configuration is not valid:", path.display());
+    for p in e.problems() {
+        eprintln!("  {p}");
+    }
+}
+
+fn load(path: &Path) -> Result<GatewayConfig, ExitCode> {
+    GatewayConfig::from_path(path).map_err(|e| {
+        print_problems(path, &e);
+        ExitCode::from(2)
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // What start-up would load besides the file itself.
+    if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) {
+        if let Err(e) = oidc_gateway::server::tls::load_server_config(cert, key) {
+            eprintln!("{}: configuration is not valid:", path.display());
+            eprintln!("  server.tls_cert: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    println!("config ok");
+    ExitCode::SUCCESS
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("OIDC_GATEWAY_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(config: GatewayConfig) -> ExitCode {
+    let gateway = match RunningGateway::start(config).await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::from(1);
+        }
+    };
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    match gateway.shutdown().await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "server error");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -85,23 +85,16 @@ impl Metrics {
         let mut registry = Registry::with_prefix("oidc_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
         let auth = Family::<AuthLabels, Counter>::default();
-        let upstream_latency = Histogram::new(
-            [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]
-            .into_iter(),
-        );
+        let upstream_latency = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         let sessions = Gauge::default();
         registry.register(
             "requests",
             "Requests served, by route kind and status",
             requests.clone(),
         );
-        registry.register(
-            "auth_outcomes",
-            "Authentication outcomes",
-            auth.clone(),
-        );
+        registry.register("auth_outcomes", "Authentication outcomes", auth.clone());
         registry.register(
             "upstream_duration_seconds",
             "Time to the upstream's response headers",
@@ -162,9 +155,18 @@ mod tests {
         m.observe_upstream(Duration::from_millis(3));
         m.set_sessions(7);
         let text = m.encode();
-        assert!(text.contains(r#"oidc_gateway_requests_total{route="Protected",status="200"} 2"#), "{text}");
-        assert!(text.contains(r#"oidc_gateway_auth_outcomes_total{outcome="BearerInvalid"} 1"#), "{text}");
-        assert!(text.contains("oidc_gateway_upstream_duration_seconds_count 1"), "{text}");
+        assert!(
+            text.contains(r#"oidc_gateway_requests_total{route="Protected",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"oidc_gateway_auth_outcomes_total{outcome="BearerInvalid"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("oidc_gateway_upstream_duration_seconds_count 1"),
+            "{text}"
+        );
         assert!(text.contains("oidc_gateway_sessions 7"), "{text}");
     }
 }

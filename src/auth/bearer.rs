@@ -126,7 +126,10 @@ mod tests {
     fn bearer_cache_is_bounded() {
         let c = BearerCache::new(100);
         for i in 0..1000 {
-            c.insert(BearerCache::key(&format!("t{i}")), principal(now_secs() + 60));
+            c.insert(
+                BearerCache::key(&format!("t{i}")),
+                principal(now_secs() + 60),
+            );
         }
         assert!(c.len() <= 110, "{}", c.len());
     }

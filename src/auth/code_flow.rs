@@ -66,7 +66,10 @@ impl std::fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenResponse")
             .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("expires_in", &self.expires_in)
             .finish_non_exhaustive()
     }
@@ -195,7 +198,10 @@ mod tests {
 
     #[test]
     fn token_response_requires_access_token_and_bearer_type() {
-        assert!(parse_token_response(br#"{"access_token":"a","token_type":"bearer","id_token":"x.y.z","expires_in":"60"}"#).is_ok());
+        assert!(parse_token_response(
+            br#"{"access_token":"a","token_type":"bearer","id_token":"x.y.z","expires_in":"60"}"#
+        )
+        .is_ok());
         assert!(matches!(
             parse_token_response(br#"{"token_type":"Bearer"}"#),
             Err(ExchangeError::Malformed(_))

@@ -166,7 +166,10 @@ mod tests {
             HeaderValue::from_static("__Host-oidc-gateway=a; __Host-oidc-gateway=b"),
         );
         assert_eq!(request_cookie(&h, "__Host-oidc-gateway"), None);
-        h.insert(COOKIE, HeaderValue::from_static("x=1;__Host-oidc-gateway=a"));
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("x=1;__Host-oidc-gateway=a"),
+        );
         assert_eq!(request_cookie(&h, "__Host-oidc-gateway"), Some("a"));
     }
 

@@ -41,7 +41,9 @@ where
         .unwrap_or("")
         .to_string();
     match rest.as_str() {
-        "/start" => only(&parts, &[Method::GET, Method::HEAD]).unwrap_or_else(|| start(&shared, &parts)),
+        "/start" => {
+            only(&parts, &[Method::GET, Method::HEAD]).unwrap_or_else(|| start(&shared, &parts))
+        }
         "/callback" => match only(&parts, &[Method::GET, Method::POST]) {
             Some(r) => r,
             None => callback(&shared, parts, body).await,
@@ -151,9 +153,10 @@ where
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
         });
     if !is_form {
         return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -177,7 +180,9 @@ where
     let raw = if parts.method == Method::POST {
         match read_form(&parts, body).await {
             Ok(x) => x,
-            Err(status) => return login_failed(shared, status, "The sign-in response could not be read."),
+            Err(status) => {
+                return login_failed(shared, status, "The sign-in response could not be read.")
+            }
         }
     } else {
         drop(body);
@@ -225,7 +230,11 @@ where
                 }
                 _ => StatusCode::BAD_REQUEST,
             };
-            let mut resp = login_failed(shared, status, &format!("Sign-in could not be completed: {e}."));
+            let mut resp = login_failed(
+                shared,
+                status,
+                &format!("Sign-in could not be completed: {e}."),
+            );
             if let Some(state) = state.as_deref().filter(|s| s.len() <= 256) {
                 add_set_cookie(resp.headers_mut(), shared.login.clear_for_state(state));
             }
@@ -247,10 +256,16 @@ where
     match iss.as_deref() {
         Some(iss) if iss != meta.issuer => {
             tracing::warn!("callback iss parameter does not match the issuer (mix-up?)");
-            return fail(StatusCode::BAD_REQUEST, "The sign-in response came from an unexpected issuer.");
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "The sign-in response came from an unexpected issuer.",
+            );
         }
         None if meta.iss_parameter_supported => {
-            return fail(StatusCode::BAD_REQUEST, "The sign-in response lacks its issuer.");
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "The sign-in response lacks its issuer.",
+            );
         }
         _ => {}
     }
@@ -286,13 +301,23 @@ where
     };
     let Some(id_token) = tokens.id_token.as_deref() else {
         tracing::warn!("token response has no id_token");
-        return fail(StatusCode::BAD_GATEWAY, "The identity provider sent no identity token.");
+        return fail(
+            StatusCode::BAD_GATEWAY,
+            "The identity provider sent no identity token.",
+        );
     };
-    let (mut identity, info) = match shared.verifier.verify_id_token(id_token, &attempt.nonce).await {
+    let (mut identity, info) = match shared
+        .verifier
+        .verify_id_token(id_token, &attempt.nonce)
+        .await
+    {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(reason = %e, "id token refused");
-            return fail(StatusCode::UNAUTHORIZED, "The identity token was not valid.");
+            return fail(
+                StatusCode::UNAUTHORIZED,
+                "The identity token was not valid.",
+            );
         }
     };
     identity.source = IdentitySource::Session;
@@ -308,13 +333,18 @@ where
         sid: info.sid,
     });
     // Never reuse an id the browser presented: drop the old session.
-    if let Some(old) = request_cookie(&headers, &shared.cookies.session_name).and_then(key_for_cookie) {
+    if let Some(old) =
+        request_cookie(&headers, &shared.cookies.session_name).and_then(key_for_cookie)
+    {
         let _ = shared.store.remove(&old).await;
     }
     let (id, key) = new_session_id();
     if let Err(e) = shared.store.save(key, session).await {
         tracing::error!(error = %e, "session store write failed");
-        return fail(StatusCode::SERVICE_UNAVAILABLE, "The session could not be stored.");
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The session could not be stored.",
+        );
     }
     shared.metrics.record_auth(AuthOutcome::LoginSucceeded);
     shared.metrics.set_sessions(shared.store.len());
@@ -337,7 +367,9 @@ where
 async fn sign_out(shared: &Shared, req: &Parts) -> Response<ResponseBody> {
     let rd = safe_return_to(query_param(req, "rd").as_deref()).to_string();
     let mut id_token_hint = None;
-    if let Some(key) = request_cookie(&req.headers, &shared.cookies.session_name).and_then(key_for_cookie) {
+    if let Some(key) =
+        request_cookie(&req.headers, &shared.cookies.session_name).and_then(key_for_cookie)
+    {
         let session = match shared.store.load(&key) {
             SessionLookup::Ready(s) => s,
             SessionLookup::Pending(f) => f.await.ok().flatten(),
@@ -348,7 +380,11 @@ async fn sign_out(shared: &Shared, req: &Parts) -> Response<ResponseBody> {
         }
         shared.metrics.set_sessions(shared.store.len());
     }
-    let location = match shared.provider.metadata().and_then(|m| m.end_session_endpoint.clone()) {
+    let location = match shared
+        .provider
+        .metadata()
+        .and_then(|m| m.end_session_endpoint.clone())
+    {
         Some(mut url) => {
             {
                 let mut q = url.query_pairs_mut();
@@ -356,14 +392,20 @@ async fn sign_out(shared: &Shared, req: &Parts) -> Response<ResponseBody> {
                     q.append_pair("id_token_hint", hint.expose());
                 }
                 q.append_pair("client_id", &shared.client_id);
-                q.append_pair("post_logout_redirect_uri", &format!("{}{rd}", shared.public_url));
+                q.append_pair(
+                    "post_logout_redirect_uri",
+                    &format!("{}{rd}", shared.public_url),
+                );
             }
             url.to_string()
         }
         None => rd,
     };
     let mut resp = redirect(&location);
-    add_set_cookie(resp.headers_mut(), shared.cookies.clear(&shared.cookies.session_name));
+    add_set_cookie(
+        resp.headers_mut(),
+        shared.cookies.clear(&shared.cookies.session_name),
+    );
     resp
 }
 
@@ -378,8 +420,10 @@ async fn userinfo(shared: &Shared, req: &Parts) -> Response<ResponseBody> {
     let mut resp = Response::new(crate::body::full(body));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut()
-        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
@@ -415,8 +459,12 @@ async fn forward_auth(shared: &Shared, req: &Parts) -> Response<ResponseBody> {
     let mut resp = Response::new(crate::body::empty());
     *resp.status_mut() = StatusCode::ACCEPTED;
     match &who {
-        Authenticated::Session(s) => shared.identity_headers.apply_precomputed(&s.headers, resp.headers_mut()),
-        Authenticated::Bearer(p) => shared.identity_headers.apply_precomputed(&p.headers, resp.headers_mut()),
+        Authenticated::Session(s) => shared
+            .identity_headers
+            .apply_precomputed(&s.headers, resp.headers_mut()),
+        Authenticated::Bearer(p) => shared
+            .identity_headers
+            .apply_precomputed(&p.headers, resp.headers_mut()),
     }
     resp
 }

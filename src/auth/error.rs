@@ -15,7 +15,10 @@ pub fn html_page(status: StatusCode, title: &str, message: &str) -> Response<Res
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         "content-security-policy",
@@ -85,12 +88,18 @@ mod tests {
     fn unauthorized_names_invalid_token_only_when_one_was_refused() {
         let r = unauthorized(true);
         assert_eq!(r.status(), 401);
-        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+        assert_eq!(
+            r.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
         assert_eq!(unauthorized(false).headers()[WWW_AUTHENTICATE], "Bearer");
     }
 
     #[test]
     fn html_page_escapes_text() {
-        assert_eq!(escape_html("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
+        assert_eq!(
+            escape_html("<a href='x'>&\""),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+        );
     }
 }

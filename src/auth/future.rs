@@ -41,7 +41,11 @@ impl<F, E> ResponseFuture<F, E> {
         }
     }
 
-    pub(crate) fn ready(resp: Response<ResponseBody>, metrics: &Arc<Metrics>, route: RouteKind) -> Self {
+    pub(crate) fn ready(
+        resp: Response<ResponseBody>,
+        metrics: &Arc<Metrics>,
+        route: RouteKind,
+    ) -> Self {
         ResponseFuture {
             kind: Kind::Ready { resp: Some(resp) },
             metrics: metrics.clone(),

@@ -8,7 +8,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a call to the provider failed.
@@ -57,35 +56,6 @@ impl std::fmt::Debug for ProviderHttp {
     }
 }
 
-/// A rustls client configuration trusting the webpki roots plus, optionally,
-/// the PEM certificates in `extra_roots`.
-pub fn tls_client_config(extra_roots: Option<&Path>) -> Result<rustls::ClientConfig, BoxError> {
-    use rustls_pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = extra_roots {
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        {
-            let cert = cert.map_err(|e| format!("bad PEM in {}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(format!("no certificate in {}", path.display()).into());
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
-}
-
 impl ProviderHttp {
     /// A client with the given TLS roots, per-call timeout and body cap.
     pub fn new(
@@ -93,7 +63,9 @@ impl ProviderHttp {
         timeout: Duration,
         max_body: usize,
     ) -> Result<Self, BoxError> {
-        let tls = tls_client_config(extra_roots)?;
+        let mut tls = crate::server::tls::client_config(extra_roots)?;
+        // hyper-rustls sets ALPN itself.
+        tls.alpn_protocols.clear();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));

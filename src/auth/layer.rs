@@ -149,13 +149,9 @@ impl OidcLayer {
             config.session.max_sessions,
             config.session.lifetime,
         ));
-        let maintenance = tokio::runtime::Handle::try_current().ok().map(|rt| {
-            rt.spawn(
-                provider
-                    .clone()
-                    .maintain(Duration::from_secs(15 * 60)),
-            )
-        });
+        let maintenance = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|rt| rt.spawn(provider.clone().maintain(Duration::from_secs(15 * 60))));
         let shared = Shared {
             prefix: config.server.prefix.clone(),
             public_url: config

@@ -124,7 +124,11 @@ impl LoginManager {
     /// A new attempt returning to `return_to`, and the `Set-Cookie` values
     /// to send: the attempt's cookie, plus deletions that keep the browser
     /// within `max_login_attempts`.
-    pub fn begin(&self, return_to: String, request: &HeaderMap) -> (LoginAttempt, Vec<HeaderValue>) {
+    pub fn begin(
+        &self,
+        return_to: String,
+        request: &HeaderMap,
+    ) -> (LoginAttempt, Vec<HeaderValue>) {
         let attempt = LoginAttempt {
             state: random_token(),
             nonce: random_token(),
@@ -291,7 +295,10 @@ mod tests {
         assert_eq!(back.nonce, attempt.nonce);
         assert_eq!(back.return_to, "/app?x=1");
         assert!(clear.to_str().unwrap().contains("Max-Age=0"));
-        assert_eq!(m.finish(Some(&attempt.state), &h).unwrap_err(), LoginError::Replayed);
+        assert_eq!(
+            m.finish(Some(&attempt.state), &h).unwrap_err(),
+            LoginError::Replayed
+        );
     }
 
     #[test]

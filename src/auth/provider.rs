@@ -127,8 +127,7 @@ impl KeySet {
             let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
                 continue;
             };
-            if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature)
-            {
+            if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
                 continue;
             }
             let family = match &jwk.algorithm {
@@ -321,12 +320,11 @@ impl Provider {
                 status: resp.status.as_u16(),
             });
         }
-        let mut set = KeySet::from_jwks_json(&resp.body).map_err(|reason| {
-            ProviderError::Invalid {
+        let mut set =
+            KeySet::from_jwks_json(&resp.body).map_err(|reason| ProviderError::Invalid {
                 what: "jwks",
                 reason,
-            }
-        })?;
+            })?;
         let mut keys = self.keys.write();
         set.generation = keys.generation + 1;
         tracing::debug!(keys = set.len(), "jwks loaded");
@@ -400,10 +398,7 @@ impl Provider {
                 &o.userinfo_endpoint,
                 doc.userinfo_endpoint,
             )?,
-            jwks_uri: required(
-                "jwks_uri",
-                endpoint("jwks_uri", &o.jwks_uri, doc.jwks_uri)?,
-            )?,
+            jwks_uri: required("jwks_uri", endpoint("jwks_uri", &o.jwks_uri, doc.jwks_uri)?)?,
             end_session_endpoint: endpoint(
                 "end_session_endpoint",
                 &o.end_session_endpoint,

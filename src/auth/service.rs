@@ -204,10 +204,11 @@ pub(crate) fn is_navigation<B>(req: &Request<B>) -> bool {
 
 fn is_navigation_parts(method: &Method, headers: &http::HeaderMap) -> bool {
     (method == Method::GET || method == Method::HEAD)
-        && headers
-            .get_all(ACCEPT)
-            .iter()
-            .any(|v| v.as_bytes().windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html")))
+        && headers.get_all(ACCEPT).iter().any(|v| {
+            v.as_bytes()
+                .windows(9)
+                .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+        })
 }
 
 /// 403 as HTML for browsers, JSON otherwise.
@@ -318,7 +319,11 @@ where
             Resolved::Done(Some(who), _) => {
                 if !policy_allows(&policy, &who) {
                     metrics.record_auth(AuthOutcome::Forbidden);
-                    return ResponseFuture::ready(forbidden(req.method(), req.headers()), metrics, RouteKind::Protected);
+                    return ResponseFuture::ready(
+                        forbidden(req.method(), req.headers()),
+                        metrics,
+                        RouteKind::Protected,
+                    );
                 }
                 metrics.record_auth(match who {
                     Authenticated::Session(_) => AuthOutcome::Session,

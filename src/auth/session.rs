@@ -52,7 +52,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The session stored under `key`, if any and not expired.
     fn load(&self, key: &SessionKey) -> SessionLookup;
     /// Stores `session` under `key` until its `expires_at`.
-    fn save(&self, key: SessionKey, session: Arc<Session>) -> BoxFuture<'static, Result<(), StoreError>>;
+    fn save(
+        &self,
+        key: SessionKey,
+        session: Arc<Session>,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
     /// Deletes the session under `key`.
     fn remove(&self, key: &SessionKey) -> BoxFuture<'static, Result<(), StoreError>>;
     /// Deletes every session whose provider `sid` or subject matches.
@@ -63,6 +67,10 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<u64, StoreError>>;
     /// Approximate number of sessions.
     fn len(&self) -> u64;
+    /// Whether the store holds no session.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// In-process store on a moka cache: bounded, TTL = session lifetime.
@@ -99,7 +107,11 @@ impl SessionStore for MemoryStore {
         SessionLookup::Ready(found)
     }
 
-    fn save(&self, key: SessionKey, session: Arc<Session>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn save(
+        &self,
+        key: SessionKey,
+        session: Arc<Session>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         self.cache.insert(key, session);
         Box::pin(async { Ok(()) })
     }
@@ -222,7 +234,10 @@ mod tests {
         let store = MemoryStore::new(100, Duration::from_secs(60));
         let (_, key) = new_session_id();
         let far = super::super::token::now_secs() + 3600;
-        store.save(key, session("alice", Some("s1"), far)).await.unwrap();
+        store
+            .save(key, session("alice", Some("s1"), far))
+            .await
+            .unwrap();
         assert_eq!(ready(store.load(&key)).unwrap().identity.subject, "alice");
         store.remove(&key).await.unwrap();
         assert!(ready(store.load(&key)).is_none());
@@ -243,9 +258,18 @@ mod tests {
         let (_, k1) = new_session_id();
         let (_, k2) = new_session_id();
         let (_, k3) = new_session_id();
-        store.save(k1, session("alice", Some("s1"), far)).await.unwrap();
-        store.save(k2, session("alice", Some("s2"), far)).await.unwrap();
-        store.save(k3, session("bob", Some("s3"), far)).await.unwrap();
+        store
+            .save(k1, session("alice", Some("s1"), far))
+            .await
+            .unwrap();
+        store
+            .save(k2, session("alice", Some("s2"), far))
+            .await
+            .unwrap();
+        store
+            .save(k3, session("bob", Some("s3"), far))
+            .await
+            .unwrap();
         assert_eq!(store.remove_where(Some("s1"), None).await.unwrap(), 1);
         assert!(ready(store.load(&k1)).is_none());
         assert!(ready(store.load(&k2)).is_some());

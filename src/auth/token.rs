@@ -212,7 +212,7 @@ impl TokenVerifier {
             None if auds.len() > 1 => return Err(TokenError::WrongAuthorizedParty),
             _ => {}
         }
-        if !auds.iter().any(|a| *a == self.client_id) {
+        if !auds.contains(&self.client_id) {
             return Err(TokenError::WrongAudience);
         }
         let info = IdTokenInfo {

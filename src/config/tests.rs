@@ -34,7 +34,10 @@ fn problems(text: &str, e: &HashMap<String, String>) -> Vec<String> {
 #[test]
 fn config_minimal_loads_with_defaults() {
     let c = GatewayConfig::from_toml_str(MINIMAL, &env(&[("SECRET", "s3cr3t")])).unwrap();
-    assert_eq!(c.provider.client_secret.as_ref().unwrap().expose(), "s3cr3t");
+    assert_eq!(
+        c.provider.client_secret.as_ref().unwrap().expose(),
+        "s3cr3t"
+    );
     assert_eq!(c.session.lifetime, Duration::from_secs(8 * 3600));
     assert_eq!(c.provider.scopes, ["openid", "email", "profile"]);
     assert_eq!(c.bearer_audiences(), ["gateway"]);
@@ -68,7 +71,11 @@ fn config_http_issuer_only_on_loopback() {
     assert!(problems(&text, &e)
         .iter()
         .any(|p| p.starts_with("provider.issuer: must be https://")));
-    for ok in ["http://127.0.0.1:9000", "http://localhost:9000", "http://[::1]:9000"] {
+    for ok in [
+        "http://127.0.0.1:9000",
+        "http://localhost:9000",
+        "http://[::1]:9000",
+    ] {
         let text = MINIMAL.replace("https://idp.example.com", ok);
         assert_eq!(problems(&text, &e), Vec::<String>::new(), "{ok}");
     }
@@ -77,10 +84,7 @@ fn config_http_issuer_only_on_loopback() {
 #[test]
 fn config_reports_every_problem_without_secrets() {
     let text = MINIMAL
-        .replace(
-            "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
-            "c2hvcnQ=",
-        )
+        .replace("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=", "c2hvcnQ=")
         .replace("[upstream]", "[[route]]\npath = \"nope\"\n\n[upstream]");
     let p = problems(&text, &env(&[("SECRET", "topsecretvalue")]));
     assert!(p.iter().any(|p| p.starts_with("session.secret:")), "{p:?}");
