@@ -57,6 +57,10 @@ where
             None => userinfo(&shared, &parts).await,
         },
         "/auth" => forward_auth(&shared, &parts).await,
+        "/backchannel_logout" => match only(&parts, &[Method::POST]) {
+            Some(r) => r,
+            None => backchannel_logout(&shared, &parts, body).await,
+        },
         _ => json_error(StatusCode::NOT_FOUND, "not_found"),
     }
 }
@@ -466,5 +470,61 @@ async fn forward_auth(shared: &Shared, req: &Parts) -> Response<ResponseBody> {
             .identity_headers
             .apply_precomputed(&p.headers, resp.headers_mut()),
     }
+    resp
+}
+
+/// `/backchannel_logout`: OpenID Connect Back-Channel Logout 1.0 receiver.
+/// A valid logout token ends the sessions of its `sid` (or of its `sub`
+/// when it names no `sid`); anything else is 400 and ends nothing.
+async fn backchannel_logout<B>(shared: &Shared, parts: &Parts, body: B) -> Response<ResponseBody>
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let refuse = |why: &str| {
+        tracing::info!(reason = why, "back-channel logout refused");
+        let mut r = json_error(StatusCode::BAD_REQUEST, "invalid_request");
+        r.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        r
+    };
+    let raw = match read_form(parts, body).await {
+        Ok(raw) => raw,
+        Err(_) => return refuse("body is not a bounded form"),
+    };
+    let Ok(params) = single_params(&raw, &["logout_token"]) else {
+        return refuse("logout_token repeated");
+    };
+    let Some(token) = params.into_iter().next().flatten() else {
+        return refuse("logout_token missing");
+    };
+    let claims = match shared.verifier.verify_logout_token(&token).await {
+        Ok(c) => c,
+        Err(e) => return refuse(&e.to_string()),
+    };
+    let jti_key: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(claims.jti.as_bytes()).into();
+    if !shared.logout_jtis.entry(jti_key).or_insert(()).is_fresh() {
+        return refuse("jti replayed");
+    }
+    let (sid, sub) = (claims.sid.as_deref(), claims.sub.as_deref());
+    match shared
+        .store
+        .remove_where(sid, if sid.is_some() { None } else { sub })
+        .await
+    {
+        Ok(n) => tracing::info!(sessions = n, "back-channel logout"),
+        Err(e) => {
+            tracing::error!(error = %e, "session store delete failed");
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+        }
+    }
+    shared.metrics.set_sessions(shared.store.len());
+    let mut resp = Response::new(crate::body::empty());
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }

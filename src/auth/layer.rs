@@ -49,6 +49,7 @@ pub(crate) struct Shared {
     pub(crate) cookies: CookieSettings,
     pub(crate) lifetime: Duration,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) logout_jtis: moka::sync::Cache<[u8; 32], ()>,
     maintenance: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -182,6 +183,10 @@ impl OidcLayer {
             cookies,
             lifetime: config.session.lifetime,
             metrics,
+            logout_jtis: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(20 * 60))
+                .build(),
             maintenance,
         };
         Ok(OidcLayer {

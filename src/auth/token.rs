@@ -132,7 +132,35 @@ pub struct TokenVerifier {
     skew: u64,
     id_validations: Vec<(Algorithm, Validation)>,
     bearer_validations: Vec<(Algorithm, Validation)>,
+    logout_validations: Vec<(Algorithm, Validation)>,
 }
+
+/// The claims of a verified back-channel logout token.
+#[derive(Clone, Debug)]
+pub struct LogoutClaims {
+    /// `sid`, when present.
+    pub sid: Option<String>,
+    /// `sub`, when present.
+    pub sub: Option<String>,
+    /// `jti`.
+    pub jti: String,
+    /// `exp`, or `iat` plus a default lifetime.
+    pub expires_at: u64,
+}
+
+#[derive(Deserialize)]
+struct RawLogoutClaims {
+    sid: Option<String>,
+    sub: Option<String>,
+    jti: Option<String>,
+    iat: Option<serde_json::Number>,
+    exp: Option<u64>,
+    nonce: Option<serde_json::Value>,
+    events: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The event a logout token must carry (Back-Channel Logout 1.0 §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 impl fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -166,6 +194,7 @@ impl TokenVerifier {
         };
         let mut id_validations = Vec::new();
         let mut bearer_validations = Vec::new();
+        let mut logout_validations = Vec::new();
         for name in algorithms {
             let alg: Algorithm = name
                 .parse()
@@ -175,6 +204,9 @@ impl TokenVerifier {
             }
             id_validations.push((alg, build(alg, &[client_id.to_string()])));
             bearer_validations.push((alg, build(alg, bearer_audiences)));
+            let mut logout = build(alg, &[client_id.to_string()]);
+            logout.set_required_spec_claims(&["iss", "aud"]);
+            logout_validations.push((alg, logout));
         }
         Ok(TokenVerifier {
             provider,
@@ -182,6 +214,7 @@ impl TokenVerifier {
             skew: skew_secs,
             id_validations,
             bearer_validations,
+            logout_validations,
         })
     }
 
@@ -192,7 +225,7 @@ impl TokenVerifier {
         token: &str,
         expected_nonce: &str,
     ) -> Result<(Identity, IdTokenInfo), TokenError> {
-        let claims = self.verify(token, &self.id_validations).await?;
+        let claims: Claims = self.verify(token, &self.id_validations).await?;
         let now = now_secs();
         let iat = claims
             .iat
@@ -225,15 +258,57 @@ impl TokenVerifier {
     /// Verifies a bearer access token: signature, `iss`, `aud` among the
     /// accepted audiences, `exp`, `nbf`, `sub`.
     pub async fn verify_access_token(&self, token: &str) -> Result<Identity, TokenError> {
-        let claims = self.verify(token, &self.bearer_validations).await?;
+        let claims: Claims = self.verify(token, &self.bearer_validations).await?;
         identity_from(claims, IdentitySource::Bearer)
     }
 
-    async fn verify(
+    /// Verifies a back-channel logout token (Back-Channel Logout 1.0 §2.6):
+    /// signature, `iss`, `aud`, `iat`, `jti`, the logout `events` member,
+    /// `sid` or `sub`, and no `nonce`. Single use of `jti` is the caller's.
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, TokenError> {
+        let raw: RawLogoutClaims = self.verify(token, &self.logout_validations).await?;
+        let now = now_secs();
+        let iat = raw
+            .iat
+            .as_ref()
+            .and_then(|n| n.as_f64())
+            .ok_or(TokenError::BadIssuedAt)?;
+        if iat > (now + self.skew) as f64 || iat + 600.0 + (self.skew as f64) < now as f64 {
+            return Err(TokenError::BadIssuedAt);
+        }
+        if raw.nonce.is_some() {
+            return Err(TokenError::Malformed);
+        }
+        let events_ok = raw
+            .events
+            .as_ref()
+            .and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT))
+            .is_some_and(|v| v.is_object());
+        if !events_ok {
+            return Err(TokenError::MissingClaim("events"));
+        }
+        let jti = raw
+            .jti
+            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .ok_or(TokenError::MissingClaim("jti"))?;
+        let sid = raw.sid.filter(|s| !s.is_empty());
+        let sub = raw.sub.filter(|s| !s.is_empty());
+        if sid.is_none() && sub.is_none() {
+            return Err(TokenError::MissingClaim("sid"));
+        }
+        Ok(LogoutClaims {
+            sid,
+            sub,
+            jti,
+            expires_at: raw.exp.unwrap_or(iat as u64 + 600),
+        })
+    }
+
+    async fn verify<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         validations: &[(Algorithm, Validation)],
-    ) -> Result<Claims, TokenError> {
+    ) -> Result<T, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
@@ -255,7 +330,7 @@ impl TokenVerifier {
         let mut last = TokenError::UnknownKey;
         // Without a kid, try the (few) keys that fit the algorithm.
         for key in keys.candidates(kid, header.alg).take(5) {
-            match jsonwebtoken::decode::<Claims>(token, key.decoding_key(), validation) {
+            match jsonwebtoken::decode::<T>(token, key.decoding_key(), validation) {
                 Ok(data) => return Ok(data.claims),
                 Err(e) => {
                     last = map_error(e.kind());
@@ -282,7 +357,7 @@ fn map_error(kind: &ErrorKind) -> TokenError {
             "iss" => "iss",
             "aud" => "aud",
             "sub" => "sub",
-            _ => "unknown",
+            _ => "other",
         }),
         _ => TokenError::Malformed,
     }
