@@ -305,6 +305,10 @@ pub struct SessionConfig {
     /// Most sessions the memory store keeps (least recently used go first). Default 1000000.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: u64,
+    /// Refresh the access token this long before it expires (sessions with a
+    /// refresh token only). Default `60s`.
+    #[serde(default = "default_refresh_margin", deserialize_with = "duration")]
+    pub refresh_margin: Duration,
 }
 
 /// `[bearer]`.
@@ -452,6 +456,9 @@ fn default_max_login_attempts() -> usize {
 }
 fn default_max_sessions() -> u64 {
     1_000_000
+}
+fn default_refresh_margin() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_bearer_cache() -> u64 {
     100_000

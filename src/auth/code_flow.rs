@@ -126,13 +126,51 @@ pub async fn exchange_code(
     redirect_uri: &str,
     code_verifier: &str,
 ) -> Result<TokenResponse, ExchangeError> {
+    token_request(
+        http,
+        token_endpoint,
+        credentials,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", code_verifier),
+        ],
+    )
+    .await
+}
+
+/// Spends `refresh_token` at `token_endpoint` (RFC 6749 §6).
+pub async fn refresh(
+    http: &ProviderHttp,
+    token_endpoint: &str,
+    credentials: &ClientCredentials,
+    refresh_token: &str,
+) -> Result<TokenResponse, ExchangeError> {
+    token_request(
+        http,
+        token_endpoint,
+        credentials,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+async fn token_request(
+    http: &ProviderHttp,
+    token_endpoint: &str,
+    credentials: &ClientCredentials,
+    params: &[(&str, &str)],
+) -> Result<TokenResponse, ExchangeError> {
     let mut headers = Vec::new();
     let body = {
         let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "authorization_code")
-            .append_pair("code", code)
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("code_verifier", code_verifier);
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
         credentials.apply(&mut form, &mut headers);
         form.finish()
     };

@@ -325,17 +325,57 @@ where
         }
     };
     identity.source = IdentitySource::Session;
+    if shared.userinfo {
+        let Some(url) = meta.userinfo_endpoint.as_ref() else {
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                "The identity provider has no userinfo endpoint.",
+            );
+        };
+        match super::userinfo::fetch(
+            shared.provider.http(),
+            url.as_str(),
+            tokens.access_token.expose(),
+        )
+        .await
+        .and_then(|claims| super::userinfo::merge(&mut identity, &claims))
+        {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "userinfo refused");
+                let status = if matches!(e, super::userinfo::UserinfoError::SubjectMismatch) {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                return fail(
+                    status,
+                    "The identity provider's user information was not usable.",
+                );
+            }
+        }
+    }
 
     let now = now_secs();
     let headers_for_upstream = shared.identity_headers.precompute(&identity);
-    let session = Arc::new(Session {
-        identity: Arc::new(identity),
-        headers: headers_for_upstream,
-        created_at: now,
-        expires_at: now + shared.lifetime.as_secs(),
-        id_token: Some(Secret::new(id_token)),
-        sid: info.sid,
-    });
+    let mut session = Session::new(
+        Arc::new(identity),
+        headers_for_upstream,
+        now,
+        now + shared.lifetime.as_secs(),
+    );
+    session.id_token = Some(Secret::new(id_token));
+    session.sid = info.sid;
+    if tokens.refresh_token.is_some() {
+        session.set_tokens(
+            tokens.access_token.clone(),
+            tokens.refresh_token.clone(),
+            tokens.expires_in,
+            now,
+            shared.refresh_margin,
+        );
+    }
+    let session = Arc::new(session);
     // Never reuse an id the browser presented: drop the old session.
     if let Some(old) =
         request_cookie(&headers, &shared.cookies.session_name).and_then(key_for_cookie)

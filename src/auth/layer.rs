@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) identity_headers: IdentityHeaders,
     pub(crate) cookies: CookieSettings,
     pub(crate) lifetime: Duration,
+    pub(crate) refresh_margin: u64,
+    pub(crate) userinfo: bool,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) logout_jtis: moka::sync::Cache<[u8; 32], ()>,
     maintenance: Option<tokio::task::JoinHandle<()>>,
@@ -182,6 +184,8 @@ impl OidcLayer {
             identity_headers,
             cookies,
             lifetime: config.session.lifetime,
+            refresh_margin: config.session.refresh_margin.as_secs(),
+            userinfo: p.userinfo,
             metrics,
             logout_jtis: moka::sync::Cache::builder()
                 .max_capacity(100_000)

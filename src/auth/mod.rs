@@ -19,6 +19,7 @@ pub mod routes;
 mod service;
 pub mod session;
 pub mod token;
+pub mod userinfo;
 
 pub use future::ResponseFuture;
 pub use identity::Identity;

@@ -16,7 +16,8 @@ use super::future::ResponseFuture;
 use super::identity::Identity;
 use super::layer::Shared;
 use super::routes::{normalize_path, RoutePolicy};
-use super::session::{key_for_cookie, Session, SessionLookup};
+use super::session::{key_for_cookie, Session, SessionKey, SessionLookup};
+use super::token::now_secs;
 use crate::body::{BoxError, ResponseBody};
 use crate::config::RouteAuth;
 use crate::metrics::{AuthOutcome, RouteKind};
@@ -128,10 +129,104 @@ impl Shared {
                 }
             }
             Credential::Session(key) => match self.store.load(key) {
+                SessionLookup::Ready(Some(s)) if s.needs_refresh(now_secs()) => Resolved::Pending,
                 SessionLookup::Ready(s) => Resolved::Done(s.map(Authenticated::Session), false),
                 SessionLookup::Pending(_) => Resolved::Pending,
             },
         }
+    }
+
+    /// Refreshes the session's access token when it is about to expire.
+    /// Single-flight per session: concurrent callers wait on the session's
+    /// lock, and all but the first find the refreshed session in the store.
+    /// A failed refresh ends the session (`None`).
+    async fn refresh_if_needed(
+        &self,
+        key: &SessionKey,
+        session: Arc<Session>,
+    ) -> Option<Arc<Session>> {
+        if !session.needs_refresh(now_secs()) {
+            return Some(session);
+        }
+        let _guard = session.refresh_lock.lock().await;
+        let current = match self.store.load(key) {
+            SessionLookup::Ready(s) => s,
+            SessionLookup::Pending(f) => f.await.ok().flatten(),
+        };
+        match current {
+            Some(c) if !Arc::ptr_eq(&c, &session) => return Some(c),
+            None => return None,
+            Some(_) => {}
+        }
+        let meta = self.provider.metadata()?;
+        let refresh_token = session.refresh_token.as_ref()?;
+        let result = super::code_flow::refresh(
+            self.provider.http(),
+            meta.token_endpoint.as_str(),
+            &self.credentials,
+            refresh_token.expose(),
+        )
+        .await;
+        let tokens = match result {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(error = %e, "refresh failed: session ended");
+                let _ = self.store.remove(key).await;
+                return None;
+            }
+        };
+        let now = now_secs();
+        let (identity, headers, id_token, sid) = match tokens.id_token.as_deref() {
+            Some(id_token) => {
+                match self
+                    .verifier
+                    .verify_refreshed_id_token(id_token, &session.identity)
+                    .await
+                {
+                    Ok((mut identity, info)) => {
+                        identity.source = super::identity::IdentitySource::Session;
+                        let headers = self.identity_headers.precompute(&identity);
+                        (
+                            Arc::new(identity),
+                            headers,
+                            Some(crate::secret::Secret::new(id_token)),
+                            info.sid.or_else(|| session.sid.clone()),
+                        )
+                    }
+                    Err(e) => {
+                        tracing::warn!(reason = %e, "refreshed id token refused: session ended");
+                        let _ = self.store.remove(key).await;
+                        return None;
+                    }
+                }
+            }
+            None => (
+                session.identity.clone(),
+                session.headers.clone(),
+                session.id_token.clone(),
+                session.sid.clone(),
+            ),
+        };
+        let mut fresh = Session::new(identity, headers, session.created_at, session.expires_at);
+        fresh.id_token = id_token;
+        fresh.sid = sid;
+        // Keep the old refresh token when the provider does not rotate it.
+        let refresh_token = tokens
+            .refresh_token
+            .or_else(|| session.refresh_token.clone());
+        fresh.set_tokens(
+            tokens.access_token,
+            refresh_token,
+            tokens.expires_in,
+            now,
+            self.refresh_margin,
+        );
+        let fresh = Arc::new(fresh);
+        if let Err(e) = self.store.save(*key, fresh.clone()).await {
+            tracing::error!(error = %e, "session store write failed after refresh");
+            return None;
+        }
+        Some(fresh)
     }
 
     /// Full authentication, awaiting the store or validating the token.
@@ -168,16 +263,27 @@ impl Shared {
                     }
                 }
             }
-            Credential::Session(key) => match self.store.load(key) {
-                SessionLookup::Ready(s) => (s.map(Authenticated::Session), false),
-                SessionLookup::Pending(fut) => match fut.await {
-                    Ok(s) => (s.map(Authenticated::Session), false),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "session store lookup failed");
-                        (None, false)
-                    }
-                },
-            },
+            Credential::Session(key) => {
+                let loaded = match self.store.load(key) {
+                    SessionLookup::Ready(s) => s,
+                    SessionLookup::Pending(fut) => match fut.await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "session store lookup failed");
+                            None
+                        }
+                    },
+                };
+                let Some(session) = loaded else {
+                    return (None, false);
+                };
+                (
+                    self.refresh_if_needed(key, session)
+                        .await
+                        .map(Authenticated::Session),
+                    false,
+                )
+            }
         }
     }
 

@@ -31,6 +31,64 @@ pub struct Session {
     pub id_token: Option<Secret>,
     /// The provider's session id (`sid`), for back-channel logout.
     pub sid: Option<String>,
+    /// The access token from the provider, when refresh is possible.
+    pub access_token: Option<Secret>,
+    /// Unix seconds when the access token expires, when known.
+    pub access_expires_at: Option<u64>,
+    /// Unix seconds from which the access token is refreshed.
+    pub refresh_at: Option<u64>,
+    /// The refresh token, when the provider issued one.
+    pub refresh_token: Option<Secret>,
+    /// Serializes refreshes of this session: concurrent requests never spend
+    /// a rotating refresh token twice.
+    pub refresh_lock: tokio::sync::Mutex<()>,
+}
+
+impl Session {
+    /// A session for `identity` from `created_at` to `expires_at`, with no
+    /// provider tokens besides what the caller sets afterwards.
+    pub fn new(
+        identity: Arc<Identity>,
+        headers: PrecomputedHeaders,
+        created_at: u64,
+        expires_at: u64,
+    ) -> Self {
+        Session {
+            identity,
+            headers,
+            created_at,
+            expires_at,
+            id_token: None,
+            sid: None,
+            access_token: None,
+            access_expires_at: None,
+            refresh_at: None,
+            refresh_token: None,
+            refresh_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Records provider tokens obtained at `now`: the access token lives
+    /// `expires_in` seconds and is refreshed `margin` seconds before it
+    /// expires, or at half its life when it lives less than twice `margin`.
+    pub fn set_tokens(
+        &mut self,
+        access_token: Secret,
+        refresh_token: Option<Secret>,
+        expires_in: Option<u64>,
+        now: u64,
+        margin: u64,
+    ) {
+        self.access_token = Some(access_token);
+        self.refresh_token = refresh_token;
+        self.access_expires_at = expires_in.map(|ttl| now + ttl);
+        self.refresh_at = expires_in.map(|ttl| now + ttl - margin.min(ttl / 2));
+    }
+
+    /// Whether the access token should be refreshed now.
+    pub fn needs_refresh(&self, now: u64) -> bool {
+        self.refresh_token.is_some() && self.refresh_at.is_some_and(|at| now >= at)
+    }
 }
 
 /// Why a store operation failed.
@@ -190,8 +248,8 @@ mod tests {
     use crate::auth::identity::IdentitySource;
 
     fn session(sub: &str, sid: Option<&str>, expires_at: u64) -> Arc<Session> {
-        Arc::new(Session {
-            identity: Arc::new(Identity {
+        let mut s = Session::new(
+            Arc::new(Identity {
                 subject: sub.into(),
                 email: None,
                 email_verified: None,
@@ -202,12 +260,39 @@ mod tests {
                 expires_at: None,
                 source: IdentitySource::Session,
             }),
-            headers: PrecomputedHeaders::default(),
-            created_at: 0,
+            PrecomputedHeaders::default(),
+            0,
             expires_at,
-            id_token: None,
-            sid: sid.map(String::from),
-        })
+        );
+        s.sid = sid.map(String::from);
+        Arc::new(s)
+    }
+
+    #[test]
+    fn session_needs_refresh_only_with_refresh_token_near_expiry() {
+        let identity = session("a", None, 10).identity.clone();
+        let mut s = Session::new(identity, PrecomputedHeaders::default(), 0, 10_000);
+        s.set_tokens(Secret::new("at"), None, Some(1000), 0, 60);
+        assert!(!s.needs_refresh(990), "no refresh token");
+        s.set_tokens(
+            Secret::new("at"),
+            Some(Secret::new("rt")),
+            Some(1000),
+            0,
+            60,
+        );
+        assert!(s.needs_refresh(940));
+        assert!(!s.needs_refresh(939));
+        // Short-lived tokens are refreshed at half-life.
+        s.set_tokens(
+            Secret::new("at"),
+            Some(Secret::new("rt")),
+            Some(30),
+            100,
+            60,
+        );
+        assert!(!s.needs_refresh(114));
+        assert!(s.needs_refresh(115));
     }
 
     fn ready(l: SessionLookup) -> Option<Arc<Session>> {

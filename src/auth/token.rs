@@ -225,6 +225,32 @@ impl TokenVerifier {
         token: &str,
         expected_nonce: &str,
     ) -> Result<(Identity, IdTokenInfo), TokenError> {
+        self.verify_id_token_inner(token, Some(expected_nonce))
+            .await
+    }
+
+    /// Verifies an ID token from a refresh (Core §12.2): as at login, but
+    /// without a nonce, and its `iss` and `sub` must equal `previous`'s.
+    pub async fn verify_refreshed_id_token(
+        &self,
+        token: &str,
+        previous: &Identity,
+    ) -> Result<(Identity, IdTokenInfo), TokenError> {
+        let (identity, info) = self.verify_id_token_inner(token, None).await?;
+        if identity.issuer != previous.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if identity.subject != previous.subject {
+            return Err(TokenError::MissingClaim("sub"));
+        }
+        Ok((identity, info))
+    }
+
+    async fn verify_id_token_inner(
+        &self,
+        token: &str,
+        expected_nonce: Option<&str>,
+    ) -> Result<(Identity, IdTokenInfo), TokenError> {
         let claims: Claims = self.verify(token, &self.id_validations).await?;
         let now = now_secs();
         let iat = claims
@@ -235,9 +261,11 @@ impl TokenVerifier {
         if iat > (now + self.skew) as f64 {
             return Err(TokenError::BadIssuedAt);
         }
-        let nonce = claims.nonce.as_deref().ok_or(TokenError::WrongNonce)?;
-        if !crate::secret::constant_time_eq(nonce.as_bytes(), expected_nonce.as_bytes()) {
-            return Err(TokenError::WrongNonce);
+        if let Some(expected) = expected_nonce {
+            let nonce = claims.nonce.as_deref().ok_or(TokenError::WrongNonce)?;
+            if !crate::secret::constant_time_eq(nonce.as_bytes(), expected.as_bytes()) {
+                return Err(TokenError::WrongNonce);
+            }
         }
         let auds = claims.aud.as_ref().map(OneOrMany::as_slice).unwrap_or(&[]);
         match claims.azp.as_deref() {
