@@ -141,6 +141,19 @@ impl RunningGateway {
             },
             until_stopped(stopped),
         ));
+        // Keep the sessions gauge current as sessions expire.
+        let gauge_layer = layer.clone();
+        let gauge_metrics = metrics.clone();
+        let mut gauge_stop = stop.subscribe();
+        let gauge_task = tokio::spawn(async move {
+            loop {
+                gauge_metrics.set_sessions(gauge_layer.session_count());
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                    _ = gauge_stop.wait_for(|s| *s) => return Ok(()),
+                }
+            }
+        });
         tracing::info!(%main_addr, %admin_addr, "oidc-gateway listening");
         Ok(RunningGateway {
             main_addr,
@@ -148,7 +161,7 @@ impl RunningGateway {
             layer,
             metrics,
             stop,
-            tasks: vec![main_task, admin_task],
+            tasks: vec![main_task, admin_task, gauge_task],
         })
     }
 

@@ -92,16 +92,20 @@ impl Shared {
     /// The credential a request presents: a bearer token wins over a cookie.
     pub(crate) fn credential(&self, headers: &http::HeaderMap) -> Credential {
         if self.bearer.is_some() {
+            // Only the Bearer scheme is ours; other schemes (Basic for the
+            // app itself) fall through to the session cookie.
             if let Some(v) = headers.get(AUTHORIZATION) {
-                let token = v
-                    .to_str()
-                    .ok()
-                    .and_then(|s| {
-                        let (scheme, rest) = s.split_once(' ')?;
-                        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-                    })
-                    .unwrap_or("");
-                return Credential::Bearer(token.to_string());
+                let bytes = v.as_bytes();
+                if bytes.len() >= 6 && bytes[..6].eq_ignore_ascii_case(b"bearer") {
+                    let token = v
+                        .to_str()
+                        .ok()
+                        .and_then(|s| s.get(6..))
+                        .filter(|rest| rest.starts_with(' '))
+                        .map(str::trim)
+                        .unwrap_or("");
+                    return Credential::Bearer(token.to_string());
+                }
             }
         }
         match request_cookie(headers, &self.cookies.session_name).and_then(key_for_cookie) {

@@ -341,6 +341,11 @@ impl TokenVerifier {
             return Err(TokenError::TooLarge);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        // RFC 7515 §4.1.11: no `crit` extension is understood here, and an
+        // encrypted (JWE) or compressed token is not a signed ID/access token.
+        if header.crit.is_some() || header.enc.is_some() || header.zip.is_some() {
+            return Err(TokenError::Malformed);
+        }
         let validation = validations
             .iter()
             .find(|(a, _)| *a == header.alg)
