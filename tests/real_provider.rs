@@ -97,6 +97,7 @@ struct ProviderOptions {
     redirect_uris: Vec<String>,
     post_logout_origin: Option<String>,
     backchannel_logout_uri: Option<String>,
+    access_token_ttl: Option<u64>,
 }
 
 /// `node server.mjs` on a free loopback port; killed on drop.
@@ -131,6 +132,9 @@ impl NodeProvider {
         }
         if let Some(uri) = &opts.backchannel_logout_uri {
             cmd.args(["--backchannel-logout-uri", uri]);
+        }
+        if let Some(ttl) = opts.access_token_ttl {
+            cmd.args(["--access-token-ttl", &ttl.to_string()]);
         }
         let child = cmd.spawn().expect("spawn node server.mjs");
         let mut op = Self {
@@ -457,6 +461,7 @@ async fn oidc_provider_harness_issues_tokens() {
         redirect_uris: vec![HARNESS_REDIRECT.into()],
         post_logout_origin: Some(rp.origin()),
         backchannel_logout_uri: Some(format!("{}/backchannel", rp.origin())),
+        access_token_ttl: None,
     })
     .await;
 
@@ -722,6 +727,10 @@ audiences = ["{RESOURCE}"]
 }
 
 async fn start_env() -> Env {
+    start_env_with(None).await
+}
+
+async fn start_env_with(access_token_ttl: Option<u64>) -> Env {
     let upstream = EchoUpstream::spawn().await;
     let main_port = free_port();
     let admin_port = free_port();
@@ -733,6 +742,7 @@ async fn start_env() -> Env {
         ],
         post_logout_origin: Some(public_url.clone()),
         backchannel_logout_uri: Some(format!("{public_url}/oauth2/backchannel_logout")),
+        access_token_ttl,
     })
     .await;
     let meta = op.discovery().await;
@@ -1194,5 +1204,33 @@ async fn rp_backchannel_logout_ends_gateway_session() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    drop(env);
+}
+
+/// offline_access: the gateway gets a refresh token and, once the access
+/// token is past half its life, refreshes it at the provider on the next
+/// request; the session goes on with the same identity.
+#[tokio::test]
+async fn rp_refresh_offline_access_through_gateway() {
+    let env = start_env_with(Some(4)).await;
+    let (client, _jar) = browser(None);
+    env.browser_login(&client, "/app/", "dave").await;
+    let refreshes = |env: &Env| {
+        std::fs::read_to_string(env.op.dir.path().join("op.stdout"))
+            .unwrap_or_default()
+            .matches("grant.success grant_type=refresh_token")
+            .count()
+    };
+    assert_eq!(refreshes(&env), 0, "{}", env.op.logs());
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let resp = client
+        .get(env.url("/app/after-refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", env.op.logs());
+    let seen = echoed(resp).await;
+    assert_eq!(seen.header("x-auth-request-user"), Some("dave"), "{seen:?}");
+    assert_eq!(refreshes(&env), 1, "{}", env.op.logs());
     drop(env);
 }

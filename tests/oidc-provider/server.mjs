@@ -45,6 +45,7 @@ const { values: args } = parseArgs({
     'backchannel-logout-uri': { type: 'string', default: process.env.OP_BACKCHANNEL_LOGOUT_URI },
     resource: { type: 'string', default: process.env.OP_RESOURCE ?? 'urn:oidc-gateway:api' },
     'no-default-resource': { type: 'boolean', default: false },
+    'access-token-ttl': { type: 'string', default: process.env.OP_ACCESS_TOKEN_TTL ?? '600' },
   },
   strict: true,
 });
@@ -56,6 +57,8 @@ const clientSecret = args['client-secret'];
 const resource = args.resource;
 const postLogoutOrigin = args['post-logout-origin'];
 const backchannelLogoutUri = args['backchannel-logout-uri'];
+// Access-token lifetime in seconds (short values exercise the RP's refresh).
+const accessTokenTTL = Number.parseInt(args['access-token-ttl'], 10);
 
 function die(msg) {
   console.error(`server.mjs: ${msg}`);
@@ -166,7 +169,7 @@ const configuration = {
         return {
           scope: 'api:read',
           audience: resource,
-          accessTokenTTL: 10 * 60,
+          accessTokenTTL,
           accessTokenFormat: 'jwt',
           jwt: { sign: { alg: 'RS256' } },
         };
@@ -174,7 +177,7 @@ const configuration = {
     },
   },
   ttl: {
-    AccessToken: 10 * 60,
+    AccessToken: accessTokenTTL,
     AuthorizationCode: 60,
     IdToken: 10 * 60,
     RefreshToken: 24 * 60 * 60,
