@@ -210,6 +210,17 @@ pub enum ClientAuth {
     JanrainSigned,
 }
 
+/// `response_mode` of the authorization request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    /// Parameters in the callback's query string.
+    #[default]
+    Query,
+    /// Parameters POSTed to the callback as a form.
+    FormPost,
+}
+
 /// `[provider]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -247,6 +258,11 @@ pub struct ProviderConfig {
     /// Signing algorithms accepted for ID and access tokens. Default `["RS256", "ES256"]`.
     #[serde(default = "default_algorithms")]
     pub allowed_algorithms: Vec<String>,
+    /// How the provider returns the authorization response: `query` (GET
+    /// callback) or `form_post` (POST callback; the login cookie is then
+    /// `SameSite=None`, so `public_url` must be https). Default `query`.
+    #[serde(default)]
+    pub response_mode: ResponseMode,
     /// Fetch userinfo at login and merge it into the identity. Default `false`.
     #[serde(default)]
     pub userinfo: bool,
@@ -659,6 +675,13 @@ impl GatewayConfig {
                 }
             }
         }
+        if pr.response_mode == ResponseMode::FormPost && !self.is_https_url() {
+            problem(
+                "provider.response_mode",
+                "form_post needs an https public_url (the login cookie must be SameSite=None; Secure)"
+                    .into(),
+            );
+        }
         if pr.scopes.is_empty() {
             problem("provider.scopes", "must not be empty".into());
         } else if pr.kind == ProviderKind::Oidc && !pr.scopes.iter().any(|s| s == "openid") {
@@ -774,6 +797,10 @@ impl GatewayConfig {
             .audiences
             .clone()
             .unwrap_or_else(|| vec![self.provider.client_id.clone()])
+    }
+
+    fn is_https_url(&self) -> bool {
+        self.server.public_url.scheme() == "https"
     }
 
     /// Whether the external origin is https.

@@ -137,13 +137,14 @@ impl OidcLayer {
             p.clock_skew.as_secs(),
         )
         .map_err(LayerError)?;
+        let form_post = p.response_mode == crate::config::ResponseMode::FormPost;
         let cookies = CookieSettings::new(config.session_cookie_name(), config.is_https());
         let login = LoginManager::new(
             &config.session_secret_bytes(),
             cookies.clone(),
             config.session.login_timeout,
             config.session.max_login_attempts,
-            false,
+            form_post,
         )
         .map_err(LayerError)?;
         let identity_headers = IdentityHeaders::new(&config.headers)
@@ -166,7 +167,7 @@ impl OidcLayer {
             redirect_uri: config.redirect_uri(),
             client_id: p.client_id.clone(),
             scopes: p.scopes.clone(),
-            form_post: false,
+            form_post,
             provider,
             verifier,
             credentials: ClientCredentials {
