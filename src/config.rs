@@ -508,6 +508,81 @@ pub const SUPPORTED_ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
+/// Type and form problems of each section, deserialized on its own so that
+/// one bad value does not hide the others; the key path comes from the
+/// error's position in the section re-serialized as TOML.
+fn section_problems(doc: &toml::Table) -> Vec<ConfigProblem> {
+    fn check<T: serde::de::DeserializeOwned>(
+        path: &str,
+        table: &toml::Table,
+        out: &mut Vec<ConfigProblem>,
+    ) {
+        let Ok(text) = toml::to_string(table) else {
+            return;
+        };
+        let Err(e) = toml::from_str::<T>(&text) else {
+            return;
+        };
+        let key = e.span().and_then(|span| {
+            let start = text.get(..span.start)?.rfind('\n').map_or(0, |i| i + 1);
+            let line = text.get(start..)?.lines().next()?;
+            let (k, _) = line.split_once('=')?;
+            let k = k.trim().trim_matches('"');
+            (!k.is_empty()).then(|| k.to_string())
+        });
+        out.push(ConfigProblem {
+            key: match key {
+                Some(k) => format!("{path}.{k}"),
+                None => path.to_string(),
+            },
+            message: e.message().trim().to_string(),
+        });
+    }
+    let mut out = Vec::new();
+    for (name, value) in doc {
+        match (name.as_str(), value) {
+            ("server", toml::Value::Table(t)) => check::<ServerConfig>(name, t, &mut out),
+            ("admin", toml::Value::Table(t)) => check::<AdminConfig>(name, t, &mut out),
+            ("upstream", toml::Value::Table(t)) => check::<UpstreamConfig>(name, t, &mut out),
+            ("provider", toml::Value::Table(t)) => check::<ProviderConfig>(name, t, &mut out),
+            ("session", toml::Value::Table(t)) => check::<SessionConfig>(name, t, &mut out),
+            ("bearer", toml::Value::Table(t)) => check::<BearerConfig>(name, t, &mut out),
+            ("headers", toml::Value::Table(t)) => check::<HeaderNamesConfig>(name, t, &mut out),
+            ("route", toml::Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let toml::Value::Table(t) = item {
+                        check::<RouteConfig>(&format!("route[{i}]"), t, &mut out);
+                    }
+                }
+            }
+            (
+                "server" | "admin" | "upstream" | "provider" | "session" | "bearer" | "headers",
+                _,
+            ) => out.push(ConfigProblem {
+                key: name.clone(),
+                message: "must be a table".into(),
+            }),
+            ("route", _) => out.push(ConfigProblem {
+                key: name.clone(),
+                message: "must be an array of tables ([[route]])".into(),
+            }),
+            _ => out.push(ConfigProblem {
+                key: name.clone(),
+                message: "unknown key".into(),
+            }),
+        }
+    }
+    for required in ["server", "upstream", "provider", "session"] {
+        if !doc.contains_key(required) {
+            out.push(ConfigProblem {
+                key: required.into(),
+                message: "missing section".into(),
+            });
+        }
+    }
+    out
+}
+
 /// Keys whose `<key>_file` twin reads the value from a file.
 const FILE_KEYS: &[(&str, &str)] = &[
     ("provider", "client_secret"),
@@ -534,9 +609,18 @@ impl GatewayConfig {
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
-        let config: GatewayConfig = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::one("", e.message().to_string()))?;
+        let config: GatewayConfig = match toml::Value::Table(value.clone()).try_into() {
+            Ok(c) => c,
+            Err(e) => {
+                // Report every section's problems with key paths, not just
+                // the first error serde stopped at.
+                let problems = section_problems(&value);
+                if problems.is_empty() {
+                    return Err(ConfigError::one("", e.message().to_string()));
+                }
+                return Err(ConfigError { problems });
+            }
+        };
         config.validate()?;
         Ok(config)
     }

@@ -4,7 +4,7 @@
 //! redirects, optional extra CA).
 //!
 //! Each test crate uses only part of this module.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -323,4 +323,439 @@ impl Drop for GatewayProcess {
             eprintln!("{}", self.logs());
         }
     }
+}
+
+// ===== in-process harness: DevProvider + echo upstream + RunningGateway =====
+
+use oidc_gateway::config::{GatewayConfig, ProcessEnv};
+pub use oidc_gateway::devtools::echo::EchoUpstream as DevEcho;
+pub use oidc_gateway::devtools::provider::{DevProvider, Fault, Signer};
+use oidc_gateway::gateway::{RunningGateway, StartError};
+
+/// The session cookie over plain http / https (CONTRACT.md).
+pub const COOKIE_HTTP: &str = "oidc-gateway";
+pub const COOKIE_HTTPS: &str = "__Host-oidc-gateway";
+
+/// The repository's `certs/` directory.
+pub fn certs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
+}
+
+/// `certs/ca.pem`, the test CA that signed `certs/gateway.crt`.
+pub fn ca_pem() -> Vec<u8> {
+    std::fs::read(certs_dir().join("ca.pem")).expect("read certs/ca.pem")
+}
+
+/// How to build a [`Harness`]. Each string is added verbatim to its TOML
+/// section; `routes` is appended after the built-in `/public/` route.
+pub struct Options {
+    /// Serve TLS from `certs/` with `public_url = https://localhost:PORT`.
+    pub tls: bool,
+    pub server: String,
+    pub upstream: String,
+    pub provider: String,
+    pub session: String,
+    pub bearer: String,
+    pub headers: String,
+    pub routes: String,
+    /// Replace the echo upstream's URL (e.g. a closed port).
+    pub upstream_url: Option<String>,
+    /// Faults active before the gateway starts (discovery, JWKS).
+    pub faults_before_start: Vec<Fault>,
+    /// Wait until the gateway reports ready.
+    pub wait_ready: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tls: false,
+            server: String::new(),
+            upstream: String::new(),
+            provider: String::new(),
+            session: String::new(),
+            bearer: String::new(),
+            headers: String::new(),
+            routes: String::new(),
+            upstream_url: None,
+            faults_before_start: Vec::new(),
+            wait_ready: true,
+        }
+    }
+}
+
+/// A DevProvider (auto-login `alice`), a devtools echo upstream and an
+/// in-process gateway in front of it, all on loopback.
+pub struct Harness {
+    pub op: DevProvider,
+    pub echo: DevEcho,
+    pub gw: RunningGateway,
+    /// The gateway's public origin (no trailing slash).
+    pub base: String,
+    /// `http://<admin addr>`.
+    pub admin: String,
+    pub ca: Option<Vec<u8>>,
+    /// The session cookie's name.
+    pub cookie: &'static str,
+    pub config: String,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(opts: Options) -> Self {
+        install_crypto_provider();
+        let op = DevProvider::builder()
+            .client_secret(random_token(18))
+            .auto_login("alice")
+            .start()
+            .await
+            .expect("start dev provider");
+        for f in &opts.faults_before_start {
+            op.set_fault(f.clone());
+        }
+        let echo = DevEcho::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("start echo upstream");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port();
+            let (public_url, tls) = if opts.tls {
+                let certs = certs_dir();
+                (
+                    format!("https://localhost:{port}"),
+                    format!(
+                        "tls_cert = {:?}\ntls_key = {:?}\n",
+                        certs.join("gateway.crt").display().to_string(),
+                        certs.join("gateway.key").display().to_string()
+                    ),
+                )
+            } else {
+                (format!("http://127.0.0.1:{port}"), String::new())
+            };
+            let config = format!(
+                r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "{public_url}"
+shutdown_timeout = "2s"
+{tls}{server}
+[admin]
+listen = "127.0.0.1:0"
+
+[upstream]
+url = "{upstream}"
+connect_timeout = "1s"
+{upstream_extra}
+[provider]
+issuer = "{issuer}"
+client_id = "gateway"
+client_secret = "{secret}"
+{provider}
+[session]
+secret = "{session_secret}"
+{session}
+[bearer]
+{bearer}
+[headers]
+{headers}
+[[route]]
+path = "/public/"
+auth = "none"
+{routes}
+"#,
+                server = opts.server,
+                upstream = opts.upstream_url.clone().unwrap_or_else(|| echo.url()),
+                upstream_extra = opts.upstream,
+                issuer = op.issuer(),
+                secret = op.client_secret(),
+                provider = opts.provider,
+                session_secret = random_base64(32),
+                session = opts.session,
+                bearer = opts.bearer,
+                headers = opts.headers,
+                routes = opts.routes,
+            );
+            let parsed = GatewayConfig::from_toml_str(&config, &ProcessEnv)
+                .unwrap_or_else(|e| panic!("harness config invalid: {e}\n{config}"));
+            let gw = match RunningGateway::start(parsed).await {
+                Ok(gw) => gw,
+                Err(StartError::Bind { .. }) if attempt < 5 => continue,
+                Err(e) => panic!("gateway did not start: {e}\n{config}"),
+            };
+            let h = Harness {
+                base: public_url,
+                admin: format!("http://{}", gw.admin_addr()),
+                ca: opts.tls.then(ca_pem),
+                cookie: if opts.tls { COOKIE_HTTPS } else { COOKIE_HTTP },
+                op,
+                echo,
+                gw,
+                config,
+            };
+            if opts.wait_ready {
+                h.wait_ready(Duration::from_secs(10)).await;
+            }
+            return h;
+        }
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.gw.is_ready() {
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready after {timeout:?}\n{}",
+                self.config
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin)
+    }
+
+    /// A scripted browser (cookie jar, no redirects) trusting the harness CA.
+    pub fn browser(&self) -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
+        browser(self.ca.as_deref())
+    }
+
+    /// A client without cookies or redirects, trusting the harness CA.
+    pub fn api(&self) -> reqwest::Client {
+        api_client(self.ca.as_deref())
+    }
+
+    /// `GET /metrics` on the admin listener.
+    pub async fn metrics(&self) -> String {
+        let resp = api_client(None)
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(resp.status(), 200);
+        resp.text().await.expect("metrics body")
+    }
+
+    /// The value of one `oidc_gateway_auth_outcomes_total` series (0 when absent).
+    pub async fn auth_outcome(&self, outcome: &str) -> u64 {
+        let needle = format!("oidc_gateway_auth_outcomes_total{{outcome=\"{outcome}\"}} ");
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&needle)
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0)
+    }
+
+    /// GET `path` as a browser navigation (Accept: text/html).
+    pub async fn navigate(&self, client: &reqwest::Client, path: &str) -> Resp {
+        Resp::of(
+            client
+                .get(self.url(path))
+                .header(reqwest::header::ACCEPT, "text/html,application/xhtml+xml")
+                .send()
+                .await
+                .expect("navigate"),
+        )
+        .await
+    }
+
+    /// Drives the browser flow from `GET path` (navigation) to the gateway's
+    /// answer to the callback: gateway → 302 provider → auto-login 302 →
+    /// callback. Panics when the first two steps are not redirects.
+    pub async fn login_flow(&self, client: &reqwest::Client, path: &str) -> Flow {
+        let start = self.navigate(client, path).await;
+        assert_eq!(start.status, 302, "navigation to {path}: {start:?}");
+        let authorize = start.location().expect("Location to the provider");
+        assert!(
+            authorize.as_str().starts_with(self.op.issuer()),
+            "redirect goes to the provider: {authorize}"
+        );
+        let callback_url = self.authorize(client, &authorize).await;
+        let callback = Resp::of(
+            client
+                .get(callback_url.clone())
+                .send()
+                .await
+                .expect("callback"),
+        )
+        .await;
+        Flow {
+            start,
+            authorize,
+            callback_url,
+            callback,
+        }
+    }
+
+    /// Follows the provider's authorization URL (auto-login) and returns
+    /// the redirect back to the gateway's callback.
+    pub async fn authorize(&self, client: &reqwest::Client, authorize: &url::Url) -> url::Url {
+        let at_op = Resp::of(
+            client
+                .get(authorize.clone())
+                .send()
+                .await
+                .expect("provider authorize"),
+        )
+        .await;
+        assert_eq!(at_op.status, 302, "provider authorize: {at_op:?}");
+        let callback = at_op.location().expect("Location back to the gateway");
+        assert!(
+            callback.as_str().starts_with(&self.url("/oauth2/callback")),
+            "provider redirects to the callback: {callback}"
+        );
+        callback
+    }
+
+    /// A complete, successful login returning to `path`; returns the session
+    /// cookie value.
+    pub async fn login(&self, client: &reqwest::Client, path: &str) -> String {
+        let flow = self.login_flow(client, path).await;
+        assert_eq!(flow.callback.status, 302, "callback: {:?}", flow.callback);
+        flow.callback
+            .cookie(self.cookie)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| panic!("no session cookie: {:?}", flow.callback))
+    }
+
+    /// What the echo upstream saw last.
+    pub fn last_upstream(&self) -> serde_json::Value {
+        self.echo.last_request().expect("upstream saw a request")
+    }
+}
+
+/// The steps of one browser login.
+#[derive(Debug)]
+pub struct Flow {
+    pub start: Resp,
+    pub authorize: url::Url,
+    pub callback_url: url::Url,
+    pub callback: Resp,
+}
+
+/// A response read to the end.
+pub struct Resp {
+    pub status: u16,
+    pub url: url::Url,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let body: String = self.body.chars().take(600).collect();
+        f.debug_struct("Resp")
+            .field("status", &self.status)
+            .field("url", &self.url.as_str())
+            .field("headers", &self.headers)
+            .field("body", &body)
+            .finish()
+    }
+}
+
+impl Resp {
+    pub async fn of(resp: reqwest::Response) -> Self {
+        let status = resp.status().as_u16();
+        let url = resp.url().clone();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        Self {
+            status,
+            url,
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `Location`, resolved against the request URL.
+    pub fn location(&self) -> Option<url::Url> {
+        self.url.join(self.header("location")?).ok()
+    }
+
+    /// Every `Set-Cookie` line.
+    pub fn set_cookie_lines(&self) -> Vec<&str> {
+        self.headers
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+
+    /// The full `Set-Cookie` line for cookie `name`, if set.
+    pub fn cookie_line(&self, name: &str) -> Option<&str> {
+        self.set_cookie_lines()
+            .into_iter()
+            .find(|line| line.split_once('=').is_some_and(|(n, _)| n.trim() == name))
+    }
+
+    /// The value `Set-Cookie` gives cookie `name`, if set.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let line = self.cookie_line(name)?;
+        let pair = line.split(';').next()?;
+        Some(pair.split_once('=')?.1.trim().to_owned())
+    }
+
+    /// Whether the response sets a non-empty session cookie `name`.
+    pub fn sets_session(&self, name: &str) -> bool {
+        self.cookie(name).is_some_and(|v| !v.is_empty())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// The claims of a JWT (unverified).
+pub fn jwt_claims(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Sends `head` (request line and headers, CRLF-separated, without the
+/// final blank line) over a fresh plain TCP connection with
+/// `Connection: close`, and returns the status code and the whole response.
+pub async fn raw_http(addr: SocketAddr, head: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("{head}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("response within 10 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    (status, text)
 }

@@ -1,0 +1,345 @@
+//! API clients: unauthenticated requests get 401 JSON (never a redirect),
+//! bearer JWTs are validated against the provider's JWKS (`iss`, `aud`,
+//! `exp`, `nbf`, allowed algorithms), cached until `exp` and never
+//! re-validated from cache once expired, and random `kid`s cannot make the
+//! gateway hammer the JWKS endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use oidc_gateway::devtools::provider::{corrupt_signature, SigningAlg};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE};
+use serde_json::{json, Value};
+use support::{jwt_claims, now_secs, random_token, Harness, Options, Resp, Signer};
+
+async fn get_with_token(h: &Harness, path: &str, token: &str) -> Resp {
+    Resp::of(
+        h.api()
+            .get(h.url(path))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+fn assert_invalid_token(resp: &Resp, what: &str) {
+    assert_eq!(resp.status, 401, "{what}: {resp:?}");
+    let www = resp.header("www-authenticate").unwrap_or("");
+    assert!(
+        www.starts_with("Bearer") && www.contains(r#"error="invalid_token""#),
+        "{what}: WWW-Authenticate = {www:?}"
+    );
+    assert!(resp.header("location").is_none(), "{what}: no redirect");
+}
+
+/// Claims of a valid access token, for re-signing hostile variants.
+fn valid_claims(h: &Harness) -> Value {
+    jwt_claims(&h.op.mint_access_token(json!({})))
+}
+
+#[tokio::test]
+async fn api_without_credentials_is_401_json_never_redirect() {
+    let h = Harness::start().await;
+    let api = h.api();
+    let requests = [
+        api.get(h.url("/private")),
+        api.get(h.url("/private"))
+            .header(ACCEPT, "application/json"),
+        api.get(h.url("/private")).header(ACCEPT, "*/*"),
+        api.post(h.url("/private"))
+            .header(ACCEPT, "text/html")
+            .header(CONTENT_TYPE, "application/json")
+            .body("{}"),
+        api.put(h.url("/private")).header(ACCEPT, "text/html"),
+        api.delete(h.url("/private")),
+    ];
+    for (i, req) in requests.into_iter().enumerate() {
+        let resp = Resp::of(req.send().await.unwrap()).await;
+        assert_eq!(resp.status, 401, "request {i}: {resp:?}");
+        assert!(resp.header("location").is_none(), "request {i}: redirect");
+        assert!(
+            resp.header("www-authenticate")
+                .is_some_and(|v| v.starts_with("Bearer")),
+            "request {i}: {resp:?}"
+        );
+        assert!(
+            resp.header("content-type")
+                .is_some_and(|v| v.starts_with("application/json")),
+            "request {i}: {resp:?}"
+        );
+        assert!(resp.json()["error"].is_string(), "request {i}: {resp:?}");
+        assert!(!resp.sets_session(h.cookie));
+    }
+    assert_eq!(h.echo.request_count(), 0);
+    // Twin: the same GET as a browser navigation is sent to the provider.
+    let (client, _jar) = h.browser();
+    let nav = h.navigate(&client, "/private").await;
+    assert_eq!(nav.status, 302);
+}
+
+#[tokio::test]
+async fn bearer_valid_token_200_with_identity_headers() {
+    let h = Harness::start().await;
+    let token = h.op.mint_access_token(json!({"groups": ["users", "ops"]}));
+    let resp = get_with_token(&h, "/api/things?limit=1", &token).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let seen = h.last_upstream();
+    assert_eq!(seen["path"], "/api/things");
+    let hd = &seen["headers"];
+    assert_eq!(hd["x-auth-request-user"], "alice");
+    assert_eq!(hd["x-auth-request-email"], "alice@example.com");
+    assert_eq!(hd["x-auth-request-preferred-username"], "alice");
+    assert_eq!(hd["x-auth-request-groups"], "users,ops");
+    assert!(!resp.sets_session(h.cookie), "bearer makes no session");
+    assert_eq!(h.gw.session_count(), 0);
+}
+
+#[tokio::test]
+async fn bearer_es256_token_accepted() {
+    let h = Harness::start().await;
+    h.op.set_signing_alg(SigningAlg::Es256);
+    let token = h.op.mint_access_token(json!({"sub": "bob"}));
+    let resp = get_with_token(&h, "/api", &token).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(h.last_upstream()["headers"]["x-auth-request-user"], "bob");
+}
+
+#[tokio::test]
+async fn bearer_hostile_tokens_401_invalid_token() {
+    let h = Harness::start().await;
+    let now = now_secs();
+    let claims = valid_claims(&h);
+    let with = |patch: Value| {
+        let mut c = claims.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let at = json!({"typ": "at+jwt"});
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "bad signature",
+            corrupt_signature(&h.op.mint_access_token(json!({}))),
+        ),
+        (
+            "alg none",
+            h.op.sign_with(Signer::None, at.clone(), &claims),
+        ),
+        (
+            "hs256 keyed with the rsa public key",
+            h.op.sign_with(Signer::Hs256WithRsaPublicKey, at.clone(), &claims),
+        ),
+        (
+            "hs256 with a guessable secret",
+            h.op.sign_with(Signer::Hs256(b"secret".to_vec()), at.clone(), &claims),
+        ),
+        (
+            "wrong iss",
+            h.op.sign_with(
+                Signer::Rs256,
+                at.clone(),
+                &with(json!({"iss": "https://attacker.example"})),
+            ),
+        ),
+        (
+            "wrong aud",
+            h.op.sign_with(
+                Signer::Rs256,
+                at.clone(),
+                &with(json!({"aud": "some-other-client"})),
+            ),
+        ),
+        (
+            "expired",
+            h.op.sign_with(
+                Signer::Rs256,
+                at.clone(),
+                &with(json!({"iat": now - 7200, "nbf": now - 7200, "exp": now - 3600})),
+            ),
+        ),
+        (
+            "nbf in the future",
+            h.op.sign_with(Signer::Rs256, at.clone(), &with(json!({"nbf": now + 3600}))),
+        ),
+        (
+            "unknown kid",
+            h.op.sign_with(
+                Signer::Rs256,
+                json!({"typ": "at+jwt", "kid": "nope"}),
+                &claims,
+            ),
+        ),
+        (
+            "alg header lies (PS256 over an RS256 signature)",
+            h.op.sign_with(
+                Signer::Rs256,
+                json!({"typ": "at+jwt", "alg": "PS256"}),
+                &claims,
+            ),
+        ),
+        ("garbage", "not.a.jwt".to_owned()),
+        ("two segments", "abc.def".to_owned()),
+    ];
+    for (what, token) in &cases {
+        let resp = get_with_token(&h, "/api", token).await;
+        assert_invalid_token(&resp, what);
+        // A browser presenting a bad token is not redirected either.
+        let nav = Resp::of(
+            h.api()
+                .get(h.url("/api"))
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .header(ACCEPT, "text/html")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_invalid_token(&nav, what);
+    }
+    assert_eq!(h.echo.request_count(), 0, "nothing reached the upstream");
+    // Twin: the unmodified claims, properly signed.
+    let good = h.op.sign_with(Signer::Rs256, at, &claims);
+    assert_eq!(get_with_token(&h, "/api", &good).await.status, 200);
+}
+
+#[tokio::test]
+async fn bearer_invalid_token_does_not_fall_back_to_session() {
+    let h = Harness::start().await;
+    let (client, _jar) = h.browser();
+    let session = h.login(&client, "/").await;
+    let bad = corrupt_signature(&h.op.mint_access_token(json!({})));
+    let resp = Resp::of(
+        h.api()
+            .get(h.url("/api"))
+            .header(AUTHORIZATION, format!("Bearer {bad}"))
+            .header(COOKIE, format!("oidc-gateway={session}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_invalid_token(&resp, "bad bearer + good session");
+    assert_eq!(h.echo.request_count(), 0);
+}
+
+#[tokio::test]
+async fn bearer_second_call_served_from_cache() {
+    let h = Harness::start().await;
+    let token = h.op.mint_access_token(json!({}));
+    let validated = h.auth_outcome("BearerValidated").await;
+    let cached = h.auth_outcome("BearerCached").await;
+    assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
+    assert_eq!(h.auth_outcome("BearerValidated").await, validated + 1);
+    assert_eq!(h.auth_outcome("BearerCached").await, cached);
+    assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
+    assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
+    assert_eq!(h.auth_outcome("BearerValidated").await, validated + 1);
+    assert_eq!(h.auth_outcome("BearerCached").await, cached + 2);
+    // A different token is validated, not confused with the cached one.
+    let other = h.op.mint_access_token(json!({"sub": "bob"}));
+    assert_eq!(get_with_token(&h, "/api", &other).await.status, 200);
+    assert_eq!(h.last_upstream()["headers"]["x-auth-request-user"], "bob");
+    assert_eq!(h.auth_outcome("BearerValidated").await, validated + 2);
+}
+
+#[tokio::test]
+async fn bearer_expired_token_never_served_from_cache() {
+    let h = Harness::with(Options {
+        provider: "clock_skew = \"0s\"".into(),
+        ..Options::default()
+    })
+    .await;
+    let exp = now_secs() + 2;
+    let token = h.op.mint_access_token(json!({"exp": exp}));
+    assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
+    assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
+    // Wait until the token is past its exp.
+    while now_secs() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = h.echo.request_count();
+    let resp = get_with_token(&h, "/api", &token).await;
+    assert_invalid_token(&resp, "expired after caching");
+    assert_eq!(h.echo.request_count(), before);
+}
+
+#[tokio::test]
+async fn bearer_flood_of_random_kids_fetches_jwks_at_most_twice() {
+    let h = Harness::with(Options {
+        provider: "jwks_min_refresh_interval = \"5s\"".into(),
+        ..Options::default()
+    })
+    .await;
+    // The limiter counts from the initial load: within one window, 200
+    // unknown kids may cause at most 1-2 fetches (without it: 200).
+    h.op.reset_counters();
+    let claims = valid_claims(&h);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let token = h.op.sign_with(
+            Signer::Rs256,
+            json!({"typ": "at+jwt", "kid": random_token(12)}),
+            &claims,
+        );
+        let client = h.api();
+        let url = h.url("/api");
+        set.spawn(async move {
+            client
+                .get(url)
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), 401);
+    }
+    let fetches = h.op.counters().jwks;
+    assert!(fetches <= 2, "{fetches} JWKS fetches for 200 random kids");
+    assert_eq!(h.echo.request_count(), 0);
+}
+
+#[tokio::test]
+async fn bearer_flood_after_refresh_window_fetches_jwks_once() {
+    let h = Harness::with(Options {
+        provider: "jwks_min_refresh_interval = \"300ms\"".into(),
+        ..Options::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.op.reset_counters();
+    let claims = valid_claims(&h);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let token = h.op.sign_with(
+            Signer::Rs256,
+            json!({"typ": "at+jwt", "kid": random_token(12)}),
+            &claims,
+        );
+        let client = h.api();
+        let url = h.url("/api");
+        set.spawn(async move {
+            client
+                .get(url)
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), 401);
+    }
+    let fetches = h.op.counters().jwks;
+    assert!(
+        (1..=2).contains(&fetches),
+        "{fetches} JWKS fetches for 100 random kids"
+    );
+}

@@ -1,0 +1,494 @@
+//! The `oidc-gateway` binary: `check`, `--version`/`--help`, `run` with a
+//! graceful SIGTERM drain, and `demo` end to end (TLS from `certs/`, the
+//! dev provider's login form).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use serde_json::json;
+use support::{
+    ca_pem, free_port, gateway_bin, random_base64, random_token, DevEcho, DevProvider, Resp,
+    TempDir,
+};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn gateway() -> Command {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.stdin(Stdio::null())
+        .env_remove("GATEWAY_CLIENT_SECRET")
+        .env_remove("GATEWAY_SESSION_SECRET");
+    cmd
+}
+
+fn out_text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn check(config: &Path) -> Output {
+    gateway()
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run oidc-gateway check")
+}
+
+fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Sends SIGTERM with the `kill` utility (no libc).
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// Waits for the child to exit, at most `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills a child on drop (failed tests must not leak processes).
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// ===== check =====
+
+#[test]
+fn check_reference_config_with_env_is_ok() {
+    let out = gateway()
+        .current_dir(repo_root())
+        .args(["check", "--config", "gateway.toml"])
+        .env("GATEWAY_CLIENT_SECRET", random_token(16))
+        .env("GATEWAY_SESSION_SECRET", random_base64(32))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "config ok");
+}
+
+#[test]
+fn check_reference_config_without_env_names_both_variables_exit_2() {
+    let out = gateway()
+        .current_dir(repo_root())
+        .args(["check", "--config", "gateway.toml"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("config ok"));
+    for key in ["provider.client_secret", "session.secret"] {
+        assert!(stderr.contains(key), "{key} not named:\n{stderr}");
+    }
+}
+
+const SECRET: &str = "super-secret-value-0123456789";
+
+#[test]
+fn check_broken_config_prints_every_problem_without_secret_exit_2() {
+    let dir = TempDir::new("cli-check");
+    let config = write(
+        &dir,
+        "gateway.toml",
+        &format!(
+            r#"
+[server]
+public_url = "ftp://app.example.com"
+[upstream]
+url = "ftp://127.0.0.1:1"
+[provider]
+issuer = "http://idp.example.com"
+client_id = "gw"
+client_secret = "{SECRET}"
+[session]
+secret = "{SECRET}"
+[[route]]
+path = "public"
+auth = "none"
+"#
+        ),
+    );
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    for key in [
+        "server.public_url",
+        "upstream.url",
+        "provider.issuer",
+        "session.secret",
+        "route[0].path",
+    ] {
+        assert!(stderr.contains(key), "{key} not reported:\n{stderr}");
+    }
+    assert!(
+        !stdout.contains(SECRET) && !stderr.contains(SECRET),
+        "secret printed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// CONTRACT: "print every problem (key path + what is wrong)": also when
+/// values have the wrong type or form, in several sections at once.
+#[test]
+fn check_type_errors_in_several_sections_all_reported_with_key_path_exit_2() {
+    let dir = TempDir::new("cli-check");
+    let config = write(
+        &dir,
+        "gateway.toml",
+        &format!(
+            r#"
+[server]
+listen = "not-an-address"
+public_url = "https://app.example.com"
+[upstream]
+url = "http://127.0.0.1:8080"
+[provider]
+issuer = "https://idp.example.com"
+client_id = "gw"
+client_secret = "{SECRET}"
+[session]
+secret = "{}"
+lifetime = "forever"
+"#,
+            random_base64(32)
+        ),
+    );
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    for key in ["server.listen", "session.lifetime"] {
+        assert!(stderr.contains(key), "{key} not reported:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_unknown_key_exit_2() {
+    let dir = TempDir::new("cli-check");
+    let config = write(
+        &dir,
+        "gateway.toml",
+        &format!(
+            r#"
+[server]
+public_url = "https://app.example.com"
+listn = "0.0.0.0:8443"
+[upstream]
+url = "http://127.0.0.1:8080"
+[provider]
+issuer = "https://idp.example.com"
+client_id = "gw"
+client_secret = "{SECRET}"
+[session]
+secret = "{}"
+"#,
+            random_base64(32)
+        ),
+    );
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("server.listn"),
+        "unknown key not named with its path:\n{stderr}"
+    );
+    assert!(!stderr.contains(SECRET));
+}
+
+#[test]
+fn check_missing_file_exit_2() {
+    let out = check(Path::new("/nonexistent/oidc-gateway/gateway.toml"));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn version_and_help_exit_0() {
+    let out = gateway().arg("--version").output().unwrap();
+    let (stdout, _) = out_text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout.contains(env!("CARGO_PKG_VERSION")) && stdout.contains("oidc-gateway"),
+        "{stdout}"
+    );
+    let out = gateway().arg("--help").output().unwrap();
+    let (stdout, _) = out_text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    for word in ["check", "demo", "run", "--config"] {
+        assert!(
+            stdout.contains(word),
+            "{word} missing from --help:\n{stdout}"
+        );
+    }
+    let out = gateway().arg("--no-such-flag").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad arguments exit 2");
+}
+
+// ===== run + SIGTERM =====
+
+#[tokio::test]
+async fn run_sigterm_drains_in_flight_request_and_exits_0() {
+    let op = DevProvider::builder()
+        .client_secret(random_token(16))
+        .start()
+        .await
+        .unwrap();
+    let echo = DevEcho::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let port = free_port();
+    let admin_port = free_port();
+    let dir = TempDir::new("cli-run");
+    let config = write(
+        &dir,
+        "gateway.toml",
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+shutdown_timeout = "10s"
+[admin]
+listen = "127.0.0.1:{admin_port}"
+[upstream]
+url = "{upstream}"
+[provider]
+issuer = "{issuer}"
+client_id = "gateway"
+client_secret = "${{TEST_CLIENT_SECRET}}"
+[session]
+secret = "{session}"
+"#,
+            upstream = echo.url(),
+            issuer = op.issuer(),
+            session = random_base64(32),
+        ),
+    );
+    let stderr_path = dir.path().join("stderr");
+    let child = gateway()
+        .arg("--config")
+        .arg(&config)
+        .env("TEST_CLIENT_SECRET", op.client_secret())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let api = support::api_client(None);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = api
+            .get(format!("http://127.0.0.1:{admin_port}/readyz"))
+            .send()
+            .await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready: {}",
+            support::tail_of(&stderr_path, 4000)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = op.mint_access_token(json!({}));
+    let slow = tokio::spawn({
+        let api = api.clone();
+        let url = format!("http://127.0.0.1:{port}/_echo/sleep/1500");
+        async move {
+            api.get(url)
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    // Let the request reach the upstream, then ask the gateway to stop.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while echo.request_count() == 0 {
+        assert!(Instant::now() < deadline, "slow request never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sigterm(&child.0);
+    let status = slow.await.unwrap().expect("in-flight request completed");
+    assert_eq!(status, 200, "in-flight request finished during drain");
+    let exit = tokio::task::spawn_blocking(move || {
+        let s = wait_exit(&mut child.0, Duration::from_secs(10));
+        drop(child);
+        s
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "exit status after SIGTERM; stderr:\n{}",
+        support::tail_of(&stderr_path, 4000)
+    );
+    // No new connections after exit.
+    assert!(api
+        .get(format!("http://127.0.0.1:{port}/public/"))
+        .send()
+        .await
+        .is_err());
+}
+
+// ===== demo =====
+
+#[tokio::test]
+async fn demo_serves_tls_and_logs_in_through_provider_form() {
+    let port = free_port();
+    let child = gateway()
+        .current_dir(repo_root())
+        .args(["demo", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let want = format!("https://localhost:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut printed = String::new();
+    while !printed.contains(&want) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                printed.push_str(&line);
+                printed.push('\n');
+            }
+            Err(_) => panic!("demo did not print {want}; got:\n{printed}"),
+        }
+    }
+    let base = format!("https://localhost:{port}");
+    let ca = ca_pem();
+    let (browser, _jar) = support::browser(Some(&ca));
+
+    // The public page, over TLS trusting certs/ca.pem (the gateway may still
+    // be loading the provider: retry briefly).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let public = loop {
+        match browser.get(format!("{base}/public/")).send().await {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "GET /public/: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(public.status(), 200);
+
+    // Full login through the provider's form.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let start = loop {
+        let r = Resp::of(
+            browser
+                .get(format!("{base}/hello?x=1"))
+                .header(ACCEPT, "text/html")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if r.status == 302 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(start.status, 302, "{start:?}");
+    let authorize = start.location().unwrap();
+    let form = Resp::of(browser.get(authorize.clone()).send().await.unwrap()).await;
+    assert_eq!(form.status, 200, "{form:?}");
+    assert!(form.body.contains("name=\"username\""), "{form:?}");
+    let pending = form
+        .body
+        .split("name=\"pending\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("hidden pending field")
+        .to_owned();
+    let login_url = authorize.join("/authorize/login").unwrap();
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("username", "dave")
+        .append_pair("pending", &pending)
+        .finish();
+    let back = Resp::of(
+        browser
+            .post(login_url)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(back.status, 302, "{back:?}");
+    let callback = back.location().unwrap();
+    assert!(
+        callback
+            .as_str()
+            .starts_with(&format!("{base}/oauth2/callback")),
+        "{callback}"
+    );
+    let done = Resp::of(browser.get(callback).send().await.unwrap()).await;
+    assert_eq!(done.status, 302, "{done:?}");
+    assert_eq!(done.header("location"), Some("/hello?x=1"));
+    assert!(done.sets_session("__Host-oidc-gateway"), "{done:?}");
+    let page = Resp::of(
+        browser
+            .get(format!("{base}/hello?x=1"))
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let seen = page.json();
+    assert_eq!(seen["headers"]["x-auth-request-user"], "dave", "{seen}");
+
+    sigterm(&child.0);
+    let exit =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child.0, Duration::from_secs(10)))
+            .await
+            .unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
