@@ -114,14 +114,16 @@ pub(crate) fn begin_login(
         return provider_unavailable();
     };
     let (attempt, set_cookies) = shared.login.begin(return_to, headers);
-    let mut url = AuthorizationRequest {
-        endpoint: &meta.authorization_endpoint,
-        client_id: &shared.client_id,
-        redirect_uri: &shared.redirect_uri,
-        scopes: &shared.scopes,
-        form_post: shared.form_post,
-    }
-    .url(&attempt);
+    let mut url = super::dialect::authorization_url(shared, &meta, &attempt).unwrap_or_else(|| {
+        AuthorizationRequest {
+            endpoint: &meta.authorization_endpoint,
+            client_id: &shared.client_id,
+            redirect_uri: &shared.redirect_uri,
+            scopes: &shared.scopes,
+            form_post: shared.form_post,
+        }
+        .url(&attempt)
+    });
     // OpenID Connect Core §11: offline access needs prompt=consent.
     if shared.scopes.iter().any(|s| s == "offline_access") {
         url.push_str("&prompt=consent");
@@ -277,6 +279,26 @@ where
         return fail(StatusCode::BAD_REQUEST, "The sign-in response has no code.");
     };
 
+    // Provider dialects (janrain-capture, oracle-idcs, oauth2) exchange the
+    // code and establish the identity their own way.
+    if let Some(done) = super::dialect::complete_login(shared, &meta, &attempt, &code).await {
+        return match done {
+            Ok(login) => {
+                open_session(
+                    shared,
+                    &headers,
+                    login.identity,
+                    login.id_token,
+                    login.sid,
+                    &attempt.return_to,
+                    clear_login,
+                )
+                .await
+            }
+            Err(f) => fail(f.status, f.message),
+        };
+    }
+
     let tokens = match exchange_code(
         shared.provider.http(),
         meta.token_endpoint.as_str(),
@@ -310,7 +332,7 @@ where
             "The identity provider sent no identity token.",
         );
     };
-    let (mut identity, info) = match shared
+    let (identity, info) = match shared
         .verifier
         .verify_id_token(id_token, &attempt.nonce)
         .await
@@ -324,6 +346,33 @@ where
             );
         }
     };
+    open_session(
+        shared,
+        &headers,
+        identity,
+        Some(id_token.to_string()),
+        info.sid,
+        &attempt.return_to,
+        clear_login,
+    )
+    .await
+}
+
+/// Stores a new session for `identity` and redirects to `return_to`.
+async fn open_session(
+    shared: &Shared,
+    headers: &HeaderMap,
+    mut identity: super::identity::Identity,
+    id_token: Option<String>,
+    sid: Option<String>,
+    return_to: &str,
+    clear_login: HeaderValue,
+) -> Response<ResponseBody> {
+    let fail = |status: StatusCode, message: &str| {
+        let mut resp = login_failed(shared, status, message);
+        add_set_cookie(resp.headers_mut(), clear_login.clone());
+        resp
+    };
     identity.source = IdentitySource::Session;
 
     let now = now_secs();
@@ -333,12 +382,12 @@ where
         headers: headers_for_upstream,
         created_at: now,
         expires_at: now + shared.lifetime.as_secs(),
-        id_token: Some(Secret::new(id_token)),
-        sid: info.sid,
+        id_token: id_token.map(Secret::new),
+        sid,
     });
     // Never reuse an id the browser presented: drop the old session.
     if let Some(old) =
-        request_cookie(&headers, &shared.cookies.session_name).and_then(key_for_cookie)
+        request_cookie(headers, &shared.cookies.session_name).and_then(key_for_cookie)
     {
         let _ = shared.store.remove(&old).await;
     }
@@ -352,7 +401,7 @@ where
     }
     shared.metrics.record_auth(AuthOutcome::LoginSucceeded);
     shared.metrics.set_sessions(shared.store.len());
-    let mut resp = redirect(&attempt.return_to);
+    let mut resp = redirect(return_to);
     add_set_cookie(
         resp.headers_mut(),
         shared.cookies.set(
