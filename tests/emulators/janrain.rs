@@ -210,16 +210,12 @@ impl Shared {
         code
     }
 
-    /// Basic, body credentials, or janrain-signed; `Err` is the error reply.
-    fn client_auth(&self, req: &Req, path: &str) -> Result<ClientAuthSeen, Resp> {
+    /// Basic, body credentials, or janrain-signed; `Err` when none verifies
+    /// (the reason is recorded in `errors`).
+    fn client_auth(&self, req: &Req, path: &str) -> Result<ClientAuthSeen, ()> {
         let bad = |why: &str| {
             self.state.lock().errors.push(why.to_string());
-            Err(capture_error(
-                401,
-                402,
-                "invalid_client_credentials",
-                "client_id or client_secret are invalid",
-            ))
+            Err(())
         };
         if let Some((id, secret)) = req.basic_auth() {
             if id == self.client_id && secret == self.client_secret {
@@ -308,9 +304,13 @@ impl Shared {
         if req.method == http::Method::GET {
             self.counters.token_get.fetch_add(1, Ordering::SeqCst);
         }
-        let seen = match self.client_auth(req, "/oauth/token") {
-            Ok(s) => s,
-            Err(r) => return r,
+        let Ok(seen) = self.client_auth(req, "/oauth/token") else {
+            return capture_error(
+                401,
+                402,
+                "invalid_client_credentials",
+                "client_id or client_secret are invalid",
+            );
         };
         self.state.lock().last_auth = Some(seen);
         let p = req.params();
@@ -427,7 +427,10 @@ impl Shared {
 
     /// `/access/getAuthorizationCode`: owner-client API minting a code for a user.
     fn mint(&self, req: &Req) -> Resp {
-        if let Err(_r) = self.client_auth(req, "/access/getAuthorizationCode") {
+        if self
+            .client_auth(req, "/access/getAuthorizationCode")
+            .is_err()
+        {
             return capture_error(
                 200,
                 402,
