@@ -731,11 +731,34 @@ impl GatewayConfig {
                 }
             }
         }
-        if pr.kind != ProviderKind::Oidc {
+        if pr.kind == ProviderKind::Oauth2 && pr.jwks_uri.is_some() && pr.issuer.is_none() {
             problem(
-                "provider.kind",
-                "only \"oidc\" is supported by this build".into(),
+                "provider.issuer",
+                "required with jwks_uri for kind = \"oauth2\" (the iss ID tokens carry)".into(),
             );
+        }
+        if let Some(expected) = &pr.expected_issuer {
+            if pr.kind != ProviderKind::OracleIdcs {
+                problem(
+                    "provider.expected_issuer",
+                    "only for kind = \"oracle-idcs\"".into(),
+                );
+            } else if Url::parse(expected).is_err() {
+                problem("provider.expected_issuer", "must be an absolute URL".into());
+            }
+        }
+        if let Some(auth) = &pr.jwks_auth {
+            if auth != "client_credentials" {
+                problem(
+                    "provider.jwks_auth",
+                    format!("`{auth}` is not supported (use \"client_credentials\")"),
+                );
+            } else if pr.kind != ProviderKind::OracleIdcs {
+                problem(
+                    "provider.jwks_auth",
+                    "only for kind = \"oracle-idcs\"".into(),
+                );
+            }
         }
         match pr.client_auth {
             ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost => {
@@ -757,6 +780,12 @@ impl GatewayConfig {
                         "janrain-signed is only for kind = \"janrain-capture\"".into(),
                     );
                 }
+                if pr.client_secret.as_ref().is_none_or(Secret::is_empty) {
+                    problem(
+                        "provider.client_secret",
+                        "required (or client_secret_file) for this client_auth".into(),
+                    );
+                }
             }
         }
         if pr.response_mode == ResponseMode::FormPost && !self.is_https_url() {
@@ -768,7 +797,9 @@ impl GatewayConfig {
         }
         if pr.scopes.is_empty() {
             problem("provider.scopes", "must not be empty".into());
-        } else if pr.kind == ProviderKind::Oidc && !pr.scopes.iter().any(|s| s == "openid") {
+        } else if matches!(pr.kind, ProviderKind::Oidc | ProviderKind::OracleIdcs)
+            && !pr.scopes.iter().any(|s| s == "openid")
+        {
             problem("provider.scopes", "must contain \"openid\"".into());
         }
         if pr.allowed_algorithms.is_empty() {

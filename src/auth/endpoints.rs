@@ -114,14 +114,16 @@ pub(crate) fn begin_login(
         return provider_unavailable();
     };
     let (attempt, set_cookies) = shared.login.begin(return_to, headers);
-    let mut url = AuthorizationRequest {
-        endpoint: &meta.authorization_endpoint,
-        client_id: &shared.client_id,
-        redirect_uri: &shared.redirect_uri,
-        scopes: &shared.scopes,
-        form_post: shared.form_post,
-    }
-    .url(&attempt);
+    let mut url = super::dialect::authorization_url(shared, &meta, &attempt).unwrap_or_else(|| {
+        AuthorizationRequest {
+            endpoint: &meta.authorization_endpoint,
+            client_id: &shared.client_id,
+            redirect_uri: &shared.redirect_uri,
+            scopes: &shared.scopes,
+            form_post: shared.form_post,
+        }
+        .url(&attempt)
+    });
     // OpenID Connect Core §11: offline access needs prompt=consent.
     if shared.scopes.iter().any(|s| s == "offline_access") {
         url.push_str("&prompt=consent");
@@ -277,6 +279,29 @@ where
         return fail(StatusCode::BAD_REQUEST, "The sign-in response has no code.");
     };
 
+    // Provider dialects (janrain-capture, oracle-idcs, oauth2) exchange the
+    // code and establish the identity their own way.
+    if let Some(done) = super::dialect::complete_login(shared, &meta, &attempt, &code).await {
+        return match done {
+            Ok(login) => {
+                open_session(
+                    shared,
+                    &headers,
+                    Established {
+                        identity: login.identity,
+                        id_token: login.id_token,
+                        sid: login.sid,
+                        tokens: None,
+                    },
+                    &attempt.return_to,
+                    clear_login,
+                )
+                .await
+            }
+            Err(f) => fail(f.status, f.message),
+        };
+    }
+
     let tokens = match exchange_code(
         shared.provider.http(),
         meta.token_endpoint.as_str(),
@@ -324,7 +349,6 @@ where
             );
         }
     };
-    identity.source = IdentitySource::Session;
     if shared.userinfo {
         let Some(url) = meta.userinfo_endpoint.as_ref() else {
             return fail(
@@ -356,6 +380,50 @@ where
         }
     }
 
+    open_session(
+        shared,
+        &headers,
+        Established {
+            identity,
+            id_token: Some(id_token.to_string()),
+            sid: info.sid,
+            tokens: Some(&tokens),
+        },
+        &attempt.return_to,
+        clear_login,
+    )
+    .await
+}
+
+/// What a completed login establishes.
+struct Established<'a> {
+    identity: super::identity::Identity,
+    id_token: Option<String>,
+    sid: Option<String>,
+    /// Provider tokens to keep for refresh (OpenID Connect only).
+    tokens: Option<&'a super::code_flow::TokenResponse>,
+}
+
+/// Stores a new session for the established identity and redirects to `return_to`.
+async fn open_session(
+    shared: &Shared,
+    headers: &HeaderMap,
+    login: Established<'_>,
+    return_to: &str,
+    clear_login: HeaderValue,
+) -> Response<ResponseBody> {
+    let Established {
+        mut identity,
+        id_token,
+        sid,
+        tokens,
+    } = login;
+    let fail = |status: StatusCode, message: &str| {
+        let mut resp = login_failed(shared, status, message);
+        add_set_cookie(resp.headers_mut(), clear_login.clone());
+        resp
+    };
+    identity.source = IdentitySource::Session;
     let now = now_secs();
     let headers_for_upstream = shared.identity_headers.precompute(&identity);
     let mut session = Session::new(
@@ -364,9 +432,11 @@ where
         now,
         now + shared.lifetime.as_secs(),
     );
-    session.id_token = Some(Secret::new(id_token));
-    session.sid = info.sid;
-    if tokens.refresh_token.is_some() {
+    session.id_token = id_token.map(Secret::new);
+    session.sid = sid;
+    // Refresh is kept for OpenID Connect providers (the dialects' sessions
+    // last `session.lifetime`).
+    if let Some(tokens) = tokens.filter(|t| t.refresh_token.is_some()) {
         session.set_tokens(
             tokens.access_token.clone(),
             tokens.refresh_token.clone(),
@@ -378,7 +448,7 @@ where
     let session = Arc::new(session);
     // Never reuse an id the browser presented: drop the old session.
     if let Some(old) =
-        request_cookie(&headers, &shared.cookies.session_name).and_then(key_for_cookie)
+        request_cookie(headers, &shared.cookies.session_name).and_then(key_for_cookie)
     {
         let _ = shared.store.remove(&old).await;
     }
@@ -392,7 +462,7 @@ where
     }
     shared.metrics.record_auth(AuthOutcome::LoginSucceeded);
     shared.metrics.set_sessions(shared.store.len());
-    let mut resp = redirect(&attempt.return_to);
+    let mut resp = redirect(return_to);
     add_set_cookie(
         resp.headers_mut(),
         shared.cookies.set(

@@ -36,6 +36,7 @@ pub(crate) struct Shared {
     pub(crate) public_url: String,
     pub(crate) redirect_uri: String,
     pub(crate) client_id: String,
+    pub(crate) kind: crate::config::ProviderKind,
     pub(crate) scopes: Vec<String>,
     pub(crate) form_post: bool,
     pub(crate) provider: Arc<Provider>,
@@ -136,7 +137,8 @@ impl OidcLayer {
             &config.bearer_audiences(),
             p.clock_skew.as_secs(),
         )
-        .map_err(LayerError)?;
+        .map_err(LayerError)?
+        .with_trusted_audiences(super::dialect::trusted_audiences(p));
         let form_post = p.response_mode == crate::config::ResponseMode::FormPost;
         let cookies = CookieSettings::new(config.session_cookie_name(), config.is_https());
         let login = LoginManager::new(
@@ -166,6 +168,7 @@ impl OidcLayer {
                 .to_string(),
             redirect_uri: config.redirect_uri(),
             client_id: p.client_id.clone(),
+            kind: p.kind,
             scopes: p.scopes.clone(),
             form_post,
             provider,

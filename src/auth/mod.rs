@@ -6,6 +6,7 @@
 pub mod bearer;
 pub mod code_flow;
 pub mod cookies;
+pub mod dialect;
 mod endpoints;
 pub mod error;
 mod future;

@@ -6,9 +6,18 @@
 //! JWKS is cached; a token with an unknown `kid` triggers at most one refetch
 //! per `jwks_min_refresh_interval`, so a flood of random kids cannot become a
 //! flood of JWKS fetches.
+//!
+//! Provider dialects (see [`super::dialect`]) change three things here:
+//! `janrain-capture` and `oauth2` have no discovery (their endpoints come
+//! from the configuration, and they may have no JWKS at all); `oracle-idcs`
+//! discovers at the tenant URL but its discovery `issuer` (and the ID
+//! tokens' `iss`) is `expected_issuer`, compared trailing-slash tolerant;
+//! and with `jwks_auth = "client_credentials"` the JWKS is fetched with a
+//! client-credentials access token.
 
+use super::code_flow::ClientCredentials;
 use super::http_client::{HttpError, ProviderHttp};
-use crate::config::{check_provider_url, GatewayConfig};
+use crate::config::{check_provider_url, GatewayConfig, ProviderKind};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use parking_lot::RwLock;
@@ -64,8 +73,9 @@ pub struct ProviderMetadata {
     pub token_endpoint: Url,
     /// Userinfo, when offered.
     pub userinfo_endpoint: Option<Url>,
-    /// Signing keys.
-    pub jwks_uri: Url,
+    /// Signing keys; `None` for providers without a JWKS (Janrain
+    /// Capture, `oauth2` without `jwks_uri`).
+    pub jwks_uri: Option<Url>,
     /// RP-initiated logout, when offered.
     pub end_session_endpoint: Option<Url>,
     /// RFC 9207: the provider sends `iss` with authorization responses.
@@ -88,6 +98,8 @@ struct DiscoveryDocument {
 #[derive(Clone)]
 pub struct VerificationKey {
     kid: Option<String>,
+    x5t: Option<String>,
+    x5t_s256: Option<String>,
     family: AlgorithmFamily,
     alg: Option<Algorithm>,
     key: DecodingKey,
@@ -146,6 +158,8 @@ impl KeySet {
             };
             keys.push(VerificationKey {
                 kid: jwk.common.key_id.clone(),
+                x5t: jwk.common.x509_sha1_fingerprint.clone(),
+                x5t_s256: jwk.common.x509_sha256_fingerprint.clone(),
                 family,
                 alg,
                 key,
@@ -176,6 +190,30 @@ impl KeySet {
         })
     }
 
+    /// Candidate keys for a token header: by `kid`; when the token names no
+    /// `kid` or no key has it, by the certificate thumbprints `x5t#S256` /
+    /// `x5t` (Oracle IDCS headers carry both); when the header names none of
+    /// these, every key that fits the algorithm.
+    pub fn candidates_for<'a>(
+        &'a self,
+        header: &'a jsonwebtoken::Header,
+    ) -> Box<dyn Iterator<Item = &'a VerificationKey> + 'a> {
+        let alg = header.alg;
+        let kid = header.kid.as_deref();
+        if kid.is_some() && self.candidates(kid, alg).next().is_some() {
+            return Box::new(self.candidates(kid, alg));
+        }
+        let (x5t, s256) = (header.x5t.as_deref(), header.x5t_s256.as_deref());
+        if x5t.is_none() && s256.is_none() {
+            return Box::new(self.candidates(kid, alg));
+        }
+        Box::new(self.keys.iter().filter(move |k| {
+            k.fits(alg)
+                && ((s256.is_some() && k.x5t_s256.as_deref() == s256)
+                    || (x5t.is_some() && k.x5t.as_deref() == x5t))
+        }))
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -194,7 +232,11 @@ struct RefreshState {
 /// Provider metadata and keys, shared by every request.
 pub struct Provider {
     http: ProviderHttp,
+    kind: ProviderKind,
     configured_issuer: String,
+    accepted_issuers: Vec<String>,
+    static_metadata: Option<ProviderMetadata>,
+    jwks_auth: Option<ClientCredentials>,
     overrides: Overrides,
     metadata: RwLock<Option<Arc<ProviderMetadata>>>,
     keys: RwLock<Arc<KeySet>>,
@@ -224,9 +266,14 @@ impl Provider {
     /// A provider that has loaded nothing yet; call [`Provider::load`].
     pub fn new(config: &GatewayConfig, http: ProviderHttp) -> Self {
         let p = &config.provider;
+        let configured_issuer = p.issuer.clone().unwrap_or_default();
         Provider {
             http,
-            configured_issuer: p.issuer.clone().unwrap_or_default(),
+            kind: p.kind,
+            accepted_issuers: super::dialect::accepted_issuers(p),
+            static_metadata: super::dialect::static_metadata(p),
+            jwks_auth: super::dialect::jwks_auth_credentials(p),
+            configured_issuer,
             overrides: Overrides {
                 authorization_endpoint: p.authorization_endpoint.clone(),
                 token_endpoint: p.token_endpoint.clone(),
@@ -251,9 +298,18 @@ impl Provider {
         &self.configured_issuer
     }
 
-    /// Whether metadata and keys are loaded.
+    /// The issuers a token's `iss` may equal: the configured issuer, or for
+    /// `oracle-idcs` the `expected_issuer` with and without trailing slash.
+    pub fn accepted_issuers(&self) -> &[String] {
+        &self.accepted_issuers
+    }
+
+    /// Whether metadata and keys are loaded (keys only when there is a JWKS).
     pub fn is_ready(&self) -> bool {
-        self.metadata.read().is_some() && !self.keys.read().is_empty()
+        match &*self.metadata.read() {
+            Some(m) => m.jwks_uri.is_none() || !self.keys.read().is_empty(),
+            None => false,
+        }
     }
 
     /// The loaded metadata, if any.
@@ -268,11 +324,17 @@ impl Provider {
 
     /// Loads discovery metadata, then the JWKS.
     pub async fn load(&self) -> Result<(), ProviderError> {
-        let metadata = self.discover().await?;
-        let jwks_uri = metadata.jwks_uri.clone();
-        *self.metadata.write() = Some(Arc::new(metadata));
+        let metadata = match &self.static_metadata {
+            Some(m) => m.clone(),
+            None => self.discover().await?,
+        };
+        let metadata = Arc::new(metadata);
+        *self.metadata.write() = Some(metadata.clone());
+        if metadata.jwks_uri.is_none() {
+            return Ok(());
+        }
         let mut state = self.refresh.lock().await;
-        self.fetch_keys(&jwks_uri).await?;
+        self.fetch_keys(&metadata).await?;
         state.last_fetch = Some(Instant::now());
         Ok(())
     }
@@ -296,7 +358,7 @@ impl Provider {
             return current;
         };
         state.last_fetch = Some(Instant::now());
-        if let Err(e) = self.fetch_keys(&meta.jwks_uri).await {
+        if let Err(e) = self.fetch_keys(&meta).await {
             tracing::warn!(error = %e, "jwks refresh failed");
         }
         self.keys()
@@ -309,11 +371,24 @@ impl Provider {
         };
         let mut state = self.refresh.lock().await;
         state.last_fetch = Some(Instant::now());
-        self.fetch_keys(&meta.jwks_uri).await
+        self.fetch_keys(&meta).await
     }
 
-    async fn fetch_keys(&self, jwks_uri: &Url) -> Result<(), ProviderError> {
-        let resp = self.http.get(jwks_uri.as_str(), &[]).await?;
+    async fn fetch_keys(&self, meta: &ProviderMetadata) -> Result<(), ProviderError> {
+        let Some(jwks_uri) = &meta.jwks_uri else {
+            return Ok(());
+        };
+        let mut headers = Vec::new();
+        if let Some(credentials) = &self.jwks_auth {
+            let token = super::dialect::idcs::client_credentials_token(
+                &self.http,
+                meta.token_endpoint.as_str(),
+                credentials,
+            )
+            .await?;
+            headers.push((http::header::AUTHORIZATION, token));
+        }
+        let resp = self.http.get(jwks_uri.as_str(), &headers).await?;
         if !resp.status.is_success() {
             return Err(ProviderError::Status {
                 what: "jwks",
@@ -350,9 +425,14 @@ impl Provider {
                 what: "discovery",
                 reason: e.to_string(),
             })?;
-        if doc.issuer != self.configured_issuer {
+        let issuer_ok = match self.kind {
+            // The tenant's discovery advertises the global issuer, not its URL.
+            ProviderKind::OracleIdcs => self.accepted_issuers.contains(&doc.issuer),
+            _ => doc.issuer == self.configured_issuer,
+        };
+        if !issuer_ok {
             return Err(ProviderError::IssuerMismatch {
-                expected: self.configured_issuer.clone(),
+                expected: self.accepted_issuers.first().cloned().unwrap_or_default(),
                 got: doc.issuer,
             });
         }
@@ -398,7 +478,10 @@ impl Provider {
                 &o.userinfo_endpoint,
                 doc.userinfo_endpoint,
             )?,
-            jwks_uri: required("jwks_uri", endpoint("jwks_uri", &o.jwks_uri, doc.jwks_uri)?)?,
+            jwks_uri: Some(required(
+                "jwks_uri",
+                endpoint("jwks_uri", &o.jwks_uri, doc.jwks_uri)?,
+            )?),
             end_session_endpoint: endpoint(
                 "end_session_endpoint",
                 &o.end_session_endpoint,

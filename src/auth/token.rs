@@ -129,6 +129,9 @@ pub struct IdTokenInfo {
 pub struct TokenVerifier {
     provider: Arc<Provider>,
     client_id: String,
+    /// Audiences besides the client id that need no `azp` (Oracle IDCS puts
+    /// its issuer in every ID token's `aud`).
+    trusted_audiences: Vec<String>,
     skew: u64,
     id_validations: Vec<(Algorithm, Validation)>,
     bearer_validations: Vec<(Algorithm, Validation)>,
@@ -180,14 +183,14 @@ impl TokenVerifier {
         bearer_audiences: &[String],
         skew_secs: u64,
     ) -> Result<Self, String> {
-        let issuer = provider.issuer().to_string();
+        let issuers = provider.accepted_issuers().to_vec();
         let build = |alg: Algorithm, auds: &[String]| {
             let mut v = Validation::new(alg);
             v.leeway = skew_secs;
             v.validate_exp = true;
             v.validate_nbf = true;
             v.validate_aud = true;
-            v.set_issuer(&[issuer.as_str()]);
+            v.set_issuer(&issuers);
             v.set_audience(auds);
             v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             v
@@ -211,11 +214,19 @@ impl TokenVerifier {
         Ok(TokenVerifier {
             provider,
             client_id: client_id.to_string(),
+            trusted_audiences: Vec::new(),
             skew: skew_secs,
             id_validations,
             bearer_validations,
             logout_validations,
         })
+    }
+
+    /// Audiences besides the client id that an ID token may carry without
+    /// an `azp` claim (for Oracle IDCS: its issuer).
+    pub fn with_trusted_audiences(mut self, audiences: Vec<String>) -> Self {
+        self.trusted_audiences = audiences;
+        self
     }
 
     /// Verifies an ID token from the code exchange (OpenID Connect Core
@@ -270,7 +281,12 @@ impl TokenVerifier {
         let auds = claims.aud.as_ref().map(OneOrMany::as_slice).unwrap_or(&[]);
         match claims.azp.as_deref() {
             Some(azp) if azp != self.client_id => return Err(TokenError::WrongAuthorizedParty),
-            None if auds.len() > 1 => return Err(TokenError::WrongAuthorizedParty),
+            None if auds
+                .iter()
+                .any(|a| *a != self.client_id && !self.trusted_audiences.contains(a)) =>
+            {
+                return Err(TokenError::WrongAuthorizedParty)
+            }
             _ => {}
         }
         if !auds.contains(&self.client_id) {
@@ -354,15 +370,14 @@ impl TokenVerifier {
         if !self.provider.is_ready() {
             return Err(TokenError::ProviderNotReady);
         }
-        let kid = header.kid.as_deref();
         let mut keys = self.provider.keys();
-        if keys.candidates(kid, header.alg).next().is_none() {
+        if keys.candidates_for(&header).next().is_none() {
             let generation = self.provider.key_generation();
             keys = self.provider.refresh_keys(generation).await;
         }
         let mut last = TokenError::UnknownKey;
         // Without a kid, try the (few) keys that fit the algorithm.
-        for key in keys.candidates(kid, header.alg).take(5) {
+        for key in keys.candidates_for(&header).take(5) {
             match jsonwebtoken::decode::<T>(token, key.decoding_key(), validation) {
                 Ok(data) => return Ok(data.claims),
                 Err(e) => {

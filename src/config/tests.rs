@@ -158,3 +158,59 @@ fn config_sample_gateway_toml_loads() {
     let c = GatewayConfig::from_toml_str(&text, &e).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.routes.len(), 2);
 }
+
+fn with_provider(provider: &str) -> String {
+    format!(
+        r#"
+[server]
+public_url = "https://app.example.com"
+[upstream]
+url = "http://127.0.0.1:8080"
+[provider]
+client_id = "gateway"
+client_secret = "s"
+{provider}
+[session]
+secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="
+"#
+    )
+}
+
+#[test]
+fn config_dialect_kinds_load() {
+    for provider in [
+        "kind = \"janrain-capture\"\ncapture_domain = \"https://app.us.janraincapture.com\"\nclient_auth = \"janrain-signed\"",
+        "kind = \"oracle-idcs\"\nissuer = \"https://idcs-1.identity.oraclecloud.com\"\njwks_auth = \"client_credentials\"",
+        "kind = \"oauth2\"\nauthorization_endpoint = \"https://idp.example.com/oauth/authorize\"\ntoken_endpoint = \"https://idp.example.com/auth/token\"\nuserinfo_endpoint = \"https://idp.example.com/userinfo\"\nscopes = [\"user_profile\", \"additional_info\"]",
+    ] {
+        assert_eq!(problems(&with_provider(provider), &env(&[])), Vec::<String>::new(), "{provider}");
+    }
+}
+
+#[test]
+fn config_dialect_keys_are_checked() {
+    let p = problems(&with_provider("kind = \"janrain-capture\""), &env(&[]));
+    assert_eq!(
+        p,
+        ["provider.capture_domain: required for kind = \"janrain-capture\""]
+    );
+    let p = problems(
+        &with_provider("issuer = \"https://idp.example.com\"\njwks_auth = \"client_credentials\"\nexpected_issuer = \"https://x\""),
+        &env(&[]),
+    );
+    assert_eq!(
+        p,
+        [
+            "provider.expected_issuer: only for kind = \"oracle-idcs\"",
+            "provider.jwks_auth: only for kind = \"oracle-idcs\""
+        ]
+    );
+    let p = problems(
+        &with_provider("kind = \"oauth2\"\nauthorization_endpoint = \"https://i/a\"\ntoken_endpoint = \"https://i/t\"\nuserinfo_endpoint = \"https://i/u\"\njwks_uri = \"https://i/j\""),
+        &env(&[]),
+    );
+    assert_eq!(
+        p,
+        ["provider.issuer: required with jwks_uri for kind = \"oauth2\" (the iss ID tokens carry)"]
+    );
+}
