@@ -62,8 +62,8 @@ impl CookieSettings {
     }
 }
 
-/// Every `name=value` pair in the request's `Cookie` headers.
-pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+/// Every `name=value` pair in the `Cookie` headers, values as sent.
+fn raw_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -71,8 +71,14 @@ pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| {
             let (name, value) = pair.split_once('=')?;
-            Some((name.trim(), value.trim().trim_matches('"')))
+            Some((name.trim(), value.trim()))
         })
+}
+
+/// Every `name=value` pair in the request's `Cookie` headers (quotes
+/// around a value removed).
+pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    raw_pairs(headers).map(|(name, value)| (name, value.trim_matches('"')))
 }
 
 /// The value of cookie `name`, if the request carries exactly one.
@@ -93,16 +99,7 @@ pub fn strip_gateway_cookies(headers: &mut HeaderMap, settings: &CookieSettings)
         return;
     }
     let mut kept = String::new();
-    for (name, value) in headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            Some((name.trim(), value.trim()))
-        })
-    {
+    for (name, value) in raw_pairs(headers) {
         if settings.is_gateway_cookie(name) {
             continue;
         }

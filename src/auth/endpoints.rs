@@ -1,7 +1,7 @@
 //! The gateway's own endpoints under `server.prefix`: `/start`,
 //! `/callback`, `/sign_out`, `/userinfo`, `/auth`.
 
-use super::code_flow::{exchange_code, sanitize_code, ExchangeError};
+use super::code_flow::sanitize_code;
 use super::cookies::{add_set_cookie, request_cookie};
 use super::error::{html_page, json_error, redirect, unauthorized};
 use super::identity::IdentitySource;
@@ -302,31 +302,9 @@ where
         };
     }
 
-    let tokens = match exchange_code(
-        shared.provider.http(),
-        meta.token_endpoint.as_str(),
-        &shared.credentials,
-        &code,
-        &shared.redirect_uri,
-        &attempt.code_verifier,
-    )
-    .await
-    {
+    let tokens = match super::dialect::standard_exchange(shared, &meta, &attempt, &code).await {
         Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "code exchange failed");
-            let (status, msg) = match e {
-                ExchangeError::Refused { status, .. } if status < 500 => (
-                    StatusCode::BAD_REQUEST,
-                    "The identity provider refused to complete the sign-in.",
-                ),
-                _ => (
-                    StatusCode::BAD_GATEWAY,
-                    "The identity provider did not answer properly.",
-                ),
-            };
-            return fail(status, msg);
-        }
+        Err(f) => return fail(f.status, f.message),
     };
     let Some(id_token) = tokens.id_token.as_deref() else {
         tracing::warn!("token response has no id_token");

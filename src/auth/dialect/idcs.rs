@@ -18,7 +18,7 @@
 use super::{
     bearer, fetch_json_object, non_empty_str, verified_payload, DialectLogin, LoginFailure,
 };
-use crate::auth::code_flow::{exchange_code, sanitize_code, ClientCredentials, ExchangeError};
+use crate::auth::code_flow::ClientCredentials;
 use crate::auth::http_client::ProviderHttp;
 use crate::auth::identity::Identity;
 use crate::auth::layer::Shared;
@@ -138,16 +138,7 @@ pub(crate) async fn complete_login(
     attempt: &LoginAttempt,
     code: &str,
 ) -> Result<DialectLogin, LoginFailure> {
-    let tokens = exchange_code(
-        shared.provider.http(),
-        meta.token_endpoint.as_str(),
-        &shared.credentials,
-        code,
-        &shared.redirect_uri,
-        &attempt.code_verifier,
-    )
-    .await
-    .map_err(|e| exchange_failure(&e))?;
+    let tokens = super::standard_exchange(shared, meta, attempt, code).await?;
     let Some(id_token) = tokens.id_token.clone() else {
         tracing::warn!("token response has no id_token");
         return Err(LoginFailure::new(
@@ -181,18 +172,6 @@ pub(crate) async fn complete_login(
         sid: info.sid,
         tokens,
     })
-}
-
-/// Maps a failed standard code exchange to the error page.
-pub(crate) fn exchange_failure(e: &ExchangeError) -> LoginFailure {
-    tracing::warn!(error = %e, "code exchange failed");
-    match e {
-        ExchangeError::Refused { status, error } if *status < 500 => {
-            tracing::debug!(error = %sanitize_code(error), "token endpoint refused");
-            LoginFailure::refused()
-        }
-        _ => LoginFailure::bad_gateway(),
-    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub mod idcs;
 pub mod janrain;
 pub mod oauth2;
 
-use super::code_flow::{ClientCredentials, TokenResponse};
+use super::code_flow::{exchange_code, ClientCredentials, ExchangeError, TokenResponse};
 use super::identity::Identity;
 use super::layer::Shared;
 use super::login::LoginAttempt;
@@ -41,6 +41,25 @@ use url::Url;
 
 /// `expected_issuer` of `oracle-idcs` when none is configured.
 pub const DEFAULT_IDCS_ISSUER: &str = "https://identity.oraclecloud.com/";
+
+/// The standard code exchange (RFC 6749 §4.1.3 with PKCE, strict response).
+pub(crate) async fn standard_exchange(
+    shared: &Shared,
+    meta: &ProviderMetadata,
+    attempt: &LoginAttempt,
+    code: &str,
+) -> Result<TokenResponse, LoginFailure> {
+    exchange_code(
+        shared.provider.http(),
+        meta.token_endpoint.as_str(),
+        &shared.credentials,
+        code,
+        &shared.redirect_uri,
+        &attempt.code_verifier,
+    )
+    .await
+    .map_err(|e| LoginFailure::from_exchange(&e))
+}
 
 /// What a completed login yields, whatever the dialect.
 pub(crate) struct DialectLogin {
@@ -72,6 +91,16 @@ impl LoginFailure {
             StatusCode::BAD_REQUEST,
             "The identity provider refused to complete the sign-in.",
         )
+    }
+
+    /// The failure for a code exchange that did not succeed: a 4xx OAuth
+    /// error is the provider refusing (400), anything else is a bad gateway.
+    pub(crate) fn from_exchange(e: &ExchangeError) -> Self {
+        tracing::warn!(error = %e, "code exchange failed");
+        match e {
+            ExchangeError::Refused { status, .. } if *status < 500 => Self::refused(),
+            _ => Self::bad_gateway(),
+        }
     }
 
     pub(crate) fn bad_gateway() -> Self {

@@ -11,7 +11,6 @@
 //! `nonce`), and its `sub` must be the userinfo subject.
 
 use super::{bearer, fetch_json_object, non_empty_str, DialectLogin, LoginFailure};
-use crate::auth::code_flow::exchange_code;
 use crate::auth::identity::{Identity, IdentitySource};
 use crate::auth::layer::Shared;
 use crate::auth::login::LoginAttempt;
@@ -105,16 +104,7 @@ pub(crate) async fn complete_login(
     attempt: &LoginAttempt,
     code: &str,
 ) -> Result<DialectLogin, LoginFailure> {
-    let tokens = exchange_code(
-        shared.provider.http(),
-        meta.token_endpoint.as_str(),
-        &shared.credentials,
-        code,
-        &shared.redirect_uri,
-        &attempt.code_verifier,
-    )
-    .await
-    .map_err(|e| super::idcs::exchange_failure(&e))?;
+    let tokens = super::standard_exchange(shared, meta, attempt, code).await?;
     let mut verified = None;
     if meta.jwks_uri.is_some() {
         let Some(id_token) = tokens.id_token.clone() else {
