@@ -30,7 +30,10 @@ async fn provider_https_with_ca_file_ready_and_login_works() {
     let ready = reqwest::get(h.admin_url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     let counters = h.op.counters();
-    assert!(counters.discovery >= 1, "discovery over https: {counters:?}");
+    assert!(
+        counters.discovery >= 1,
+        "discovery over https: {counters:?}"
+    );
     assert!(counters.jwks >= 1, "JWKS over https: {counters:?}");
 
     let (client, _jar) = h.browser();
@@ -80,7 +83,11 @@ async fn provider_https_without_ca_file_never_ready() {
     // Twin: the same config plus `ca_file`, against the same provider.
     let config = h
         .config
-        .replacen("[provider]\n", &format!("[provider]\n{}", ca_file_line()), 1)
+        .replacen(
+            "[provider]\n",
+            &format!("[provider]\n{}", ca_file_line()),
+            1,
+        )
         .replace(
             &format!("listen = \"{}\"", h.gw.main_addr()),
             "listen = \"127.0.0.1:0\"",
@@ -97,6 +104,9 @@ async fn provider_https_without_ca_file_never_ready() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(h.op.counters().discovery >= 1);
-    assert!(!h.gw.is_ready(), "the gateway without ca_file is still not ready");
+    assert!(
+        !h.gw.is_ready(),
+        "the gateway without ca_file is still not ready"
+    );
     twin.shutdown().await.unwrap();
 }

@@ -6,6 +6,9 @@
 //! and it can be told to misbehave in many precise ways ([`Fault`]) so the
 //! gateway's defences can be tested.
 //!
+//! It serves plain HTTP, or HTTPS with [`DevProviderBuilder::tls`] (issuer
+//! `https://localhost:PORT`), e.g. to test `provider.ca_file`.
+//!
 //! # Endpoints
 //! | path | |
 //! |---|---|
