@@ -228,6 +228,50 @@ secret = "{}"
     assert!(!stderr.contains(SECRET));
 }
 
+/// `response_mode = "form_post"` needs the login cookie to be
+/// `SameSite=None; Secure`, so an http public_url is refused; the same file
+/// with an https public_url passes.
+#[test]
+fn check_form_post_with_http_public_url_exit_2() {
+    let dir = TempDir::new("cli-check");
+    let text = |public_url: &str| {
+        format!(
+            r#"
+[server]
+public_url = "{public_url}"
+[upstream]
+url = "http://127.0.0.1:8080"
+[provider]
+issuer = "https://idp.example.com"
+client_id = "gw"
+client_secret = "{SECRET}"
+response_mode = "form_post"
+[session]
+secret = "{}"
+"#,
+            random_base64(32)
+        )
+    };
+    let config = write(&dir, "http.toml", &text("http://127.0.0.1:8080"));
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("config ok"));
+    assert!(
+        stderr.contains("provider.response_mode"),
+        "key not named:\n{stderr}"
+    );
+    assert!(stderr.contains("https"), "reason not given:\n{stderr}");
+    assert!(!stderr.contains(SECRET));
+
+    // Twin: https public_url.
+    let config = write(&dir, "https.toml", &text("https://app.example.com"));
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "config ok");
+}
+
 #[test]
 fn check_missing_file_exit_2() {
     let out = check(Path::new("/nonexistent/oidc-gateway/gateway.toml"));

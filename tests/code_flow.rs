@@ -1017,3 +1017,199 @@ async fn backchannel_logout_valid_token_ends_session() {
     assert_eq!(alive.status(), 200, "bob's session untouched");
     assert_eq!(h.gw.session_count(), 1);
 }
+
+#[tokio::test]
+async fn backchannel_logout_sid_only_ends_that_session_other_sid_survives() {
+    let h = Harness::start().await;
+    let (first, _jar1) = h.browser();
+    h.login(&first, "/").await;
+    let sid_first = h.op.last_issued_sid().expect("sid of the first login");
+    let (second, _jar2) = h.browser();
+    h.login(&second, "/").await;
+    let sid_second = h.op.last_issued_sid().expect("sid of the second login");
+    let (third, _jar3) = h.browser();
+    h.login(&third, "/").await;
+    let sid_third = h.op.last_issued_sid().expect("sid of the third login");
+    assert_ne!(sid_first, sid_second);
+    assert_ne!(sid_second, sid_third);
+    assert_eq!(h.gw.session_count(), 3, "three sessions of alice");
+
+    // Only `sid`: ends exactly the session that carries it.
+    let token = h.op.mint_logout_token(None, Some(&sid_first));
+    assert!(jwt_claims(&token).get("sub").is_none(), "token has no sub");
+    let resp = post_logout(&h, "application/x-www-form-urlencoded", form(&token)).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let gone = first.get(h.url("/private")).send().await.unwrap();
+    assert_eq!(gone.status(), 401, "the session with that sid ended");
+    for (what, client) in [("second", &second), ("third", &third)] {
+        let alive = client.get(h.url("/private")).send().await.unwrap();
+        assert_eq!(alive.status(), 200, "{what} session (other sid) survives");
+        assert_eq!(h.last_upstream()["headers"]["x-auth-request-user"], "alice");
+    }
+    assert_eq!(h.gw.session_count(), 2);
+
+    // `sub` and `sid`: still only that sid, not every session of the user.
+    let token = h.op.mint_logout_token(Some("alice"), Some(&sid_second));
+    let resp = post_logout(&h, "application/x-www-form-urlencoded", form(&token)).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let gone = second.get(h.url("/private")).send().await.unwrap();
+    assert_eq!(gone.status(), 401, "the session with sid + sub ended");
+    let alive = third.get(h.url("/private")).send().await.unwrap();
+    assert_eq!(alive.status(), 200, "alice's third session survives");
+    assert_eq!(h.gw.session_count(), 1);
+
+    // An unknown sid ends nothing.
+    let token = h.op.mint_logout_token(None, Some("no-such-sid"));
+    let resp = post_logout(&h, "application/x-www-form-urlencoded", form(&token)).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let alive = third.get(h.url("/private")).send().await.unwrap();
+    assert_eq!(alive.status(), 200);
+    assert_eq!(h.gw.session_count(), 1);
+}
+
+// ===== response_mode = form_post =====
+
+/// Decodes the five entities `escape_html` produces (and `&#x27;`).
+fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The value of attribute `name` in one HTML tag (double-quoted values).
+fn html_attr(tag: &str, name: &str) -> Option<String> {
+    let needle = format!(" {name}=\"");
+    let start = tag.find(&needle)? + needle.len();
+    let len = tag[start..].find('"')?;
+    Some(html_unescape(&tag[start..start + len]))
+}
+
+/// The first `<form>` of a page: its method, action and hidden inputs.
+fn parse_form(html: &str) -> (String, String, Vec<(String, String)>) {
+    let form_start = html.find("<form").expect("a <form> in the page");
+    let form_end = html[form_start..]
+        .find("</form>")
+        .map(|i| form_start + i)
+        .expect("</form>");
+    let form = &html[form_start..form_end];
+    let form_tag = &form[..form.find('>').expect("form tag end")];
+    let method = html_attr(form_tag, "method").unwrap_or_default();
+    let action = html_attr(form_tag, "action").expect("form action");
+    let mut inputs = Vec::new();
+    let mut rest = form;
+    while let Some(i) = rest.find("<input") {
+        let tag_end = rest[i..].find('>').expect("input tag end") + i;
+        let tag = &rest[i..tag_end];
+        if html_attr(tag, "type").as_deref() == Some("hidden") {
+            inputs.push((
+                html_attr(tag, "name").expect("input name"),
+                html_attr(tag, "value").unwrap_or_default(),
+            ));
+        }
+        rest = &rest[tag_end..];
+    }
+    (method, action, inputs)
+}
+
+#[tokio::test]
+async fn form_post_response_mode_login_completes_via_posted_form() {
+    let h = Harness::with(Options {
+        tls: true,
+        provider: "response_mode = \"form_post\"\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let (client, _jar) = h.browser();
+    let start = h.navigate(&client, "/posted?p=1").await;
+    assert_eq!(start.status, 302, "{start:?}");
+    let authorize = start.location().expect("Location to the provider");
+    assert!(authorize.as_str().starts_with(h.op.issuer()), "{authorize}");
+    assert_eq!(
+        query_param(&authorize, "response_mode").as_deref(),
+        Some("form_post"),
+        "{authorize}"
+    );
+    // The login cookie must come back on a cross-site POST.
+    let login_line = start
+        .set_cookie_lines()
+        .into_iter()
+        .find(|l| l.contains("oidc-gateway-login-"))
+        .unwrap_or_else(|| panic!("login cookie: {start:?}"));
+    let attrs = cookie_attrs(login_line);
+    for a in ["samesite=none", "secure", "httponly"] {
+        assert!(attrs.iter().any(|x| x == a), "{a} missing: {login_line}");
+    }
+
+    // The provider answers with its auto-submitting form, not a redirect.
+    let at_op = Resp::of(client.get(authorize.clone()).send().await.unwrap()).await;
+    assert_eq!(at_op.status, 200, "provider form_post page: {at_op:?}");
+    assert!(at_op.location().is_none());
+    let (method, action, inputs) = parse_form(&at_op.body);
+    assert_eq!(method.to_ascii_lowercase(), "post");
+    assert_eq!(action, h.url("/oauth2/callback"));
+    let names: Vec<&str> = inputs.iter().map(|(k, _)| k.as_str()).collect();
+    for n in ["code", "state", "iss"] {
+        assert!(names.contains(&n), "hidden input {n} missing: {names:?}");
+    }
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(inputs.iter())
+        .finish();
+    let cb = Resp::of(
+        client
+            .post(&action)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(cb.status, 302, "{cb:?}");
+    assert_eq!(cb.header("location"), Some("/posted?p=1"));
+    assert!(cb.sets_session(h.cookie), "{cb:?}");
+    assert_eq!(h.gw.session_count(), 1);
+
+    let resp = client.get(h.url("/posted?p=1")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = h.last_upstream();
+    assert_eq!(seen["headers"]["x-auth-request-user"], "alice");
+    assert_eq!(seen["headers"]["x-auth-request-email"], "alice@example.com");
+}
+
+#[tokio::test]
+async fn form_post_callback_posted_from_other_browser_refused() {
+    // The provider's form replayed by a browser without the login cookie
+    // (which is SameSite=None, so only the browser that started the login
+    // has it) creates no session.
+    let h = Harness::with(Options {
+        tls: true,
+        provider: "response_mode = \"form_post\"\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let (client, _jar) = h.browser();
+    let start = h.navigate(&client, "/private").await;
+    let authorize = start.location().unwrap();
+    let at_op = Resp::of(client.get(authorize).send().await.unwrap()).await;
+    assert_eq!(at_op.status, 200, "{at_op:?}");
+    let (_, action, inputs) = parse_form(&at_op.body);
+    // An attacker replays the posted parameters from another browser.
+    let (attacker, _jar2) = h.browser();
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(inputs.iter())
+        .finish();
+    let resp = Resp::of(
+        attacker
+            .post(&action)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_refused(&h, &resp, None, "form_post without the login cookie");
+}

@@ -106,6 +106,80 @@ async fn spoofed_identity_headers_replaced_on_protected_route() {
     assert_eq!(h.echo.request_count(), before);
 }
 
+/// A client over TLS that offers only ALPN `h2` (so every request is
+/// HTTP/2), trusting the test CA, with a cookie jar and no redirects.
+fn h2_client() -> reqwest::Client {
+    let mut tls =
+        oidc_gateway::server::tls::client_config(Some(&support::certs_dir().join("ca.pem")))
+            .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(15))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_over_http2_never_reach_upstream() {
+    let h = Harness::with(Options {
+        tls: true,
+        ..Options::default()
+    })
+    .await;
+    let client = h2_client();
+    let twice = |req: reqwest::RequestBuilder| spoofed(req).header("x-auth-request-user", "root");
+
+    // Public route: no identity header at all.
+    let resp = twice(client.get(h.url("/public/page")))
+        .header("x-custom", "kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2, "ALPN h2");
+    assert_eq!(resp.status(), 200);
+    let hd = upstream_headers(&h);
+    assert_no_identity(&hd, "public route over HTTP/2");
+    assert_eq!(hd["x-custom"], "kept", "twin: other headers pass: {hd}");
+
+    // Unauthenticated protected route: refused, nothing upstream.
+    let before = h.echo.request_count();
+    let resp = twice(client.get(h.url("/private"))).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 401);
+    assert_eq!(h.echo.request_count(), before);
+
+    // Bearer: only the gateway's values.
+    let resp = twice(client.get(h.url("/private")))
+        .header(AUTHORIZATION, bearer(&h, json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let hd = upstream_headers(&h);
+    assert_eq!(hd["x-auth-request-user"], "alice", "{hd}");
+    assert_eq!(hd["x-auth-request-email"], "alice@example.com", "{hd}");
+    assert_eq!(hd["x-auth-request-groups"], "users", "{hd}");
+    assert_eq!(hd["x-auth-request-preferred-username"], "alice", "{hd}");
+    for n in ["x_auth_request_user", "x_auth_request_preferred_username"] {
+        assert!(hd.get(n).is_none(), "{n} passed: {hd}");
+    }
+
+    // Session (logged in over HTTP/2 too): only the gateway's values.
+    h.login(&client, "/").await;
+    let resp = twice(client.get(h.url("/private"))).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let hd = upstream_headers(&h);
+    assert_eq!(hd["x-auth-request-user"], "alice", "{hd}");
+    assert_eq!(hd["x-auth-request-email"], "alice@example.com", "{hd}");
+    assert!(hd.get("x_auth_request_user").is_none(), "{hd}");
+}
+
 #[tokio::test]
 async fn connection_header_cannot_remove_gateway_identity_header() {
     let h = Harness::start().await;

@@ -19,6 +19,11 @@ struct Setup {
 }
 
 async fn setup(access_ttl: Duration) -> Setup {
+    setup_with(access_ttl, "").await
+}
+
+/// [`setup`] with `provider_extra` appended to the `[provider]` section.
+async fn setup_with(access_ttl: Duration, provider_extra: &str) -> Setup {
     let provider = DevProvider::builder()
         .access_token_ttl(access_ttl)
         .issue_refresh_tokens(true)
@@ -44,6 +49,7 @@ issuer = "{iss}"
 client_id = "{cid}"
 client_secret = "{secret}"
 scopes = ["openid", "email", "profile", "offline_access"]
+{provider_extra}
 [session]
 secret = "{ss}"
 refresh_margin = "60s"
@@ -158,4 +164,38 @@ async fn refresh_not_needed_for_long_lived_tokens() {
         assert_eq!(api_get(&client, &url).await, 200);
     }
     assert_eq!(s.provider.counters().refresh, 0);
+}
+
+#[tokio::test]
+async fn refresh_after_provider_key_rotation_without_old_keys_continues_session() {
+    // The provider "restarts" with new keys: the refreshed ID token is
+    // signed with a kid the gateway has never seen, and the old keys are
+    // gone from the JWKS. The gateway must refetch the JWKS and keep the
+    // session.
+    let s = setup_with(
+        Duration::from_secs(2),
+        "jwks_min_refresh_interval = \"200ms\"",
+    )
+    .await;
+    let client = login(&s).await;
+    let url = format!("{}/api", s.base);
+    assert_eq!(api_get(&client, &url).await, 200);
+    let old_kid = s.provider.rsa_kid();
+    s.provider.rotate_keys_keep_old(false);
+    s.provider.rotate_keys().unwrap();
+    assert_ne!(s.provider.rsa_kid(), old_kid);
+    let jwks = s.provider.jwks().to_string();
+    assert!(!jwks.contains(&old_kid), "old key still published: {jwks}");
+    let before = s.provider.counters();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    assert_eq!(api_get(&client, &url).await, 200, "refreshed session");
+    let after = s.provider.counters();
+    assert_eq!(after.refresh - before.refresh, 1, "one refresh");
+    assert!(after.jwks > before.jwks, "JWKS refetched for the new kid");
+    let seen = s.upstream.last_request().unwrap();
+    assert_eq!(seen["headers"]["x-auth-request-user"], "alice", "{seen}");
+    assert_eq!(s.gateway.session_count(), 1);
+    // And it stays usable.
+    assert_eq!(api_get(&client, &url).await, 200);
 }

@@ -214,3 +214,22 @@ fn config_dialect_keys_are_checked() {
         ["provider.issuer: required with jwks_uri for kind = \"oauth2\" (the iss ID tokens carry)"]
     );
 }
+
+#[test]
+fn config_form_post_with_http_public_url_is_config_error() {
+    let e = env(&[("SECRET", "x")]);
+    let form_post = MINIMAL.replace(
+        "client_id = \"gateway\"",
+        "client_id = \"gateway\"\nresponse_mode = \"form_post\"",
+    );
+    assert_ne!(form_post, MINIMAL);
+    let http = form_post.replace("https://app.example.com", "http://127.0.0.1:8080");
+    let err = GatewayConfig::from_toml_str(&http, &e).unwrap_err();
+    let p: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("provider.response_mode:"), "{p:?}");
+    assert!(p[0].contains("https"), "{p:?}");
+    // Twin: https public_url.
+    let c = GatewayConfig::from_toml_str(&form_post, &e).unwrap();
+    assert_eq!(c.provider.response_mode, ResponseMode::FormPost);
+}

@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// Response type of every devtools server.
 pub(crate) type Resp = Response<Full<Bytes>>;
@@ -57,10 +58,26 @@ where
     H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
+    spawn_server_with(listener, None, handler)
+}
+
+/// Like [`spawn_server`], but with `Some(acceptor)` every connection is a
+/// TLS connection first (HTTP/1.1 or HTTP/2 by ALPN, as the acceptor's
+/// configuration offers). A failed or stalled (10 s) handshake just closes
+/// the connection.
+pub(crate) fn spawn_server_with<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: H,
+) -> io::Result<ServerHandle>
+where
+    H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(());
     let handler = Arc::new(handler);
-    let task = tokio::spawn(accept_loop(listener, handler, stop_rx));
+    let task = tokio::spawn(accept_loop(listener, tls, handler, stop_rx));
     Ok(ServerHandle {
         addr,
         stop: Some(stop_tx),
@@ -68,8 +85,15 @@ where
     })
 }
 
-async fn accept_loop<H, F>(listener: TcpListener, handler: Arc<H>, mut stop: watch::Receiver<()>)
-where
+/// How long a TLS client gets to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn accept_loop<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<H>,
+    mut stop: watch::Receiver<()>,
+) where
     H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
@@ -88,23 +112,50 @@ where
             }
         };
         let handler = Arc::clone(&handler);
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let fut = handler(req);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                res = conn => {
-                    if let Err(err) = res {
-                        tracing::trace!(error = %err, "devtools: connection error");
+            match tls {
+                None => serve_connection(stream, handler, stop).await,
+                Some(acceptor) => {
+                    let mut stop_wait = stop.clone();
+                    let handshake = tokio::select! {
+                        res = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => res,
+                        _ = stop_wait.changed() => return,
+                    };
+                    match handshake {
+                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, handler, stop).await,
+                        Ok(Err(err)) => {
+                            tracing::debug!(error = %err, "devtools: TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!("devtools: TLS handshake timed out"),
                     }
                 }
-                _ = stop.changed() => {}
             }
         });
+    }
+}
+
+/// Serves one (plain or TLS) connection until it ends or the server stops.
+async fn serve_connection<IO, H, F>(io: IO, handler: Arc<H>, mut stop: watch::Receiver<()>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let fut = handler(req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::select! {
+        res = conn => {
+            if let Err(err) = res {
+                tracing::trace!(error = %err, "devtools: connection error");
+            }
+        }
+        _ = stop.changed() => {}
     }
 }
 

@@ -346,11 +346,34 @@ pub fn ca_pem() -> Vec<u8> {
     std::fs::read(certs_dir().join("ca.pem")).expect("read certs/ca.pem")
 }
 
+/// The TLS server configuration from `certs/gateway.crt` / `gateway.key`
+/// (ALPN `h2`, `http/1.1`).
+pub fn server_tls_config() -> Arc<rustls::ServerConfig> {
+    let certs = certs_dir();
+    oidc_gateway::server::tls::load_server_config(
+        &certs.join("gateway.crt"),
+        &certs.join("gateway.key"),
+    )
+    .expect("load certs/gateway.crt + gateway.key")
+}
+
+/// `ca_file = "<repo>/certs/ca.pem"`, for [`Options::provider`].
+pub fn ca_file_line() -> String {
+    format!(
+        "ca_file = {:?}\n",
+        certs_dir().join("ca.pem").display().to_string()
+    )
+}
+
 /// How to build a [`Harness`]. Each string is added verbatim to its TOML
 /// section; `routes` is appended after the built-in `/public/` route.
 pub struct Options {
     /// Serve TLS from `certs/` with `public_url = https://localhost:PORT`.
     pub tls: bool,
+    /// Run the DevProvider over TLS from `certs/` (issuer
+    /// `https://localhost:PORT`). The gateway then needs
+    /// `provider.ca_file` (see [`ca_file_line`]) to trust it.
+    pub provider_tls: bool,
     pub server: String,
     pub upstream: String,
     pub provider: String,
@@ -370,6 +393,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             tls: false,
+            provider_tls: false,
             server: String::new(),
             upstream: String::new(),
             provider: String::new(),
@@ -407,12 +431,13 @@ impl Harness {
 
     pub async fn with(opts: Options) -> Self {
         install_crypto_provider();
-        let op = DevProvider::builder()
+        let mut op_builder = DevProvider::builder()
             .client_secret(random_token(18))
-            .auto_login("alice")
-            .start()
-            .await
-            .expect("start dev provider");
+            .auto_login("alice");
+        if opts.provider_tls {
+            op_builder = op_builder.tls(server_tls_config());
+        }
+        let op = op_builder.start().await.expect("start dev provider");
         for f in &opts.faults_before_start {
             op.set_fault(f.clone());
         }
@@ -489,7 +514,7 @@ auth = "none"
             let h = Harness {
                 base: public_url,
                 admin: format!("http://{}", gw.admin_addr()),
-                ca: opts.tls.then(ca_pem),
+                ca: (opts.tls || opts.provider_tls).then(ca_pem),
                 cookie: if opts.tls { COOKIE_HTTPS } else { COOKIE_HTTP },
                 op,
                 echo,

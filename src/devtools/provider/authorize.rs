@@ -266,10 +266,12 @@ fn finish(shared: &Shared, request: &AuthRequest, user: &str) -> Resp {
         );
     }
     let code = random_token(32);
+    let sid = random_token(16);
+    *shared.last_sid.lock() = Some(sid.clone());
     let grant = CodeGrant {
         request: request.clone(),
         user: user.to_owned(),
-        sid: random_token(16),
+        sid,
         auth_time: now(),
         expires: Instant::now() + shared.code_ttl,
         family: random_token(12),

@@ -6,6 +6,9 @@
 //! and it can be told to misbehave in many precise ways ([`Fault`]) so the
 //! gateway's defences can be tested.
 //!
+//! It serves plain HTTP, or HTTPS with [`DevProviderBuilder::tls`] (issuer
+//! `https://localhost:PORT`), e.g. to test `provider.ca_file`.
+//!
 //! # Endpoints
 //! | path | |
 //! |---|---|
@@ -53,7 +56,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
-use super::http::{spawn_server, ServerHandle};
+use super::http::{spawn_server_with, ServerHandle};
 
 pub use faults::{Fault, ATTACKER_ISSUER, OTHER_AUDIENCE};
 pub use keys::{corrupt_signature, Signer, TEST_EC_PRIVATE_KEY_PEM, TEST_RSA_PRIVATE_KEY_PEM};
@@ -260,6 +263,8 @@ pub(crate) struct Shared {
     pub(crate) grants: Mutex<Grants>,
     pub(crate) counters: CounterCells,
     pub(crate) last_authorize: Mutex<Option<Vec<(String, String)>>>,
+    /// The `sid` of the latest login (authorization code issued).
+    pub(crate) last_sid: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -311,6 +316,7 @@ pub struct DevProviderBuilder {
     generate_keys: bool,
     keep_old_keys: bool,
     auto_login: Option<String>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for DevProviderBuilder {
@@ -321,6 +327,7 @@ impl std::fmt::Debug for DevProviderBuilder {
             .field("bind", &self.bind)
             .field("issuer", &self.issuer)
             .field("generate_keys", &self.generate_keys)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -343,6 +350,7 @@ impl Default for DevProviderBuilder {
             generate_keys: false,
             keep_old_keys: true,
             auto_login: None,
+            tls: None,
         }
     }
 }
@@ -447,6 +455,16 @@ impl DevProviderBuilder {
         self
     }
 
+    /// Serve HTTPS with `config` instead of plain HTTP (e.g.
+    /// [`crate::server::tls::load_server_config`] with the test
+    /// certificate in `certs/`, which covers `localhost` and `127.0.0.1`).
+    /// The default issuer then becomes `https://localhost:PORT`; clients
+    /// (the gateway: `provider.ca_file`) must trust the certificate's CA.
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Binds the listener and starts serving.
     ///
     /// # Errors
@@ -463,6 +481,10 @@ impl DevProviderBuilder {
         let listener = tokio::net::TcpListener::bind(self.bind).await?;
         let addr = listener.local_addr()?;
         let issuer = self.issuer.unwrap_or_else(|| {
+            if self.tls.is_some() {
+                // The name the test certificate is issued for.
+                return format!("https://localhost:{}", addr.port());
+            }
             let host = if addr.ip().is_unspecified() {
                 SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
             } else {
@@ -490,9 +512,11 @@ impl DevProviderBuilder {
             grants: Mutex::new(Grants::default()),
             counters: CounterCells::default(),
             last_authorize: Mutex::new(None),
+            last_sid: Mutex::new(None),
         });
         let handler_shared = Arc::clone(&shared);
-        let server = spawn_server(listener, move |req| {
+        let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        let server = spawn_server_with(listener, acceptor, move |req| {
             endpoints::handle(Arc::clone(&handler_shared), req)
         })?;
         Ok(DevProvider { shared, server })
@@ -526,7 +550,8 @@ impl DevProvider {
         DevProviderBuilder::default()
     }
 
-    /// The issuer, `http://127.0.0.1:PORT` by default (no trailing slash).
+    /// The issuer, `http://127.0.0.1:PORT` by default, `https://localhost:PORT`
+    /// with [`DevProviderBuilder::tls`] (no trailing slash).
     pub fn issuer(&self) -> &str {
         &self.shared.issuer
     }
@@ -594,6 +619,12 @@ impl DevProvider {
     /// The parameters of the latest `/authorize` request, in order.
     pub fn last_authorize_request(&self) -> Option<Vec<(String, String)>> {
         self.shared.last_authorize.lock().clone()
+    }
+
+    /// The `sid` (provider session id, carried in the ID token and usable in
+    /// logout tokens) of the latest login, once a code was issued.
+    pub fn last_issued_sid(&self) -> Option<String> {
+        self.shared.last_sid.lock().clone()
     }
 
     // --- counters ---
