@@ -25,6 +25,8 @@
 #
 # Settings (environment): ROUNDS=3 DURATION=8s CONNS=32 PROXY_CPU=0 LOAD_CPU=1
 # SKIP_HTTPS=1 SKIP_STARTUP=1 CARGO_TARGET_DIR (default: target).
+# PROFILE=DIR: instead of the benchmark, record a `perf` profile of each
+# gateway target (HTTP) into DIR (perf-<target>.data, report-<target>.txt).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -59,8 +61,8 @@ PROVIDER=$TARGET/release/examples/bench_provider
 TMP=$(mktemp -d /tmp/oidc-gateway-bench.XXXXXX)
 PIDS=()
 cleanup() {
+    if [ -f "$TMP/nginx.pid" ]; then kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true; fi
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$TMP"
 }
@@ -277,6 +279,30 @@ run_set() { # proto targets...
 }
 
 : >"$TMP/results"
+if [ -n "${PROFILE:-}" ]; then
+    mkdir -p "$PROFILE"
+    for t in "${HTTP_TARGETS[@]}"; do
+        IFS='|' read -r name pid url hdr <<<"$t"
+        case $name in upstream*) continue ;; esac
+        check_target "$url" "$hdr"
+        f=$(tr -c 'a-z\n' _ <<<"$name")
+        perf record -q -F 4999 -g -o "$PROFILE/perf-$f.data" -p "$pid" -- sleep 5 >/dev/null 2>&1 &
+        rec=$!
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d5s ${hdr:+-H "$hdr"} "$url" >"$PROFILE/wrk-$f.txt"
+        wait "$rec" || true
+        perf report -q -i "$PROFILE/perf-$f.data" --no-children -g none --sort dso,symbol 2>/dev/null |
+            grep -v '^$' | sed 's/ \{3,\}/ /g' | head -80 >"$PROFILE/report-$f.txt" || true
+        # System calls per request.
+        perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_futex -p "$pid" -o "$PROFILE/syscalls-$f.txt" -- sleep 3 2>/dev/null &
+        rec=$!
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d3s ${hdr:+-H "$hdr"} "$url" >"$PROFILE/wrk2-$f.txt"
+        wait "$rec" || true
+        n=$(awk '/requests in/ {print $1}' "$PROFILE/wrk2-$f.txt")
+        echo "$name: $(awk '/^Requests/ {print $2}' "$PROFILE/wrk-$f.txt") req/s; syscalls per request:" \
+            "$(awk -F, -v n="$n" '$1 > 0 {split($3, a, ":"); printf "%s %.2f  ", a[2], $1 / n}' "$PROFILE/syscalls-$f.txt")"
+    done
+    exit 0
+fi
 echo "== HTTP: wrk -t1 -c$CONNS -d$DURATION, $ROUNDS rounds (proxy on cpu $PROXY_CPU, wrk + upstream on cpu $LOAD_CPU)"
 run_set http "${HTTP_TARGETS[@]}"
 if [ -z "${SKIP_HTTPS:-}" ]; then

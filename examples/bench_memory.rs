@@ -49,76 +49,86 @@ fn identity(i: usize, source: IdentitySource, exp: u64) -> Identity {
 }
 
 fn main() -> Result<(), BoxError> {
+    // Each figure in a fresh process: freed memory is not returned to the OS.
+    let scenario = std::env::args().nth(1);
+    let Some(scenario) = scenario else {
+        let exe = std::env::current_exe()?;
+        for s in [
+            "idle",
+            "sessions-10000",
+            "sessions-100000",
+            "sessions-100000-no-id-token",
+            "bearer",
+        ] {
+            let status = std::process::Command::new(&exe).arg(s).status()?;
+            if !status.success() {
+                return Err(format!("{s}: {status}").into());
+            }
+        }
+        return Ok(());
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run())
+    rt.block_on(run(&scenario))
 }
 
-async fn run() -> Result<(), BoxError> {
+fn session(ids: &IdentityHeaders, i: usize, exp: u64, id_token: Option<&str>) -> Session {
+    let identity = identity(i, IdentitySource::Session, exp);
+    let headers = ids.precompute(&identity);
+    Session {
+        identity: Arc::new(identity),
+        headers,
+        created_at: now_secs(),
+        expires_at: exp,
+        id_token: id_token.map(Secret::new),
+        sid: Some(format!("{i:08x}-5d1c-4e2f-8a3b-9c0d1e2f3a4b")),
+    }
+}
+
+async fn run(scenario: &str) -> Result<(), BoxError> {
     let ids = IdentityHeaders::new(&HeaderNamesConfig::default())?;
     let exp = now_secs() + 8 * 3600;
     let idle = rss();
-    println!("rss_idle {} ({idle} bytes)", mib(idle));
-
-    // A realistic ID token is ~900 bytes; sessions keep it for logout.
+    if scenario == "idle" {
+        println!("rss idle (this process, runtime started): {}", mib(idle));
+        return Ok(());
+    }
+    // A typical RS256 ID token is ~900 bytes; sessions keep it for the
+    // id_token_hint of RP-initiated logout.
     let id_token = "e".repeat(900);
-    for target in [10_000usize, 100_000] {
+    if let Some(n) = scenario.strip_prefix("sessions-") {
+        let (n, with_token) = match n.strip_suffix("-no-id-token") {
+            Some(n) => (n.parse::<usize>()?, false),
+            None => (n.parse::<usize>()?, true),
+        };
         let store = MemoryStore::new(1_000_000, Duration::from_secs(8 * 3600));
         let before = rss();
-        for i in 0..target {
-            let identity = identity(i, IdentitySource::Session, exp);
-            let headers = ids.precompute(&identity);
-            let session = Session {
-                identity: Arc::new(identity),
-                headers,
-                created_at: now_secs(),
-                expires_at: exp,
-                id_token: Some(Secret::new(id_token.clone())),
-                sid: Some(format!("sid-{i:016x}")),
-            };
+        for i in 0..n {
+            let s = session(&ids, i, exp, with_token.then_some(id_token.as_str()));
             let (_, key) = new_session_id();
-            store.save(key, Arc::new(session)).await?;
+            store.save(key, Arc::new(s)).await?;
         }
-        let n = store.len();
+        let count = store.len();
         let after = rss();
-        let per = after.saturating_sub(before) / n.max(1);
+        let grown = after.saturating_sub(before);
         println!(
-            "sessions {n}: rss {} (+{}), {per} bytes/session (with a 900-byte id_token)",
+            "memory store, {count} sessions{}: rss {} (+{}), {} bytes/session",
+            if with_token {
+                " (with a 900-byte id_token)"
+            } else {
+                " (no id_token)"
+            },
             mib(after),
-            mib(after.saturating_sub(before))
+            mib(grown),
+            grown / count.max(1)
         );
-        drop(store);
+        return Ok(());
     }
-    // Without the ID token (providers that need no id_token_hint at logout).
-    {
-        let store = MemoryStore::new(1_000_000, Duration::from_secs(8 * 3600));
-        let before = rss();
-        for i in 0..100_000 {
-            let identity = identity(i, IdentitySource::Session, exp);
-            let headers = ids.precompute(&identity);
-            let session = Session {
-                identity: Arc::new(identity),
-                headers,
-                created_at: now_secs(),
-                expires_at: exp,
-                id_token: None,
-                sid: Some(format!("sid-{i:016x}")),
-            };
-            let (_, key) = new_session_id();
-            store.save(key, Arc::new(session)).await?;
-        }
-        let n = store.len();
-        let after = rss();
-        println!(
-            "sessions {n} (no id_token): {} bytes/session",
-            after.saturating_sub(before) / n.max(1)
-        );
-    }
-
     let capacity = oidc_gateway::config::BearerConfig::default().cache_capacity;
     let cache = BearerCache::new(capacity);
     let before = rss();
+    let mut at_capacity = 0;
     for i in 0..1_000_000usize {
         let identity = identity(i, IdentitySource::Bearer, exp);
         let headers = ids.precompute(&identity);
@@ -127,12 +137,15 @@ async fn run() -> Result<(), BoxError> {
             headers,
         });
         cache.insert(BearerCache::key(&format!("token-{i}")), p);
+        if i + 1 == capacity as usize {
+            at_capacity = rss();
+        }
     }
     let n = cache.len();
     let after = rss();
     println!(
-        "bearer 1M distinct tokens, capacity {capacity}: {n} entries, rss {} (+{}), bounded: {}",
-        mib(after),
+        "bearer cache (capacity {capacity}), 1M distinct tokens: {n} entries; rss +{} at {capacity} tokens, +{} after 1M; bounded: {}",
+        mib(at_capacity.saturating_sub(before)),
         mib(after.saturating_sub(before)),
         n <= capacity + capacity / 10
     );
