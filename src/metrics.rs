@@ -7,7 +7,15 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// Statuses with a cached counter per route kind: 100..=599.
+const STATUSES: usize = 500;
+/// [`RouteKind`] variants with cached counters (others use the family).
+const ROUTE_KINDS: usize = 5;
+/// [`AuthOutcome`] variants with cached counters (others use the family).
+const AUTH_OUTCOMES: usize = 9;
 
 /// What kind of route served a request.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -65,6 +73,11 @@ pub struct Metrics {
     auth: Family<AuthLabels, Counter>,
     upstream_latency: Histogram,
     sessions: Gauge,
+    /// The family's counters, looked up once per label set: a family lookup
+    /// takes a lock and hashes the labels, on every request. Filled lazily,
+    /// so that series appear in the output only once used, as before.
+    request_cells: Box<[OnceLock<Counter>]>,
+    auth_cells: Box<[OnceLock<Counter>]>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,19 +120,37 @@ impl Metrics {
             auth,
             upstream_latency,
             sessions,
+            request_cells: (0..ROUTE_KINDS * STATUSES)
+                .map(|_| OnceLock::new())
+                .collect(),
+            auth_cells: (0..AUTH_OUTCOMES).map(|_| OnceLock::new()).collect(),
         }
     }
 
     /// Counts one served request.
     pub fn record_request(&self, route: RouteKind, status: u16) {
-        self.requests
-            .get_or_create(&RequestLabels { route, status })
-            .inc();
+        let labels = RequestLabels { route, status };
+        let cell = usize::from(status)
+            .checked_sub(100)
+            .filter(|s| *s < STATUSES)
+            .and_then(|s| self.request_cells.get(route as usize * STATUSES + s));
+        match cell {
+            Some(cell) => cell
+                .get_or_init(|| self.requests.get_or_create(&labels).clone())
+                .inc(),
+            None => self.requests.get_or_create(&labels).inc(),
+        };
     }
 
     /// Counts one authentication outcome.
     pub fn record_auth(&self, outcome: AuthOutcome) {
-        self.auth.get_or_create(&AuthLabels { outcome }).inc();
+        let labels = AuthLabels { outcome };
+        match self.auth_cells.get(outcome as usize) {
+            Some(cell) => cell
+                .get_or_init(|| self.auth.get_or_create(&labels).clone())
+                .inc(),
+            None => self.auth.get_or_create(&labels).inc(),
+        };
     }
 
     /// Observes one upstream round trip (to response headers).
@@ -168,5 +199,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("oidc_gateway_sessions 7"), "{text}");
+        // Unused label sets are not in the output.
+        assert!(!text.contains("Public"), "{text}");
+        m.record_request(RouteKind::Public, 999);
+        m.record_request(RouteKind::Public, 599);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"oidc_gateway_requests_total{route="Public",status="999"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"oidc_gateway_requests_total{route="Public",status="599"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -171,6 +171,13 @@ impl IdentityHeaders {
     /// same names), else stale names could survive the strip.
     pub fn apply_precomputed(&self, precomputed: &PrecomputedHeaders, headers: &mut HeaderMap) {
         self.strip(headers);
+        Self::insert_precomputed(precomputed, headers);
+    }
+
+    /// Sets precomputed headers on `headers` that [`IdentityHeaders::strip`]
+    /// has already been applied to (the middleware strips every request
+    /// first; stripping again would only cost time).
+    pub(crate) fn insert_precomputed(precomputed: &PrecomputedHeaders, headers: &mut HeaderMap) {
         for (name, value) in &precomputed.headers {
             headers.insert(name.clone(), value.clone());
         }

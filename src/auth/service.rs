@@ -67,10 +67,13 @@ impl Authenticated {
         }
     }
 
-    fn apply_headers(&self, ids: &super::identity::IdentityHeaders, headers: &mut http::HeaderMap) {
+    /// Sets the identity headers on a request that `call` already
+    /// stripped (step 2), so they are not stripped a second time.
+    fn insert_headers(&self, headers: &mut http::HeaderMap) {
+        use super::identity::IdentityHeaders;
         match self {
-            Authenticated::Session(s) => ids.apply_precomputed(&s.headers, headers),
-            Authenticated::Bearer(p) => ids.apply_precomputed(&p.headers, headers),
+            Authenticated::Session(s) => IdentityHeaders::insert_precomputed(&s.headers, headers),
+            Authenticated::Bearer(p) => IdentityHeaders::insert_precomputed(&p.headers, headers),
         }
     }
 }
@@ -356,9 +359,10 @@ fn under_prefix(path: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// Prepares an authenticated request for the inner service.
+/// Prepares an authenticated request for the inner service; its identity
+/// headers were stripped on entry (step 2 of `call`).
 fn admit<B>(shared: &Shared, req: &mut Request<B>, who: &Authenticated) {
-    who.apply_headers(&shared.identity_headers, req.headers_mut());
+    who.insert_headers(req.headers_mut());
     req.extensions_mut().insert(who.identity().clone());
     strip_gateway_cookies(req.headers_mut(), &shared.cookies);
 }

@@ -249,7 +249,9 @@ impl Inner {
             .and_then(|s| s.0.clone());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // For log lines only: a reference-counted copy, not a new string.
+        let uri = req.uri().clone();
+        let path = uri.path();
 
         let upstream_req = match self.rewrite(req, upgrade.as_ref()) {
             Ok(req) => req,
@@ -328,15 +330,17 @@ impl Inner {
         let (mut parts, body) = req.into_parts();
         let conn = parts.extensions.get::<ConnInfo>().copied();
 
-        let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let path_and_query = if self.base_path.is_empty() {
-            pq.to_owned()
-        } else {
-            format!("{}{}", self.base_path, pq)
+        let uri = Uri::builder().scheme(self.scheme.clone());
+        let mut uri = match (parts.uri.path_and_query(), self.base_path.is_empty()) {
+            // Reused as it is: no copy, no second parse.
+            (Some(pq), true) => uri.path_and_query(pq.clone()),
+            (None, true) => uri.path_and_query(PathAndQuery::from_static("/")),
+            (pq, false) => uri.path_and_query(format!(
+                "{}{}",
+                self.base_path,
+                pq.map_or("/", PathAndQuery::as_str)
+            )),
         };
-        let mut uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .path_and_query(path_and_query);
         if let Some(authority) = &self.authority {
             uri = uri.authority(authority.clone());
         }
