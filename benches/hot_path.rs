@@ -156,14 +156,12 @@ fn session_and_bearer(c: &mut Criterion) {
     let ids = IdentityHeaders::new(&Default::default()).unwrap();
     let (cookie, key) = new_session_id();
     let id = identity(IdentitySource::Session);
-    let session = Session {
-        headers: ids.precompute(&id),
-        identity: Arc::new(id),
-        created_at: now_secs(),
-        expires_at: now_secs() + 3600,
-        id_token: None,
-        sid: None,
-    };
+    let session = Session::new(
+        Arc::new(id.clone()),
+        ids.precompute(&id),
+        now_secs(),
+        now_secs() + 3600,
+    );
     store
         .save(key, Arc::new(session))
         .now_or_never()
@@ -173,14 +171,12 @@ fn session_and_bearer(c: &mut Criterion) {
     for _ in 0..10_000 {
         let (_, k) = new_session_id();
         let id = identity(IdentitySource::Session);
-        let s = Session {
-            headers: ids.precompute(&id),
-            identity: Arc::new(id),
-            created_at: 0,
-            expires_at: now_secs() + 3600,
-            id_token: None,
-            sid: None,
-        };
+        let s = Session::new(
+            Arc::new(id.clone()),
+            ids.precompute(&id),
+            0,
+            now_secs() + 3600,
+        );
         store.save(k, Arc::new(s)).now_or_never().unwrap().unwrap();
     }
     let mut g = c.benchmark_group("session");

@@ -76,14 +76,10 @@ fn main() -> Result<(), BoxError> {
 fn session(ids: &IdentityHeaders, i: usize, exp: u64, id_token: Option<&str>) -> Session {
     let identity = identity(i, IdentitySource::Session, exp);
     let headers = ids.precompute(&identity);
-    Session {
-        identity: Arc::new(identity),
-        headers,
-        created_at: now_secs(),
-        expires_at: exp,
-        id_token: id_token.map(Secret::new),
-        sid: Some(format!("{i:08x}-5d1c-4e2f-8a3b-9c0d1e2f3a4b")),
-    }
+    let mut s = Session::new(Arc::new(identity), headers, now_secs(), exp);
+    s.id_token = id_token.map(Secret::new);
+    s.sid = Some(format!("{i:08x}-5d1c-4e2f-8a3b-9c0d1e2f3a4b"));
+    s
 }
 
 async fn run(scenario: &str) -> Result<(), BoxError> {

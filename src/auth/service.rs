@@ -155,7 +155,8 @@ impl Shared {
         if !session.needs_refresh(now_secs()) {
             return Some(session);
         }
-        let _guard = session.refresh_lock.lock().await;
+        let state = session.refresh.as_ref()?;
+        let _guard = state.lock.lock().await;
         let current = match self.store.load(key) {
             SessionLookup::Ready(s) => s,
             SessionLookup::Pending(f) => f.await.ok().flatten(),
@@ -166,7 +167,7 @@ impl Shared {
             Some(_) => {}
         }
         let meta = self.provider.metadata()?;
-        let refresh_token = session.refresh_token.as_ref()?;
+        let refresh_token = &state.refresh_token;
         let result = super::code_flow::refresh(
             self.provider.http(),
             meta.token_endpoint.as_str(),
@@ -220,7 +221,7 @@ impl Shared {
         // Keep the old refresh token when the provider does not rotate it.
         let refresh_token = tokens
             .refresh_token
-            .or_else(|| session.refresh_token.clone());
+            .or_else(|| Some(state.refresh_token.clone()));
         fresh.set_tokens(
             tokens.access_token,
             refresh_token,

@@ -31,17 +31,25 @@ pub struct Session {
     pub id_token: Option<Secret>,
     /// The provider's session id (`sid`), for back-channel logout.
     pub sid: Option<String>,
-    /// The access token from the provider, when refresh is possible.
-    pub access_token: Option<Secret>,
+    /// Provider tokens, kept only when the session can be refreshed.
+    pub refresh: Option<Box<RefreshState>>,
+}
+
+/// What refreshing a session needs; boxed so sessions without a refresh
+/// token stay small.
+#[derive(Debug)]
+pub struct RefreshState {
+    /// The current access token.
+    pub access_token: Secret,
     /// Unix seconds when the access token expires, when known.
     pub access_expires_at: Option<u64>,
     /// Unix seconds from which the access token is refreshed.
     pub refresh_at: Option<u64>,
-    /// The refresh token, when the provider issued one.
-    pub refresh_token: Option<Secret>,
+    /// The refresh token.
+    pub refresh_token: Secret,
     /// Serializes refreshes of this session: concurrent requests never spend
     /// a rotating refresh token twice.
-    pub refresh_lock: tokio::sync::Mutex<()>,
+    pub lock: tokio::sync::Mutex<()>,
 }
 
 impl Session {
@@ -60,15 +68,12 @@ impl Session {
             expires_at,
             id_token: None,
             sid: None,
-            access_token: None,
-            access_expires_at: None,
-            refresh_at: None,
-            refresh_token: None,
-            refresh_lock: tokio::sync::Mutex::new(()),
+            refresh: None,
         }
     }
 
-    /// Records provider tokens obtained at `now`: the access token lives
+    /// Records provider tokens obtained at `now` (kept only with a refresh
+    /// token): the access token lives
     /// `expires_in` seconds and is refreshed `margin` seconds before it
     /// expires, or at half its life when it lives less than twice `margin`.
     pub fn set_tokens(
@@ -79,15 +84,22 @@ impl Session {
         now: u64,
         margin: u64,
     ) {
-        self.access_token = Some(access_token);
-        self.refresh_token = refresh_token;
-        self.access_expires_at = expires_in.map(|ttl| now + ttl);
-        self.refresh_at = expires_in.map(|ttl| now + ttl - margin.min(ttl / 2));
+        self.refresh = refresh_token.map(|refresh_token| {
+            Box::new(RefreshState {
+                access_token,
+                access_expires_at: expires_in.map(|ttl| now + ttl),
+                refresh_at: expires_in.map(|ttl| now + ttl - margin.min(ttl / 2)),
+                refresh_token,
+                lock: tokio::sync::Mutex::new(()),
+            })
+        });
     }
 
     /// Whether the access token should be refreshed now.
     pub fn needs_refresh(&self, now: u64) -> bool {
-        self.refresh_token.is_some() && self.refresh_at.is_some_and(|at| now >= at)
+        self.refresh
+            .as_ref()
+            .is_some_and(|r| r.refresh_at.is_some_and(|at| now >= at))
     }
 }
 
