@@ -149,80 +149,119 @@ impl IdentityHeaders {
     /// [`IdentityHeaders::precompute`] once and
     /// [`IdentityHeaders::apply_precomputed`] per request.
     pub fn apply(&self, identity: &Identity, headers: &mut HeaderMap) {
-        self.strip(headers);
-        self.each_value(identity, |name, value| {
-            headers.insert(name.clone(), value);
-        });
+        self.apply_precomputed(&self.precompute(identity), headers);
     }
 
     /// The identity headers for `identity`, ready to be applied many times
-    /// with [`IdentityHeaders::apply_precomputed`].
+    /// with [`IdentityHeaders::apply_precomputed`]: every value encoded
+    /// once into a single shared buffer.
     #[must_use]
     pub fn precompute(&self, identity: &Identity) -> PrecomputedHeaders {
-        let mut headers = Vec::with_capacity(4);
-        self.each_value(identity, |name, value| headers.push((name.clone(), value)));
-        PrecomputedHeaders { headers }
+        let mut buf = Vec::with_capacity(128);
+        let mut spans = [(0u16, 0u16); 4];
+        let claims = [
+            Some(identity.subject.as_str()),
+            identity.email.as_deref(),
+            identity.preferred_username.as_deref(),
+        ];
+        for (slot, value) in claims.into_iter().enumerate() {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                let start = buf.len();
+                encode_into(v, false, &mut buf);
+                spans[slot] = span(start, buf.len());
+            }
+        }
+        let start = buf.len();
+        for g in identity.groups.iter().filter(|g| !g.is_empty()) {
+            if buf.len() > start {
+                buf.push(b',');
+            }
+            encode_into(g, true, &mut buf);
+        }
+        spans[3] = span(start, buf.len());
+        buf.shrink_to_fit();
+        PrecomputedHeaders {
+            buf: Bytes::from(buf),
+            spans,
+        }
     }
 
     /// Strips (see [`IdentityHeaders::strip`]), then sets precomputed
-    /// headers. Applying is cloning reference-counted names and values.
+    /// headers. Applying is slicing one reference-counted buffer.
     ///
     /// `precomputed` must come from this `IdentityHeaders` (or one with the
     /// same names), else stale names could survive the strip.
     pub fn apply_precomputed(&self, precomputed: &PrecomputedHeaders, headers: &mut HeaderMap) {
         self.strip(headers);
-        Self::insert_precomputed(precomputed, headers);
+        self.insert_precomputed(precomputed, headers);
     }
 
     /// Sets precomputed headers on `headers` that [`IdentityHeaders::strip`]
     /// has already been applied to (the middleware strips every request
     /// first; stripping again would only cost time).
-    pub(crate) fn insert_precomputed(precomputed: &PrecomputedHeaders, headers: &mut HeaderMap) {
-        for (name, value) in &precomputed.headers {
-            headers.insert(name.clone(), value.clone());
+    pub(crate) fn insert_precomputed(
+        &self,
+        precomputed: &PrecomputedHeaders,
+        headers: &mut HeaderMap,
+    ) {
+        for (name, value) in self.iter_precomputed(precomputed) {
+            headers.insert(name.clone(), value);
         }
     }
 
-    fn each_value(&self, identity: &Identity, mut f: impl FnMut(&HeaderName, HeaderValue)) {
-        if let Some(v) = claim_value(&identity.subject) {
-            f(&self.user, v);
-        }
-        if let Some(v) = identity.email.as_deref().and_then(claim_value) {
-            f(&self.email, v);
-        }
-        if let Some(v) = identity.preferred_username.as_deref().and_then(claim_value) {
-            f(&self.preferred_username, v);
-        }
-        if let Some(v) = groups_value(&identity.groups) {
-            f(&self.groups, v);
-        }
+    /// The headers of `precomputed`, in user, email, preferred username,
+    /// groups order (absent claims have no entry).
+    pub fn iter_precomputed<'a>(
+        &'a self,
+        precomputed: &'a PrecomputedHeaders,
+    ) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> + 'a {
+        let names = self.names();
+        precomputed
+            .spans
+            .iter()
+            .zip(names)
+            .filter(|((start, end), _)| start < end)
+            .filter_map(|((start, end), name)| {
+                let value = precomputed
+                    .buf
+                    .slice(usize::from(*start)..usize::from(*end));
+                HeaderValue::from_maybe_shared(value)
+                    .ok()
+                    .map(|v| (name, v))
+            })
+    }
+}
+
+/// A span of the shared buffer; values beyond 64 KiB (which no header
+/// limit admits) are dropped rather than truncated.
+fn span(start: usize, end: usize) -> (u16, u16) {
+    match (u16::try_from(start), u16::try_from(end)) {
+        (Ok(s), Ok(e)) => (s, e),
+        _ => (0, 0),
     }
 }
 
 /// Identity headers computed once (for a session) by
-/// [`IdentityHeaders::precompute`]; cheap to clone and to apply.
+/// [`IdentityHeaders::precompute`]: the encoded values in one shared buffer
+/// and where each starts and ends. Cheap to clone and to apply, and small to
+/// keep per session.
 #[derive(Clone, Debug, Default)]
 pub struct PrecomputedHeaders {
-    headers: Vec<(HeaderName, HeaderValue)>,
+    buf: Bytes,
+    spans: [(u16, u16); 4],
 }
 
 impl PrecomputedHeaders {
-    /// The headers, in user, email, preferred username, groups order
-    /// (absent claims have no entry).
-    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.headers.iter().map(|(n, v)| (n, v))
-    }
-
     /// Number of headers.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.headers.len()
+        self.spans.iter().filter(|(s, e)| s < e).count()
     }
 
     /// Whether there is no header (an identity without any claim to send).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.headers.is_empty()
+        self.len() == 0
     }
 }
 
@@ -254,34 +293,6 @@ fn encode_into(s: &str, in_group: bool, out: &mut Vec<u8>) {
             out.push(b);
         }
     }
-}
-
-/// The header value for one claim; `None` for an empty claim.
-fn claim_value(s: &str) -> Option<HeaderValue> {
-    if s.is_empty() {
-        return None;
-    }
-    if !s.bytes().any(|b| must_encode(b, false)) {
-        return HeaderValue::from_str(s).ok();
-    }
-    let mut out = Vec::with_capacity(s.len() + 16);
-    encode_into(s, false, &mut out);
-    HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
-}
-
-/// The groups header value; `None` when there is no non-empty group.
-fn groups_value(groups: &[String]) -> Option<HeaderValue> {
-    let mut out = Vec::new();
-    for g in groups.iter().filter(|g| !g.is_empty()) {
-        if !out.is_empty() {
-            out.push(b',');
-        }
-        encode_into(g, true, &mut out);
-    }
-    if out.is_empty() {
-        return None;
-    }
-    HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
 }
 
 #[cfg(test)]

@@ -69,11 +69,14 @@ impl Authenticated {
 
     /// Sets the identity headers on a request that `call` already
     /// stripped (step 2), so they are not stripped a second time.
-    fn insert_headers(&self, headers: &mut http::HeaderMap) {
-        use super::identity::IdentityHeaders;
+    fn insert_headers(
+        &self,
+        ids: &super::identity::IdentityHeaders,
+        headers: &mut http::HeaderMap,
+    ) {
         match self {
-            Authenticated::Session(s) => IdentityHeaders::insert_precomputed(&s.headers, headers),
-            Authenticated::Bearer(p) => IdentityHeaders::insert_precomputed(&p.headers, headers),
+            Authenticated::Session(s) => ids.insert_precomputed(&s.headers, headers),
+            Authenticated::Bearer(p) => ids.insert_precomputed(&p.headers, headers),
         }
     }
 }
@@ -363,7 +366,7 @@ fn under_prefix(path: &str, prefix: &str) -> bool {
 /// Prepares an authenticated request for the inner service; its identity
 /// headers were stripped on entry (step 2 of `call`).
 fn admit<B>(shared: &Shared, req: &mut Request<B>, who: &Authenticated) {
-    who.insert_headers(req.headers_mut());
+    who.insert_headers(&shared.identity_headers, req.headers_mut());
     req.extensions_mut().insert(who.identity().clone());
     strip_gateway_cookies(req.headers_mut(), &shared.cookies);
 }

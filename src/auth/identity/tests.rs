@@ -325,7 +325,8 @@ fn precompute_matches_apply() {
 fn precompute_lists_headers_in_order() {
     let pre = headers().precompute(&alice());
     assert_eq!(pre.len(), 4);
-    let names: Vec<&str> = pre.iter().map(|(n, _)| n.as_str()).collect();
+    let ih = headers();
+    let names: Vec<&str> = ih.iter_precomputed(&pre).map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
         [
