@@ -33,7 +33,18 @@ pub async fn fetch(
     let mut auth = HeaderValue::from_str(&format!("Bearer {access_token}"))
         .map_err(|_| UserinfoError::Malformed)?;
     auth.set_sensitive(true);
-    let resp = http.get(url, &[(header::AUTHORIZATION, auth)]).await?;
+    fetch_with(http, url, auth).await
+}
+
+/// GETs `url` with the given `Authorization` value and expects a JSON object.
+pub async fn fetch_with(
+    http: &ProviderHttp,
+    url: &str,
+    authorization: HeaderValue,
+) -> Result<Map<String, Value>, UserinfoError> {
+    let resp = http
+        .get(url, &[(header::AUTHORIZATION, authorization)])
+        .await?;
     if !resp.status.is_success() {
         return Err(UserinfoError::Status(resp.status.as_u16()));
     }

@@ -235,24 +235,12 @@ pub(crate) async fn fetch_json_object(
     url: &Url,
     authorization: http::HeaderValue,
 ) -> Result<serde_json::Map<String, serde_json::Value>, LoginFailure> {
-    let resp = http
-        .get(
-            url.as_str(),
-            &[(http::header::AUTHORIZATION, authorization)],
-        )
+    super::userinfo::fetch_with(http, url.as_str(), authorization)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "userinfo request failed");
             LoginFailure::bad_gateway()
-        })?;
-    if !resp.status.is_success() {
-        tracing::warn!(status = resp.status.as_u16(), "userinfo refused");
-        return Err(LoginFailure::bad_gateway());
-    }
-    serde_json::from_slice(&resp.body).map_err(|_| {
-        tracing::warn!("userinfo is not a JSON object");
-        LoginFailure::bad_gateway()
-    })
+        })
 }
 
 /// `Bearer <token>` as a sensitive header value.
