@@ -331,8 +331,34 @@ impl RouteTable {
     /// `/api/…`, but not `/apix`. Matching is case-sensitive. When no route
     /// matches, the result is [`RoutePolicy::DEFAULT`] (authentication
     /// required, no group or domain constraint).
+    ///
+    /// Segment parameters (`;…` up to the next `/`) mean nothing to most
+    /// upstreams but are dropped by servlet containers (Tomcat, Jetty)
+    /// before they route. A path with parameters is matched both ways and
+    /// the stricter policy wins: `/admin;x/secret` gets the `/admin/` rule
+    /// (a servlet serves `/admin/secret`), while `/public;x/page` does not
+    /// become public through the `/public/` rule. (The request is forwarded
+    /// as it came.)
     #[must_use]
     pub fn match_path(&self, normalized: &str) -> RoutePolicy<'_> {
+        let raw = self.match_plain(normalized);
+        if !normalized.contains(';') {
+            return raw;
+        }
+        let stripped = self.match_plain(&strip_segment_parameters(normalized));
+        let constrained = |p: &RoutePolicy<'_>| {
+            !p.allowed_groups.is_empty() || !p.allowed_email_domains.is_empty()
+        };
+        if raw.index == stripped.index || stripped.auth == RouteAuth::None {
+            raw
+        } else if raw.auth == RouteAuth::None || constrained(&stripped) || !constrained(&raw) {
+            stripped
+        } else {
+            raw
+        }
+    }
+
+    fn match_plain(&self, normalized: &str) -> RoutePolicy<'_> {
         for (i, route) in self.routes.iter().enumerate() {
             let Some(prefix) = &route.prefix else {
                 continue;
@@ -348,6 +374,18 @@ impl RouteTable {
         }
         RoutePolicy::DEFAULT
     }
+}
+
+/// `/a;x/b;y=1` → `/a/b`: every segment cut at its first `;`.
+fn strip_segment_parameters(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(""));
+    }
+    out
 }
 
 impl Route {

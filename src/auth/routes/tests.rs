@@ -614,3 +614,18 @@ fn allows_any_of_several_domains() {
     assert!(p.allows(&identity(Some("a@example.org"), None, &[])));
     assert!(!p.allows(&identity(Some("a@example.net"), None, &[])));
 }
+
+#[test]
+fn match_path_segment_parameters_do_not_escape_a_route() {
+    let t = RouteTable::new(&[
+        route("/admin/", RouteAuth::Required),
+        route("/public/", RouteAuth::None),
+    ]);
+    assert_eq!(t.match_path("/admin;x/secret").index, Some(0));
+    assert_eq!(t.match_path("/admin;jsessionid=1/").index, Some(0));
+    // Never made public by dropping parameters.
+    assert_eq!(t.match_path("/public;x/page"), RoutePolicy::DEFAULT);
+    assert_eq!(t.match_path("/public/x;y").index, Some(1));
+    assert_eq!(t.match_path("/adminx;y/secret").index, None);
+    assert_eq!(strip_segment_parameters("/a;x/b;y=1/c"), "/a/b/c");
+}
