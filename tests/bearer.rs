@@ -182,6 +182,18 @@ async fn bearer_hostile_tokens_401_invalid_token() {
                 &claims,
             ),
         ),
+        (
+            "a logout token (typ logout+jwt) as a bearer token",
+            h.op.sign_with(Signer::Rs256, json!({"typ": "logout+jwt"}), &claims),
+        ),
+        (
+            "crit header naming an extension nobody understands",
+            h.op.sign_with(
+                Signer::Rs256,
+                json!({"typ": "at+jwt", "crit": ["exp"]}),
+                &claims,
+            ),
+        ),
         ("garbage", "not.a.jwt".to_owned()),
         ("two segments", "abc.def".to_owned()),
     ];

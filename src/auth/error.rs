@@ -22,7 +22,12 @@ pub fn html_page(status: StatusCode, title: &str, message: &str) -> Response<Res
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'none'"),
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
     );
     resp
 }
@@ -93,6 +98,17 @@ mod tests {
             "Bearer error=\"invalid_token\""
         );
         assert_eq!(unauthorized(false).headers()[WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[test]
+    fn html_page_cannot_be_framed_or_sniffed() {
+        let r = html_page(StatusCode::BAD_REQUEST, "t", "m");
+        assert!(r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     }
 
     #[test]

@@ -14,6 +14,14 @@ use serde::Deserialize;
 use std::fmt;
 use std::sync::Arc;
 
+/// `typ` header values accepted on ID tokens (or none).
+const ID_TOKEN_TYPES: &[&str] = &["JWT"];
+/// `typ` header values accepted on bearer access tokens (or none); ID tokens
+/// (`JWT`) are accepted when their `aud` is an accepted bearer audience.
+const ACCESS_TOKEN_TYPES: &[&str] = &["JWT", "at+jwt", "application/at+jwt"];
+/// `typ` header values accepted on back-channel logout tokens (or none).
+const LOGOUT_TOKEN_TYPES: &[&str] = &["JWT", "logout+jwt", "application/logout+jwt"];
+
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -47,6 +55,8 @@ pub enum TokenError {
     WrongNonce,
     /// A required claim is missing (`sub`, `exp`, `iss`, `aud`).
     MissingClaim(&'static str),
+    /// The `typ` header names another kind of token.
+    WrongType,
     /// The provider's keys are not loaded.
     ProviderNotReady,
 }
@@ -67,6 +77,7 @@ impl fmt::Display for TokenError {
             TokenError::WrongAuthorizedParty => "token azp is wrong",
             TokenError::WrongNonce => "token nonce does not match",
             TokenError::MissingClaim(c) => return write!(f, "token claim {c} is missing"),
+            TokenError::WrongType => "token type is not accepted here",
             TokenError::ProviderNotReady => "provider keys are not loaded",
         };
         f.write_str(s)
@@ -262,7 +273,9 @@ impl TokenVerifier {
         token: &str,
         expected_nonce: Option<&str>,
     ) -> Result<(Identity, IdTokenInfo), TokenError> {
-        let claims: Claims = self.verify(token, &self.id_validations).await?;
+        let claims: Claims = self
+            .verify(token, &self.id_validations, ID_TOKEN_TYPES)
+            .await?;
         let now = now_secs();
         let iat = claims
             .iat
@@ -302,7 +315,9 @@ impl TokenVerifier {
     /// Verifies a bearer access token: signature, `iss`, `aud` among the
     /// accepted audiences, `exp`, `nbf`, `sub`.
     pub async fn verify_access_token(&self, token: &str) -> Result<Identity, TokenError> {
-        let claims: Claims = self.verify(token, &self.bearer_validations).await?;
+        let claims: Claims = self
+            .verify(token, &self.bearer_validations, ACCESS_TOKEN_TYPES)
+            .await?;
         identity_from(claims, IdentitySource::Bearer)
     }
 
@@ -310,7 +325,9 @@ impl TokenVerifier {
     /// signature, `iss`, `aud`, `iat`, `jti`, the logout `events` member,
     /// `sid` or `sub`, and no `nonce`. Single use of `jti` is the caller's.
     pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, TokenError> {
-        let raw: RawLogoutClaims = self.verify(token, &self.logout_validations).await?;
+        let raw: RawLogoutClaims = self
+            .verify(token, &self.logout_validations, LOGOUT_TOKEN_TYPES)
+            .await?;
         let now = now_secs();
         let iat = raw
             .iat
@@ -352,6 +369,7 @@ impl TokenVerifier {
         &self,
         token: &str,
         validations: &[(Algorithm, Validation)],
+        types: &[&str],
     ) -> Result<T, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
@@ -361,6 +379,14 @@ impl TokenVerifier {
         // encrypted (JWE) or compressed token is not a signed ID/access token.
         if header.crit.is_some() || header.enc.is_some() || header.zip.is_some() {
             return Err(TokenError::Malformed);
+        }
+        // RFC 8725 §3.11: an explicitly typed token of another kind (a
+        // logout token as a bearer token, an access token as an ID token)
+        // is refused.
+        if let Some(typ) = header.typ.as_deref() {
+            if !types.iter().any(|t| t.eq_ignore_ascii_case(typ)) {
+                return Err(TokenError::WrongType);
+            }
         }
         let validation = validations
             .iter()
