@@ -241,8 +241,15 @@ pub struct ProviderConfig {
     /// Token endpoint authentication. Default `client_secret_basic`.
     #[serde(default = "default_client_auth")]
     pub client_auth: ClientAuth,
-    /// PEM private key for `private_key_jwt`.
+    /// PEM private key for `private_key_jwt`: RSA (PKCS#8 or PKCS#1) or
+    /// EC P-256 (SEC1 or PKCS#8).
     pub private_key_file: Option<PathBuf>,
+    /// `kid` header of the `private_key_jwt` assertions (the key's id in
+    /// the client's registered JWKS). Default: none.
+    pub private_key_kid: Option<String>,
+    /// Signing algorithm of the `private_key_jwt` assertions. Default
+    /// `RS256` for RSA keys, `ES256` for EC keys.
+    pub private_key_alg: Option<String>,
     /// Extra trusted roots (PEM) for provider calls.
     pub ca_file: Option<PathBuf>,
     /// Overrides / explicit endpoints.
@@ -769,10 +776,29 @@ impl GatewayConfig {
                     );
                 }
             }
-            ClientAuth::PrivateKeyJwt => problem(
-                "provider.client_auth",
-                "private_key_jwt is not supported by this build".into(),
-            ),
+            ClientAuth::PrivateKeyJwt => {
+                if pr.kind == ProviderKind::JanrainCapture {
+                    problem(
+                        "provider.client_auth",
+                        "private_key_jwt is not supported by kind = \"janrain-capture\"".into(),
+                    );
+                }
+                match &pr.private_key_file {
+                    None => problem(
+                        "provider.private_key_file",
+                        "required for client_auth = \"private_key_jwt\"".into(),
+                    ),
+                    Some(path) => {
+                        if let Err(e) = crate::auth::client_assertion::ClientAssertionKey::load(
+                            path,
+                            pr.private_key_alg.as_deref(),
+                            pr.private_key_kid.as_deref(),
+                        ) {
+                            problem("provider.private_key_file", e);
+                        }
+                    }
+                }
+            }
             ClientAuth::JanrainSigned => {
                 if pr.kind != ProviderKind::JanrainCapture {
                     problem(
@@ -785,6 +811,17 @@ impl GatewayConfig {
                         "provider.client_secret",
                         "required (or client_secret_file) for this client_auth".into(),
                     );
+                }
+            }
+        }
+        if pr.client_auth != ClientAuth::PrivateKeyJwt {
+            for (key, set) in [
+                ("provider.private_key_file", pr.private_key_file.is_some()),
+                ("provider.private_key_kid", pr.private_key_kid.is_some()),
+                ("provider.private_key_alg", pr.private_key_alg.is_some()),
+            ] {
+                if set {
+                    problem(key, "only for client_auth = \"private_key_jwt\"".into());
                 }
             }
         }

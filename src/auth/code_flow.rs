@@ -1,13 +1,15 @@
 //! The token endpoint: exchanging an authorization code (and, later,
 //! refresh tokens) with client authentication.
 
+use super::client_assertion::{ClientAssertionKey, JWT_BEARER_ASSERTION_TYPE};
 use super::http_client::{HttpError, ProviderHttp};
-use crate::config::ClientAuth;
+use crate::config::{ClientAuth, ProviderConfig};
 use crate::secret::Secret;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{header, HeaderValue};
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// The client's credentials at the token endpoint.
 #[derive(Clone, Debug)]
@@ -18,9 +20,33 @@ pub struct ClientCredentials {
     pub client_secret: Secret,
     /// How they are sent.
     pub method: ClientAuth,
+    /// The signing key for `private_key_jwt` (`None` for the other methods).
+    pub assertion_key: Option<Arc<ClientAssertionKey>>,
 }
 
 impl ClientCredentials {
+    /// The credentials `p` configures; the `private_key_jwt` key is read and
+    /// parsed here, once.
+    pub fn from_config(p: &ProviderConfig) -> Result<Self, String> {
+        let assertion_key = match (p.client_auth, &p.private_key_file) {
+            (ClientAuth::PrivateKeyJwt, Some(path)) => Some(Arc::new(ClientAssertionKey::load(
+                path,
+                p.private_key_alg.as_deref(),
+                p.private_key_kid.as_deref(),
+            )?)),
+            (ClientAuth::PrivateKeyJwt, None) => {
+                return Err("private_key_jwt needs provider.private_key_file".into())
+            }
+            _ => None,
+        };
+        Ok(ClientCredentials {
+            client_id: p.client_id.clone(),
+            client_secret: p.client_secret.clone().unwrap_or_default(),
+            method: p.client_auth,
+            assertion_key,
+        })
+    }
+
     /// `Authorization: Basic` per RFC 6749 §2.3.1: id and secret are each
     /// form-urlencoded before being joined with `:` and base64-encoded.
     pub fn basic_header(&self) -> HeaderValue {
@@ -34,18 +60,37 @@ impl ClientCredentials {
         v
     }
 
-    fn apply(
+    /// Adds the client authentication of a request to `token_endpoint` to
+    /// its form or headers: Basic (the default), id and secret in the form
+    /// (`client_secret_post`), or a fresh signed assertion
+    /// (`private_key_jwt`).
+    pub(crate) fn apply(
         &self,
+        token_endpoint: &str,
         form: &mut form_urlencoded::Serializer<'_, String>,
         headers: &mut Vec<(header::HeaderName, HeaderValue)>,
-    ) {
+    ) -> Result<(), ExchangeError> {
         match self.method {
             ClientAuth::ClientSecretPost => {
                 form.append_pair("client_id", &self.client_id);
                 form.append_pair("client_secret", self.client_secret.expose());
             }
+            ClientAuth::PrivateKeyJwt => {
+                let key = self
+                    .assertion_key
+                    .as_ref()
+                    .ok_or(ExchangeError::ClientAuth("no private key loaded"))?;
+                let assertion = key.assertion(&self.client_id, token_endpoint).map_err(|e| {
+                    tracing::error!(error = %e, "signing the client assertion failed");
+                    ExchangeError::ClientAuth("signing the client assertion failed")
+                })?;
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_assertion_type", JWT_BEARER_ASSERTION_TYPE);
+                form.append_pair("client_assertion", &assertion);
+            }
             _ => headers.push((header::AUTHORIZATION, self.basic_header())),
         }
+        Ok(())
     }
 }
 
@@ -93,6 +138,9 @@ pub enum ExchangeError {
     /// The response is not a valid token response.
     #[error("token response is invalid: {0}")]
     Malformed(&'static str),
+    /// The client authentication could not be made (`private_key_jwt`).
+    #[error("client authentication: {0}")]
+    ClientAuth(&'static str),
 }
 
 #[derive(Deserialize)]
@@ -171,7 +219,7 @@ async fn token_request(
         for (k, v) in params {
             form.append_pair(k, v);
         }
-        credentials.apply(&mut form, &mut headers);
+        credentials.apply(token_endpoint, &mut form, &mut headers)?;
         form.finish()
     };
     let resp = http.post_form(token_endpoint, body, &headers).await?;
@@ -226,6 +274,7 @@ mod tests {
             client_id: "my client".into(),
             client_secret: Secret::new("p@ss:w/rd+%"),
             method: ClientAuth::ClientSecretBasic,
+            assertion_key: None,
         };
         let v = c.basic_header();
         let b64 = v.to_str().unwrap().strip_prefix("Basic ").unwrap();

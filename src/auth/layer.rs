@@ -129,6 +129,8 @@ impl OidcLayer {
         let p = &config.provider;
         let http = ProviderHttp::new(p.ca_file.as_deref(), p.http_timeout, p.max_response_bytes)
             .map_err(|e| LayerError(format!("provider client: {e}")))?;
+        let credentials = ClientCredentials::from_config(p)
+            .map_err(|e| LayerError(format!("provider.private_key_file: {e}")))?;
         let provider = Arc::new(Provider::new(config, http));
         let verifier = TokenVerifier::new(
             provider.clone(),
@@ -173,11 +175,7 @@ impl OidcLayer {
             form_post,
             provider,
             verifier,
-            credentials: ClientCredentials {
-                client_id: p.client_id.clone(),
-                client_secret: p.client_secret.clone().unwrap_or_default(),
-                method: p.client_auth,
-            },
+            credentials,
             login,
             store,
             bearer: config

@@ -4,6 +4,7 @@
 //! public so that benchmarks and embedders can use them directly.
 
 pub mod bearer;
+pub mod client_assertion;
 pub mod code_flow;
 pub mod cookies;
 pub mod dialect;

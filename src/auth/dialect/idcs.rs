@@ -24,7 +24,7 @@ use crate::auth::identity::Identity;
 use crate::auth::layer::Shared;
 use crate::auth::login::LoginAttempt;
 use crate::auth::provider::{ProviderError, ProviderMetadata};
-use http::{header, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
 /// The scope that lets a confidential client read the tenant's signing
@@ -43,12 +43,12 @@ pub(crate) async fn client_credentials_token(
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials")
             .append_pair("scope", CLIENT_CREDENTIALS_SCOPE);
-        if credentials.method == crate::config::ClientAuth::ClientSecretPost {
-            form.append_pair("client_id", &credentials.client_id)
-                .append_pair("client_secret", credentials.client_secret.expose());
-        } else {
-            headers.push((header::AUTHORIZATION, credentials.basic_header()));
-        }
+        credentials
+            .apply(token_endpoint, &mut form, &mut headers)
+            .map_err(|e| ProviderError::Invalid {
+                what: "client-credentials token for the jwks",
+                reason: e.to_string(),
+            })?;
         form.finish()
     };
     let resp = http.post_form(token_endpoint, body, &headers).await?;

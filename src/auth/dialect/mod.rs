@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | metadata | discovery at the tenant URL; discovery `issuer` = `expected_issuer` | fixed paths under `capture_domain` | the configured endpoints |
 //! | authorization request | OIDC (state, nonce, PKCE) | `/oauth/signin`: `response_type`, `client_id`, `redirect_uri` only | `state`, PKCE, scopes verbatim; `nonce` when `jwks_uri` is set |
-//! | client authentication | `client_auth` | Basic, body, or `janrain-signed` (HMAC-SHA1) | `client_auth` (Basic by default) |
+//! | client authentication | `client_auth` (also `private_key_jwt`) | Basic, body, or `janrain-signed` (HMAC-SHA1) | `client_auth` (Basic by default, also `private_key_jwt`) |
 //! | token response | strict (RFC 6749) | lenient: no `token_type`/`id_token`; `stat` decides | strict |
 //! | identity | ID token, `user_id` as subject, userinfo merged (`""` = absent) | `POST /entity`: `uuid` → subject; one refresh + retry on code 414 | userinfo (`Bearer`); ID token checked when `jwks_uri` is set |
 //!
@@ -154,11 +154,16 @@ pub(crate) fn static_metadata(p: &ProviderConfig) -> Option<ProviderMetadata> {
 
 /// Credentials to fetch the JWKS with, when `jwks_auth = "client_credentials"`.
 pub(crate) fn jwks_auth_credentials(p: &ProviderConfig) -> Option<ClientCredentials> {
-    (p.jwks_auth.as_deref() == Some("client_credentials")).then(|| ClientCredentials {
-        client_id: p.client_id.clone(),
-        client_secret: p.client_secret.clone().unwrap_or_default(),
-        method: p.client_auth,
-    })
+    if p.jwks_auth.as_deref() != Some("client_credentials") {
+        return None;
+    }
+    match ClientCredentials::from_config(p) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "jwks_auth: client credentials unusable");
+            None
+        }
+    }
 }
 
 /// The redirect URI sent for `attempt` (at authorization and, identically,

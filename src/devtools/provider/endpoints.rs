@@ -41,6 +41,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
     }
 }
 
+fn token_auth_methods(shared: &Shared) -> Value {
+    match shared.client_auth {
+        super::ClientAuth::PrivateKeyJwt(_) => json!(["private_key_jwt"]),
+        super::ClientAuth::ClientSecretBasic => json!(["client_secret_basic"]),
+        super::ClientAuth::ClientSecretPost => json!(["client_secret_post"]),
+        _ => json!(["client_secret_basic", "client_secret_post"]),
+    }
+}
+
 /// The discovery document (ignoring faults).
 pub(crate) fn discovery_document(shared: &Shared) -> Value {
     let iss = &shared.issuer;
@@ -59,7 +68,8 @@ pub(crate) fn discovery_document(shared: &Shared) -> Value {
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "userinfo_signing_alg_values_supported": ["none"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": token_auth_methods(shared),
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash",
             "email", "email_verified", "preferred_username", "name", "groups"

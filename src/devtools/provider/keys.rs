@@ -65,6 +65,46 @@ f1eeq1MWJpO5moNmft/3ldbJiFBq0R6YhdNZRy1MKBzhsEmIFD0aVBzW\n\
 -----END PRIVATE KEY-----\n\
 ";
 
+/// The public key (SPKI PEM, `-----BEGIN PUBLIC KEY-----`) of a PEM
+/// private key: RSA in PKCS#8 or PKCS#1, EC P-256 in PKCS#8 or SEC1. For
+/// [`ClientAuth::PrivateKeyJwt`](super::ClientAuth::PrivateKeyJwt) in tests
+/// whose gateway is configured with the private key.
+///
+/// # Errors
+/// When `private_pem` holds no such key.
+pub fn public_key_pem(private_pem: &str) -> std::io::Result<String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::PrivateKeyDer;
+    let bad = |m: &'static str| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let der = PrivateKeyDer::from_pem_slice(private_pem.as_bytes())
+        .map_err(|_| bad("no PEM private key"))?;
+    let spki = match &der {
+        PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der())
+            .map_err(|_| bad("bad rsa key"))?
+            .public_key()
+            .as_der()
+            .map(|d| d.as_ref().to_vec()),
+        PrivateKeyDer::Sec1(k) => {
+            EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_sec1_der())
+                .map_err(|_| bad("bad ec key"))?
+                .public_key()
+                .as_der()
+                .map(|d| d.as_ref().to_vec())
+        }
+        PrivateKeyDer::Pkcs8(k) => match RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()) {
+            Ok(pair) => pair.public_key().as_der().map(|d| d.as_ref().to_vec()),
+            Err(_) => EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_pkcs8_der())
+                .map_err(|_| bad("neither an rsa nor a p-256 key"))?
+                .public_key()
+                .as_der()
+                .map(|d| d.as_ref().to_vec()),
+        },
+        _ => return Err(bad("unsupported key type")),
+    }
+    .map_err(|_| bad("public key encoding failed"))?;
+    Ok(der_to_pem("PUBLIC KEY", &spki))
+}
+
 /// How [`DevProvider::sign_with`](super::DevProvider::sign_with) signs a token.
 ///
 /// The default JOSE header for each signer is `{"alg": .., "typ": "JWT"}`

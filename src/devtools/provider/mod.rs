@@ -16,7 +16,7 @@
 //! | `GET /jwks` | RS256 and ES256 public keys |
 //! | `GET\|POST /authorize` | login form (any user name logs in), or an immediate redirect with [`DevProvider::set_auto_login`] |
 //! | `POST /authorize/login` | the login form's target (`username`, `pending`) |
-//! | `POST /token` | `authorization_code` and `refresh_token` grants; `client_secret_basic` / `client_secret_post` |
+//! | `POST /token` | `authorization_code` and `refresh_token` grants; `client_secret_basic` / `client_secret_post`, or `private_key_jwt` with [`ClientAuth::PrivateKeyJwt`] |
 //! | `GET\|POST /userinfo` | claims for a Bearer access token |
 //! | `GET\|POST /end_session` | RP-initiated logout |
 //!
@@ -59,7 +59,9 @@ use serde_json::Value;
 use super::http::{spawn_server_with, ServerHandle};
 
 pub use faults::{Fault, ATTACKER_ISSUER, OTHER_AUDIENCE};
-pub use keys::{corrupt_signature, Signer, TEST_EC_PRIVATE_KEY_PEM, TEST_RSA_PRIVATE_KEY_PEM};
+pub use keys::{
+    corrupt_signature, public_key_pem, Signer, TEST_EC_PRIVATE_KEY_PEM, TEST_RSA_PRIVATE_KEY_PEM,
+};
 
 use faults::Faults;
 use keys::KeySet;
@@ -85,7 +87,7 @@ impl SigningAlg {
 }
 
 /// Which client authentication methods the token endpoint accepts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientAuth {
     /// Both `client_secret_basic` and `client_secret_post` (the default).
@@ -95,6 +97,13 @@ pub enum ClientAuth {
     ClientSecretBasic,
     /// Only credentials in the form body (`client_secret_post`).
     ClientSecretPost,
+    /// Only `private_key_jwt` (RFC 7523 §2.2) assertions signed by the key
+    /// whose public half this PEM holds (`BEGIN PUBLIC KEY`, RSA or EC
+    /// P-256; see [`public_key_pem`]). The assertion's signature, `iss` =
+    /// `sub` = client id, `aud` = this provider's token endpoint URL, `exp`
+    /// in the future (at most 5 minutes ahead) and a `jti` not seen before
+    /// are required; anything else is `401 invalid_client`.
+    PrivateKeyJwt(String),
 }
 
 /// A snapshot of the provider's request counters.
@@ -115,6 +124,8 @@ pub struct Counters {
     pub token_client_secret_basic: usize,
     /// Token requests that authenticated with `client_secret_post`.
     pub token_client_secret_post: usize,
+    /// Token requests that authenticated with `private_key_jwt`.
+    pub token_private_key_jwt: usize,
     /// Successful `refresh_token` grants.
     pub refresh: usize,
     /// Requests to `/userinfo`.
@@ -132,6 +143,7 @@ pub(crate) struct CounterCells {
     pub(crate) token: AtomicUsize,
     pub(crate) token_basic: AtomicUsize,
     pub(crate) token_post: AtomicUsize,
+    pub(crate) token_jwt: AtomicUsize,
     pub(crate) refresh: AtomicUsize,
     pub(crate) userinfo: AtomicUsize,
     pub(crate) end_session: AtomicUsize,
@@ -152,6 +164,7 @@ impl CounterCells {
             token: get(&self.token),
             token_client_secret_basic: get(&self.token_basic),
             token_client_secret_post: get(&self.token_post),
+            token_private_key_jwt: get(&self.token_jwt),
             refresh: get(&self.refresh),
             userinfo: get(&self.userinfo),
             end_session: get(&self.end_session),
@@ -167,6 +180,7 @@ impl CounterCells {
             &self.token,
             &self.token_basic,
             &self.token_post,
+            &self.token_jwt,
             &self.refresh,
             &self.userinfo,
             &self.end_session,
@@ -254,6 +268,10 @@ pub(crate) struct Shared {
     pub(crate) issue_refresh_tokens: bool,
     pub(crate) require_pkce: bool,
     pub(crate) client_auth: ClientAuth,
+    /// The verification key of [`ClientAuth::PrivateKeyJwt`].
+    pub(crate) client_jwt_key: Option<token::ClientJwtKey>,
+    /// `jti`s of accepted client assertions, with their `exp`.
+    pub(crate) client_jtis: Mutex<HashMap<String, u64>>,
     pub(crate) signing_alg: Mutex<SigningAlg>,
     pub(crate) keys: RwLock<KeySet>,
     pub(crate) keep_old_keys: AtomicBool,
@@ -478,6 +496,10 @@ impl DevProviderBuilder {
         } else {
             KeySet::test_keys()?
         };
+        let client_jwt_key = match &self.client_auth {
+            ClientAuth::PrivateKeyJwt(pem) => Some(token::ClientJwtKey::from_pem(pem)?),
+            _ => None,
+        };
         let listener = tokio::net::TcpListener::bind(self.bind).await?;
         let addr = listener.local_addr()?;
         let issuer = self.issuer.unwrap_or_else(|| {
@@ -503,6 +525,8 @@ impl DevProviderBuilder {
             issue_refresh_tokens: self.issue_refresh_tokens,
             require_pkce: self.require_pkce,
             client_auth: self.client_auth,
+            client_jwt_key,
+            client_jtis: Mutex::new(HashMap::new()),
             signing_alg: Mutex::new(self.signing_alg),
             keys: RwLock::new(keys),
             keep_old_keys: AtomicBool::new(self.keep_old_keys),

@@ -152,12 +152,23 @@ async fn exchange(shared: &Shared, req: Request<Incoming>) -> Result<Value, OAut
         })
     };
 
-    authenticate_client(
-        shared,
-        authorization.as_deref(),
-        param("client_id")?,
-        param("client_secret")?,
-    )?;
+    match (param("client_assertion_type")?, param("client_assertion")?) {
+        (None, None) => authenticate_client(
+            shared,
+            authorization.as_deref(),
+            param("client_id")?,
+            param("client_secret")?,
+        )?,
+        (assertion_type, assertion) => {
+            if authorization.is_some() || param("client_secret")?.is_some() {
+                return Err(OAuthError::bad_request(
+                    "invalid_request",
+                    "more than one client authentication method",
+                ));
+            }
+            authenticate_assertion(shared, param("client_id")?, assertion_type, assertion)?;
+        }
+    }
 
     match param("grant_type")? {
         Some("authorization_code") => authorization_code(
@@ -238,6 +249,7 @@ fn authenticate_client(
         ClientAuth::Any => true,
         ClientAuth::ClientSecretBasic => basic,
         ClientAuth::ClientSecretPost => !basic,
+        ClientAuth::PrivateKeyJwt(_) => false,
     };
     if !method_allowed {
         return Err(OAuthError::invalid_client(
@@ -259,6 +271,116 @@ fn authenticate_client(
     } else {
         bump(&shared.counters.token_post);
     }
+    Ok(())
+}
+
+/// `client_assertion_type` of `private_key_jwt`.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Assertions expiring further ahead than this are refused (they would
+/// have to be remembered that long for replay detection).
+const MAX_ASSERTION_LIFETIME: u64 = 300;
+
+/// The public key that verifies the client's assertions.
+pub(crate) struct ClientJwtKey {
+    key: jsonwebtoken::DecodingKey,
+    algorithms: Vec<jsonwebtoken::Algorithm>,
+}
+
+impl ClientJwtKey {
+    /// An RSA (`RS*`, `PS*`) or EC P-256 (`ES256`) public key in PEM.
+    pub(crate) fn from_pem(pem: &str) -> std::io::Result<Self> {
+        use jsonwebtoken::{Algorithm as A, DecodingKey};
+        if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+            return Ok(Self {
+                key,
+                algorithms: vec![A::RS256, A::RS384, A::RS512, A::PS256, A::PS384, A::PS512],
+            });
+        }
+        if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
+            return Ok(Self {
+                key,
+                algorithms: vec![A::ES256],
+            });
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "private_key_jwt: not an RSA or EC public key PEM",
+        ))
+    }
+}
+
+/// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9).
+fn authenticate_assertion(
+    shared: &Shared,
+    body_id: Option<&str>,
+    assertion_type: Option<&str>,
+    assertion: Option<&str>,
+) -> Result<(), OAuthError> {
+    let fail = |m: &str| Err(OAuthError::invalid_client(m, false));
+    let Some(key) = &shared.client_jwt_key else {
+        return fail("client authentication method not allowed for this client");
+    };
+    if assertion_type != Some(JWT_BEARER) {
+        return fail("client_assertion_type must be jwt-bearer");
+    }
+    let Some(assertion) = assertion.filter(|a| !a.is_empty()) else {
+        return fail("client_assertion is required");
+    };
+    let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+        return fail("client_assertion is not a JWT");
+    };
+    if !key.algorithms.contains(&header.alg) {
+        return fail("client_assertion algorithm not allowed");
+    }
+    let token_endpoint = format!("{}/token", shared.issuer);
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&[&shared.client_id]);
+    validation.set_audience(&[&token_endpoint]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = 0;
+    let claims = match jsonwebtoken::decode::<Value>(assertion, &key.key, &validation) {
+        Ok(data) => data.claims,
+        Err(e) => {
+            use jsonwebtoken::errors::ErrorKind as K;
+            let why = match e.kind() {
+                K::InvalidSignature => "client_assertion signature is invalid",
+                K::ExpiredSignature => "client_assertion has expired",
+                K::InvalidIssuer => "client_assertion iss is not the client id",
+                K::InvalidAudience => "client_assertion aud is not the token endpoint",
+                K::MissingRequiredClaim(_) => "client_assertion lacks a required claim",
+                _ => "client_assertion is invalid",
+            };
+            return fail(why);
+        }
+    };
+    if claims.get("sub").and_then(Value::as_str) != Some(shared.client_id.as_str()) {
+        return fail("client_assertion sub is not the client id");
+    }
+    if body_id.is_some_and(|id| id != shared.client_id) {
+        return fail("client_id does not match the assertion");
+    }
+    let now = super::now();
+    let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+    if exp > now + MAX_ASSERTION_LIFETIME {
+        return fail("client_assertion expires too far in the future");
+    }
+    let Some(jti) = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .filter(|j| !j.is_empty())
+    else {
+        return fail("client_assertion jti is required");
+    };
+    {
+        let mut seen = shared.client_jtis.lock();
+        seen.retain(|_, e| *e >= now);
+        if seen.contains_key(jti) {
+            return fail("client_assertion jti was already used");
+        }
+        seen.insert(jti.to_owned(), exp);
+    }
+    bump(&shared.counters.token_jwt);
     Ok(())
 }
 
