@@ -1081,3 +1081,239 @@ async fn debug_output_hides_client_secret() {
     assert!(!format!("{op:?}").contains("s3cret"));
     assert!(!format!("{:?}", DevProvider::builder().client_secret("s3cret")).contains("s3cret"));
 }
+
+// ===== private_key_jwt =====
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+async fn start_pkjwt(private_pem: &str) -> DevProvider {
+    DevProvider::builder()
+        .client_id("gateway")
+        .client_auth(ClientAuth::PrivateKeyJwt(
+            public_key_pem(private_pem).unwrap(),
+        ))
+        .auto_login("alice")
+        .start()
+        .await
+        .unwrap()
+}
+
+/// An assertion signed with `private_pem` (`alg` by key type), with the
+/// standard claims for `op` merged with `overrides` (`null` removes).
+fn assertion(op: &DevProvider, private_pem: &str, overrides: &Value) -> String {
+    let (alg, key) = if private_pem == TEST_EC_PRIVATE_KEY_PEM {
+        (
+            Algorithm::ES256,
+            jsonwebtoken::EncodingKey::from_ec_pem(private_pem.as_bytes()).unwrap(),
+        )
+    } else {
+        (
+            Algorithm::RS256,
+            jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
+        )
+    };
+    let now = super::now();
+    let mut claims = json!({
+        "iss": "gateway",
+        "sub": "gateway",
+        "aud": format!("{}/token", op.issuer()),
+        "jti": random_token(16),
+        "iat": now,
+        "exp": now + 60,
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &key).unwrap()
+}
+
+fn random_token(n: usize) -> String {
+    crate::devtools::http::random_token(n)
+}
+
+async fn exchange_with_assertion(
+    op: &DevProvider,
+    assertion: &str,
+    extra: &[(&str, &str)],
+    basic: Option<&str>,
+) -> Reply {
+    let code = code(op).await;
+    let mut pairs = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", "gateway"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion),
+    ];
+    for (k, v) in extra {
+        pairs.retain(|(pk, _)| pk != k);
+        if !v.is_empty() {
+            pairs.push((k, v));
+        }
+    }
+    post_form(&format!("{}/token", op.issuer()), &pairs, basic).await
+}
+
+#[tokio::test]
+async fn private_key_jwt_accepts_valid_assertion_once() {
+    let op = start_pkjwt(TEST_RSA_PRIVATE_KEY_PEM).await;
+    let jwt = assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({}));
+    let reply = exchange_with_assertion(&op, &jwt, &[], None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(reply.json()["id_token"].is_string());
+    assert_eq!(op.counters().token_private_key_jwt, 1);
+
+    // The same assertion again (jti replay) is refused.
+    let reply = exchange_with_assertion(&op, &jwt, &[], None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.json()["error"], "invalid_client");
+    assert!(reply.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("jti"));
+    // client_id in the form is optional.
+    let jwt = assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({}));
+    let reply = exchange_with_assertion(&op, &jwt, &[("client_id", "")], None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn private_key_jwt_with_ec_key_and_discovery() {
+    let op = start_pkjwt(TEST_EC_PRIVATE_KEY_PEM).await;
+    let doc = get(&format!("{}/.well-known/openid-configuration", op.issuer()))
+        .await
+        .json();
+    assert_eq!(
+        doc["token_endpoint_auth_methods_supported"],
+        json!(["private_key_jwt"])
+    );
+    let jwt = assertion(&op, TEST_EC_PRIVATE_KEY_PEM, &json!({}));
+    let reply = exchange_with_assertion(&op, &jwt, &[], None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    // An RSA-signed assertion does not verify with the EC key.
+    let jwt = assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({}));
+    let reply = exchange_with_assertion(&op, &jwt, &[], None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn private_key_jwt_refuses_bad_assertions_with_invalid_client() {
+    let op = start_pkjwt(TEST_RSA_PRIVATE_KEY_PEM).await;
+    let other_rsa =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/gateway.key"))
+            .unwrap();
+    let aud = format!("{}/token", op.issuer());
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "signature",
+            assertion(&op, &other_rsa, &json!({})),
+        ),
+        (
+            "iss",
+            assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({"iss": "other"})),
+        ),
+        (
+            "sub",
+            assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({"sub": "other"})),
+        ),
+        (
+            "aud",
+            assertion(
+                &op,
+                TEST_RSA_PRIVATE_KEY_PEM,
+                &json!({"aud": "https://elsewhere/token"}),
+            ),
+        ),
+        (
+            "expired",
+            assertion(
+                &op,
+                TEST_RSA_PRIVATE_KEY_PEM,
+                &json!({"exp": super::now() - 10}),
+            ),
+        ),
+        (
+            "claim",
+            assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({"exp": null})),
+        ),
+        (
+            "jti",
+            assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({"jti": null})),
+        ),
+        (
+            "future",
+            assertion(
+                &op,
+                TEST_RSA_PRIVATE_KEY_PEM,
+                &json!({"exp": super::now() + 3600}),
+            ),
+        ),
+        ("not a JWT", "not-a-jwt".to_string()),
+    ];
+    for (what, jwt) in &cases {
+        let reply = exchange_with_assertion(&op, jwt, &[], None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(reply.json()["error"], "invalid_client", "{what}");
+        let desc = reply.json()["error_description"].to_string();
+        let key = match *what {
+            "expired" => "expired",
+            "claim" => "required claim",
+            "future" => "too far",
+            other => other,
+        };
+        assert!(desc.contains(key), "{what}: {desc}");
+    }
+    // Wrong assertion type, client_id mismatch.
+    let jwt = assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({}));
+    let reply =
+        exchange_with_assertion(&op, &jwt, &[("client_assertion_type", "urn:x")], None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let jwt = assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({}));
+    let reply = exchange_with_assertion(&op, &jwt, &[("client_id", "other")], None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // Two methods at once.
+    let jwt = assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({}));
+    let reply = exchange_with_assertion(&op, &jwt, &[], Some("gateway:dev-secret")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["error"], "invalid_request");
+    // A secret is not accepted from a private_key_jwt client.
+    let code = code(&op).await;
+    let reply = post_form(
+        &aud,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        Some("gateway:dev-secret"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(op.counters().token_private_key_jwt, 0);
+}
+
+#[tokio::test]
+async fn assertions_are_refused_unless_configured() {
+    let op = start().await;
+    let jwt = assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({}));
+    let reply = exchange_with_assertion(&op, &jwt, &[], None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.json()["error"], "invalid_client");
+}
+
+#[tokio::test]
+async fn private_key_jwt_needs_a_public_key_pem() {
+    let err = DevProvider::builder()
+        .client_auth(ClientAuth::PrivateKeyJwt("nope".into()))
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
