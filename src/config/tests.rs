@@ -233,3 +233,84 @@ fn config_form_post_with_http_public_url_is_config_error() {
     let c = GatewayConfig::from_toml_str(&form_post, &e).unwrap();
     assert_eq!(c.provider.response_mode, ResponseMode::FormPost);
 }
+
+fn cert_path(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("certs")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn config_private_key_jwt_loads_rsa_and_ec_keys() {
+    for (file, extra) in [
+        ("gateway.key", ""),
+        ("gateway.pkcs1.key", "private_key_alg = \"PS256\"\n"),
+        ("gateway-ec.key", "private_key_kid = \"k1\"\n"),
+    ] {
+        let text = format!(
+            "[server]\npublic_url = \"https://app.example.com\"\n[upstream]\nurl = \"http://127.0.0.1:8080\"\n\
+             [provider]\nissuer = \"https://idp.example.com\"\nclient_id = \"gateway\"\n\
+             client_auth = \"private_key_jwt\"\nprivate_key_file = \"{}\"\n{extra}\
+             [session]\nsecret = \"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=\"\n",
+            cert_path(file)
+        );
+        let c = GatewayConfig::from_toml_str(&text, &env(&[])).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(c.provider.client_auth, ClientAuth::PrivateKeyJwt);
+    }
+}
+
+#[test]
+fn config_private_key_jwt_problems_name_the_key() {
+    let p = problems(
+        &with_provider("issuer = \"https://idp.example.com\"\nclient_auth = \"private_key_jwt\""),
+        &env(&[]),
+    );
+    assert_eq!(
+        p,
+        ["provider.private_key_file: required for client_auth = \"private_key_jwt\""]
+    );
+    let p = problems(
+        &with_provider(&format!(
+            "issuer = \"https://idp.example.com\"\nclient_auth = \"private_key_jwt\"\nprivate_key_file = \"{}\"",
+            cert_path("gateway.crt")
+        )),
+        &env(&[]),
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("provider.private_key_file: ") && p[0].contains("gateway.crt"),
+        "{p:?}"
+    );
+    let p = problems(
+        &with_provider(&format!(
+            "issuer = \"https://idp.example.com\"\nclient_auth = \"private_key_jwt\"\nprivate_key_file = \"{}\"\nprivate_key_alg = \"RS256\"",
+            cert_path("gateway-ec.key")
+        )),
+        &env(&[]),
+    );
+    assert!(p.len() == 1 && p[0].contains("does not fit an EC P-256 key"), "{p:?}");
+    let p = problems(
+        &with_provider(&format!(
+            "issuer = \"https://idp.example.com\"\nprivate_key_file = \"{}\"",
+            cert_path("gateway.key")
+        )),
+        &env(&[]),
+    );
+    assert_eq!(
+        p,
+        ["provider.private_key_file: only for client_auth = \"private_key_jwt\""]
+    );
+    let p = problems(
+        &with_provider(&format!(
+            "kind = \"janrain-capture\"\ncapture_domain = \"https://app.us.janraincapture.com\"\nclient_auth = \"private_key_jwt\"\nprivate_key_file = \"{}\"",
+            cert_path("gateway.key")
+        )),
+        &env(&[]),
+    );
+    assert_eq!(
+        p,
+        ["provider.client_auth: private_key_jwt is not supported by kind = \"janrain-capture\""]
+    );
+}
