@@ -272,6 +272,67 @@ secret = "{}"
     assert_eq!(stdout.trim(), "config ok");
 }
 
+/// `client_auth = "private_key_jwt"`: without `private_key_file`, or with
+/// a file that holds no usable key, `check` exits 2 naming the key (and the
+/// file); with a real key it passes, and no key material is printed.
+#[test]
+fn check_private_key_jwt_needs_a_loadable_key_exit_2() {
+    let dir = TempDir::new("cli-check");
+    let text = |key_line: &str| {
+        format!(
+            r#"
+[server]
+public_url = "https://app.example.com"
+[upstream]
+url = "http://127.0.0.1:8080"
+[provider]
+issuer = "https://idp.example.com"
+client_id = "gw"
+client_auth = "private_key_jwt"
+{key_line}
+[session]
+secret = "{}"
+"#,
+            random_base64(32)
+        )
+    };
+    let config = write(&dir, "missing.toml", &text(""));
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("provider.private_key_file") && stderr.contains("required"),
+        "key not named:\n{stderr}"
+    );
+
+    let not_a_key = write(&dir, "not-a-key.pem", "hello\n");
+    let config = write(
+        &dir,
+        "bad.toml",
+        &text(&format!("private_key_file = {:?}", not_a_key.display().to_string())),
+    );
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("provider.private_key_file") && stderr.contains("not-a-key.pem"),
+        "key and file not named:\n{stderr}"
+    );
+
+    // Twin: a real key (RSA PKCS#8 from certs/).
+    let key = repo_root().join("certs").join("gateway.key");
+    let config = write(
+        &dir,
+        "ok.toml",
+        &text(&format!("private_key_file = {:?}", key.display().to_string())),
+    );
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "config ok");
+    assert!(!stdout.contains("PRIVATE") && !stderr.contains("PRIVATE"));
+}
+
 #[test]
 fn check_missing_file_exit_2() {
     let out = check(Path::new("/nonexistent/oidc-gateway/gateway.toml"));

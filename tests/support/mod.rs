@@ -329,7 +329,7 @@ impl Drop for GatewayProcess {
 
 use oidc_gateway::config::{GatewayConfig, ProcessEnv};
 pub use oidc_gateway::devtools::echo::EchoUpstream as DevEcho;
-pub use oidc_gateway::devtools::provider::{DevProvider, Fault, Signer};
+pub use oidc_gateway::devtools::provider::{ClientAuth, DevProvider, Fault, Signer};
 use oidc_gateway::gateway::{RunningGateway, StartError};
 
 /// The session cookie over plain http / https (CONTRACT.md).
@@ -387,6 +387,11 @@ pub struct Options {
     pub faults_before_start: Vec<Fault>,
     /// Wait until the gateway reports ready.
     pub wait_ready: bool,
+    /// The DevProvider's token endpoint client authentication (default
+    /// [`ClientAuth::Any`]).
+    pub op_client_auth: Option<ClientAuth>,
+    /// The DevProvider's access token lifetime (default 1 hour).
+    pub op_access_token_ttl: Option<Duration>,
 }
 
 impl Default for Options {
@@ -404,6 +409,8 @@ impl Default for Options {
             upstream_url: None,
             faults_before_start: Vec::new(),
             wait_ready: true,
+            op_client_auth: None,
+            op_access_token_ttl: None,
         }
     }
 }
@@ -436,6 +443,12 @@ impl Harness {
             .auto_login("alice");
         if opts.provider_tls {
             op_builder = op_builder.tls(server_tls_config());
+        }
+        if let Some(auth) = opts.op_client_auth.clone() {
+            op_builder = op_builder.client_auth(auth);
+        }
+        if let Some(ttl) = opts.op_access_token_ttl {
+            op_builder = op_builder.access_token_ttl(ttl);
         }
         let op = op_builder.start().await.expect("start dev provider");
         for f in &opts.faults_before_start {
