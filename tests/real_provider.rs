@@ -98,6 +98,9 @@ struct ProviderOptions {
     post_logout_origin: Option<String>,
     backchannel_logout_uri: Option<String>,
     access_token_ttl: Option<u64>,
+    /// `private_key_jwt`: the PEM key whose public half is registered for
+    /// the client, and its `kid`.
+    client_key: Option<(PathBuf, Option<String>)>,
 }
 
 /// `node server.mjs` on a free loopback port; killed on drop.
@@ -135,6 +138,13 @@ impl NodeProvider {
         }
         if let Some(ttl) = opts.access_token_ttl {
             cmd.args(["--access-token-ttl", &ttl.to_string()]);
+        }
+        if let Some((key, kid)) = &opts.client_key {
+            cmd.args(["--client-auth", "private_key_jwt", "--client-key"])
+                .arg(key);
+            if let Some(kid) = kid {
+                cmd.args(["--client-key-kid", kid]);
+            }
         }
         let child = cmd.spawn().expect("spawn node server.mjs");
         let mut op = Self {
@@ -462,6 +472,7 @@ async fn oidc_provider_harness_issues_tokens() {
         post_logout_origin: Some(rp.origin()),
         backchannel_logout_uri: Some(format!("{}/backchannel", rp.origin())),
         access_token_ttl: None,
+        client_key: None,
     })
     .await;
 
@@ -731,6 +742,18 @@ async fn start_env() -> Env {
 }
 
 async fn start_env_with(access_token_ttl: Option<u64>) -> Env {
+    start_env_full(access_token_ttl, None).await
+}
+
+/// `private_key_jwt` on both sides: the provider registers the public half
+/// of `op_key`, the gateway signs with `gateway_key`.
+struct PrivateKeyJwt {
+    op_key: PathBuf,
+    gateway_key: PathBuf,
+    kid: Option<String>,
+}
+
+async fn start_env_full(access_token_ttl: Option<u64>, pkjwt: Option<PrivateKeyJwt>) -> Env {
     let upstream = EchoUpstream::spawn().await;
     let main_port = free_port();
     let admin_port = free_port();
@@ -743,10 +766,25 @@ async fn start_env_with(access_token_ttl: Option<u64>) -> Env {
         post_logout_origin: Some(public_url.clone()),
         backchannel_logout_uri: Some(format!("{public_url}/oauth2/backchannel_logout")),
         access_token_ttl,
+        client_key: pkjwt.as_ref().map(|k| (k.op_key.clone(), k.kid.clone())),
     })
     .await;
     let meta = op.discovery().await;
-    let toml = gateway_toml(main_port, admin_port, &upstream.url(), &op);
+    let mut toml = gateway_toml(main_port, admin_port, &upstream.url(), &op);
+    if let Some(k) = &pkjwt {
+        let secret_line = format!("client_secret = \"{}\"\n", op.client_secret);
+        assert!(toml.contains(&secret_line));
+        let mut auth = format!(
+            "client_auth = \"private_key_jwt\"\nprivate_key_file = {:?}",
+            k.gateway_key.display().to_string()
+        );
+        if let Some(kid) = &k.kid {
+            auth.push_str(&format!("\nprivate_key_kid = \"{kid}\""));
+        }
+        toml = toml
+            .replace(&secret_line, "")
+            .replace("client_auth = \"client_secret_basic\"", &auth);
+    }
     let gw = GatewayProcess::start(
         &toml,
         &public_url,
@@ -1232,5 +1270,94 @@ async fn rp_refresh_offline_access_through_gateway() {
     let seen = echoed(resp).await;
     assert_eq!(seen.header("x-auth-request-user"), Some("dave"), "{seen:?}");
     assert_eq!(refreshes(&env), 1, "{}", env.op.logs());
+    drop(env);
+}
+
+// ===== private_key_jwt =====
+
+fn cert(name: &str) -> PathBuf {
+    support::certs_dir().join(name)
+}
+
+/// `client_auth = "private_key_jwt"` against oidc-provider's own
+/// verification of RFC 7523 assertions (signature with the registered JWKS,
+/// `kid`, `iss`/`sub`, `aud`, `exp`, single-use `jti`): the code exchange and
+/// a later refresh each authenticate with a fresh assertion; the client has
+/// no secret at all.
+#[tokio::test]
+async fn rp_private_key_jwt_login_and_refresh_through_real_provider() {
+    let env = start_env_full(
+        Some(4),
+        Some(PrivateKeyJwt {
+            op_key: cert("gateway.key"),
+            gateway_key: cert("gateway.key"),
+            kid: Some("gw-rsa-1".into()),
+        }),
+    )
+    .await;
+    let methods = env.meta["token_endpoint_auth_methods_supported"].to_string();
+    assert!(methods.contains("private_key_jwt"), "{methods}");
+    let (client, _jar) = browser(None);
+    env.browser_login(&client, "/app/", "erin").await;
+    let grants = |env: &Env, kind: &str| {
+        std::fs::read_to_string(env.op.dir.path().join("op.stdout"))
+            .unwrap_or_default()
+            .matches(&format!("grant.success grant_type={kind}"))
+            .count()
+    };
+    assert_eq!(grants(&env, "authorization_code"), 1, "{}", env.op.logs());
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let resp = client.get(env.url("/app/after-refresh")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", env.op.logs());
+    let seen = echoed(resp).await;
+    assert_eq!(seen.header("x-auth-request-user"), Some("erin"), "{seen:?}");
+    assert_eq!(grants(&env, "refresh_token"), 1, "{}", env.op.logs());
+    drop(env);
+}
+
+/// The twin with an EC key: the provider has the RSA key registered, the
+/// gateway signs ES256 with another key; oidc-provider answers
+/// `invalid_client` and the gateway shows an error page, no session.
+#[tokio::test]
+async fn rp_private_key_jwt_wrong_key_refused_by_real_provider() {
+    let env = start_env_full(
+        None,
+        Some(PrivateKeyJwt {
+            op_key: cert("gateway.key"),
+            gateway_key: cert("gateway-ec.key"),
+            kid: None,
+        }),
+    )
+    .await;
+    let (client, _jar) = browser(None);
+    let resp = client
+        .get(env.url("/app/"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let authorize = location(&resp).unwrap();
+    let (exit, _) = walk_provider(&client, &env.op.issuer, authorize, "frank").await;
+    let Exit::Redirect(back) = exit else {
+        panic!("expected a redirect back to the gateway")
+    };
+    let resp = client
+        .get(back)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "{}", env.op.logs());
+    assert!(set_cookies(&resp, SESSION_COOKIE)
+        .iter()
+        .all(|(v, _)| v.is_empty()));
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains("BEGIN") && !body.contains("client_assertion"), "{body}");
+    let resp = client.get(env.url("/app/")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let logs = env.op.logs();
+    assert!(logs.contains("invalid_client") || logs.contains("InvalidClient"), "{logs}");
+    assert!(!logs.contains("grant.success"), "{logs}");
     drop(env);
 }

@@ -5,10 +5,12 @@
 //     --redirect-uri http://127.0.0.1:P/oauth2/callback [--redirect-uri ...] \
 //     [--post-logout-redirect-uri URI ...] [--post-logout-origin http://127.0.0.1:P] \
 //     [--backchannel-logout-uri URI] [--resource urn:oidc-gateway:api] [--no-default-resource]
+//     [--client-auth private_key_jwt --client-key KEY.pem [--client-key-kid KID]]
 //
 // Every option can also come from the environment: OP_PORT, OP_CLIENT_SECRET,
 // OP_REDIRECT_URIS (space separated), OP_POST_LOGOUT_REDIRECT_URIS,
-// OP_POST_LOGOUT_ORIGIN, OP_BACKCHANNEL_LOGOUT_URI, OP_RESOURCE.
+// OP_POST_LOGOUT_ORIGIN, OP_BACKCHANNEL_LOGOUT_URI, OP_RESOURCE, OP_CLIENT_AUTH,
+// OP_CLIENT_KEY, OP_CLIENT_KEY_KID.
 //
 // Once it serves, it prints exactly one line
 //   listening on http://127.0.0.1:PORT
@@ -17,7 +19,12 @@
 //
 // What it is:
 // * one confidential client `gateway` (client_secret_basic), code flow +
-//   refresh_token (+ client_credentials), PKCE S256 required;
+//   refresh_token (+ client_credentials), PKCE S256 required; with
+//   `--client-auth private_key_jwt` the client authenticates with JWT
+//   assertions instead (RFC 7523) and its registered `jwks` is the public half
+//   of `--client-key` (a PEM public or private key, RSA or EC; a private key
+//   file is only read for its public half), with `kid` `--client-key-kid`
+//   when given; `--client-secret` is then not needed;
 // * devInteractions: any login name logs in with any password; the account id
 //   is the login name; claims: email `<id>@example.com`, email_verified,
 //   name, preferred_username, groups (["users"], plus "admins" when the id
@@ -30,6 +37,7 @@
 // * rpInitiatedLogout (end_session_endpoint), backchannelLogout.
 
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -46,6 +54,9 @@ const { values: args } = parseArgs({
     resource: { type: 'string', default: process.env.OP_RESOURCE ?? 'urn:oidc-gateway:api' },
     'no-default-resource': { type: 'boolean', default: false },
     'access-token-ttl': { type: 'string', default: process.env.OP_ACCESS_TOKEN_TTL ?? '600' },
+    'client-auth': { type: 'string', default: process.env.OP_CLIENT_AUTH ?? 'client_secret_basic' },
+    'client-key': { type: 'string', default: process.env.OP_CLIENT_KEY },
+    'client-key-kid': { type: 'string', default: process.env.OP_CLIENT_KEY_KID },
   },
   strict: true,
 });
@@ -64,7 +75,13 @@ function die(msg) {
   console.error(`server.mjs: ${msg}`);
   process.exit(2);
 }
-if (!clientSecret) die('--client-secret (or OP_CLIENT_SECRET) is required');
+const clientAuth = args['client-auth'];
+if (!['client_secret_basic', 'client_secret_post', 'private_key_jwt'].includes(clientAuth)) {
+  die(`bad --client-auth ${clientAuth}`);
+}
+const privateKeyJwt = clientAuth === 'private_key_jwt';
+if (privateKeyJwt && !args['client-key']) die('--client-auth private_key_jwt needs --client-key');
+if (!privateKeyJwt && !clientSecret) die('--client-secret (or OP_CLIENT_SECRET) is required');
 if (redirectUris.length === 0) die('at least one --redirect-uri (or OP_REDIRECT_URIS) is required');
 const port = Number.parseInt(args.port, 10);
 if (!Number.isInteger(port) || port < 0 || port > 65535) die(`bad --port ${args.port}`);
@@ -95,15 +112,24 @@ await new Promise((resolve, reject) => {
 });
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+// The client's registered public key for private_key_jwt.
+const clientJwks = privateKeyJwt ? {
+  keys: [{
+    ...crypto.createPublicKey(fs.readFileSync(args['client-key'])).export({ format: 'jwk' }),
+    use: 'sig',
+    ...(args['client-key-kid'] ? { kid: args['client-key-kid'] } : {}),
+  }],
+} : undefined;
+
 const client = {
   client_id: 'gateway',
-  client_secret: clientSecret,
+  ...(privateKeyJwt ? { jwks: clientJwks } : { client_secret: clientSecret }),
   client_name: 'oidc-gateway (interop test)',
   redirect_uris: redirectUris,
   post_logout_redirect_uris: postLogoutRedirectUris,
   grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
   response_types: ['code'],
-  token_endpoint_auth_method: 'client_secret_basic',
+  token_endpoint_auth_method: clientAuth,
   id_token_signed_response_alg: 'RS256',
   ...(backchannelLogoutUri ? {
     backchannel_logout_uri: backchannelLogoutUri,
