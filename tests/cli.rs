@@ -309,7 +309,10 @@ secret = "{}"
     let config = write(
         &dir,
         "bad.toml",
-        &text(&format!("private_key_file = {:?}", not_a_key.display().to_string())),
+        &text(&format!(
+            "private_key_file = {:?}",
+            not_a_key.display().to_string()
+        )),
     );
     let out = check(&config);
     let (stdout, stderr) = out_text(&out);
@@ -324,7 +327,10 @@ secret = "{}"
     let config = write(
         &dir,
         "ok.toml",
-        &text(&format!("private_key_file = {:?}", key.display().to_string())),
+        &text(&format!(
+            "private_key_file = {:?}",
+            key.display().to_string()
+        )),
     );
     let out = check(&config);
     let (stdout, stderr) = out_text(&out);

@@ -41,10 +41,7 @@ async fn private_key_jwt_rsa_login_reaches_upstream() {
     h.login(&client, "/private").await;
     let resp = client.get(h.url("/private")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        h.last_upstream()["headers"]["x-auth-request-user"],
-        "alice"
-    );
+    assert_eq!(h.last_upstream()["headers"]["x-auth-request-user"], "alice");
     let c = h.op.counters();
     assert_eq!(c.token_private_key_jwt, 1, "{c:?}");
     assert_eq!(c.token_client_secret_basic + c.token_client_secret_post, 0);

@@ -1307,7 +1307,11 @@ async fn rp_private_key_jwt_login_and_refresh_through_real_provider() {
     };
     assert_eq!(grants(&env, "authorization_code"), 1, "{}", env.op.logs());
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let resp = client.get(env.url("/app/after-refresh")).send().await.unwrap();
+    let resp = client
+        .get(env.url("/app/after-refresh"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "{}", env.op.logs());
     let seen = echoed(resp).await;
     assert_eq!(seen.header("x-auth-request-user"), Some("erin"), "{seen:?}");
@@ -1353,11 +1357,17 @@ async fn rp_private_key_jwt_wrong_key_refused_by_real_provider() {
         .iter()
         .all(|(v, _)| v.is_empty()));
     let body = resp.text().await.unwrap();
-    assert!(!body.contains("BEGIN") && !body.contains("client_assertion"), "{body}");
+    assert!(
+        !body.contains("BEGIN") && !body.contains("client_assertion"),
+        "{body}"
+    );
     let resp = client.get(env.url("/app/")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let logs = env.op.logs();
-    assert!(logs.contains("invalid_client") || logs.contains("InvalidClient"), "{logs}");
+    assert!(
+        logs.contains("invalid_client") || logs.contains("InvalidClient"),
+        "{logs}"
+    );
     assert!(!logs.contains("grant.success"), "{logs}");
     drop(env);
 }

@@ -25,7 +25,8 @@ use rustls_pki_types::PrivateKeyDer;
 use serde::Serialize;
 
 /// `client_assertion_type` of a JWT bearer client assertion (RFC 7523 §2.2).
-pub const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub const JWT_BEARER_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Lifetime of one assertion.
 pub const ASSERTION_LIFETIME_SECS: u64 = 60;
@@ -83,9 +84,11 @@ impl ClientAssertionKey {
                 (Family::Rsa, EncodingKey::from_rsa_der(k.secret_pkcs1_der()))
             }
             PrivateKeyDer::Sec1(k) => {
-                let pair =
-                    EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_sec1_der())
-                        .map_err(|_| "not a usable EC P-256 private key".to_string())?;
+                let pair = EcdsaKeyPair::from_private_key_der(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    k.secret_sec1_der(),
+                )
+                .map_err(|_| "not a usable EC P-256 private key".to_string())?;
                 let pkcs8 = pair
                     .to_pkcs8v1()
                     .map_err(|_| "EC key cannot be re-encoded".to_string())?;
@@ -103,9 +106,7 @@ impl ClientAssertionKey {
                 } else if EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).is_ok() {
                     (Family::Ec, EncodingKey::from_ec_der(der))
                 } else {
-                    return Err(
-                        "PKCS#8 key is neither a usable RSA key nor an EC P-256 key".into(),
-                    );
+                    return Err("PKCS#8 key is neither a usable RSA key nor an EC P-256 key".into());
                 }
             }
             _ => return Err("unsupported private key type".into()),
@@ -207,7 +208,9 @@ mod tests {
     use std::path::PathBuf;
 
     fn cert(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("certs")
+            .join(name)
     }
 
     fn decode(token: &str, key: &DecodingKey, alg: Algorithm) -> serde_json::Value {
@@ -221,8 +224,7 @@ mod tests {
     }
 
     fn public_pem_of(path: &Path) -> String {
-        crate::devtools::provider::public_key_pem(&std::fs::read_to_string(path).unwrap())
-            .unwrap()
+        crate::devtools::provider::public_key_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
     #[test]
@@ -285,12 +287,17 @@ mod tests {
 
     #[test]
     fn bad_files_are_reported_without_key_material() {
-        let e = ClientAssertionKey::load(Path::new("/nonexistent/key.pem"), None, None).unwrap_err();
+        let e =
+            ClientAssertionKey::load(Path::new("/nonexistent/key.pem"), None, None).unwrap_err();
         assert!(e.contains("/nonexistent/key.pem"), "{e}");
         let e = ClientAssertionKey::load(&cert("gateway.crt"), None, None).unwrap_err();
         assert!(e.contains("no PEM private key"), "{e}");
-        let e = ClientAssertionKey::from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", None, None)
-            .unwrap_err();
+        let e = ClientAssertionKey::from_pem(
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            None,
+            None,
+        )
+        .unwrap_err();
         assert!(!e.is_empty());
     }
 

@@ -80,10 +80,12 @@ impl ClientCredentials {
                     .assertion_key
                     .as_ref()
                     .ok_or(ExchangeError::ClientAuth("no private key loaded"))?;
-                let assertion = key.assertion(&self.client_id, token_endpoint).map_err(|e| {
-                    tracing::error!(error = %e, "signing the client assertion failed");
-                    ExchangeError::ClientAuth("signing the client assertion failed")
-                })?;
+                let assertion = key
+                    .assertion(&self.client_id, token_endpoint)
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "signing the client assertion failed");
+                        ExchangeError::ClientAuth("signing the client assertion failed")
+                    })?;
                 form.append_pair("client_id", &self.client_id);
                 form.append_pair("client_assertion_type", JWT_BEARER_ASSERTION_TYPE);
                 form.append_pair("client_assertion", &assertion);

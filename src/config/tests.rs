@@ -256,7 +256,8 @@ fn config_private_key_jwt_loads_rsa_and_ec_keys() {
              [session]\nsecret = \"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=\"\n",
             cert_path(file)
         );
-        let c = GatewayConfig::from_toml_str(&text, &env(&[])).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let c = GatewayConfig::from_toml_str(&text, &env(&[]))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(c.provider.client_auth, ClientAuth::PrivateKeyJwt);
     }
 }
@@ -290,7 +291,10 @@ fn config_private_key_jwt_problems_name_the_key() {
         )),
         &env(&[]),
     );
-    assert!(p.len() == 1 && p[0].contains("does not fit an EC P-256 key"), "{p:?}");
+    assert!(
+        p.len() == 1 && p[0].contains("does not fit an EC P-256 key"),
+        "{p:?}"
+    );
     let p = problems(
         &with_provider(&format!(
             "issuer = \"https://idp.example.com\"\nprivate_key_file = \"{}\"",

@@ -84,20 +84,23 @@ pub fn public_key_pem(private_pem: &str) -> std::io::Result<String> {
             .public_key()
             .as_der()
             .map(|d| d.as_ref().to_vec()),
-        PrivateKeyDer::Sec1(k) => {
-            EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_sec1_der())
-                .map_err(|_| bad("bad ec key"))?
-                .public_key()
-                .as_der()
-                .map(|d| d.as_ref().to_vec())
-        }
+        PrivateKeyDer::Sec1(k) => EcdsaKeyPair::from_private_key_der(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            k.secret_sec1_der(),
+        )
+        .map_err(|_| bad("bad ec key"))?
+        .public_key()
+        .as_der()
+        .map(|d| d.as_ref().to_vec()),
         PrivateKeyDer::Pkcs8(k) => match RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()) {
             Ok(pair) => pair.public_key().as_der().map(|d| d.as_ref().to_vec()),
-            Err(_) => EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_pkcs8_der())
-                .map_err(|_| bad("neither an rsa nor a p-256 key"))?
-                .public_key()
-                .as_der()
-                .map(|d| d.as_ref().to_vec()),
+            Err(_) => {
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_pkcs8_der())
+                    .map_err(|_| bad("neither an rsa nor a p-256 key"))?
+                    .public_key()
+                    .as_der()
+                    .map(|d| d.as_ref().to_vec())
+            }
         },
         _ => return Err(bad("unsupported key type")),
     }

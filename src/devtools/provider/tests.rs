@@ -1206,14 +1206,10 @@ async fn private_key_jwt_with_ec_key_and_discovery() {
 async fn private_key_jwt_refuses_bad_assertions_with_invalid_client() {
     let op = start_pkjwt(TEST_RSA_PRIVATE_KEY_PEM).await;
     let other_rsa =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/gateway.key"))
-            .unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/gateway.key")).unwrap();
     let aud = format!("{}/token", op.issuer());
     let cases: Vec<(&str, String)> = vec![
-        (
-            "signature",
-            assertion(&op, &other_rsa, &json!({})),
-        ),
+        ("signature", assertion(&op, &other_rsa, &json!({}))),
         (
             "iss",
             assertion(&op, TEST_RSA_PRIVATE_KEY_PEM, &json!({"iss": "other"})),
