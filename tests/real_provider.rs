@@ -121,7 +121,9 @@ impl NodeProvider {
         let stderr = std::fs::File::create(dir.path().join("op.stderr")).expect("op log");
         let mut cmd = Command::new("node");
         cmd.arg("server.mjs")
-            .args(["--port", "0", "--client-secret", &client_secret])
+            // `=`: a random secret may start with `-`, which parseArgs
+            // would otherwise take for an option.
+            .args(["--port", "0", &format!("--client-secret={client_secret}")])
             .args(["--resource", RESOURCE])
             .current_dir(provider_dir())
             .stdin(Stdio::null())
