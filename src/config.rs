@@ -203,7 +203,8 @@ pub enum ClientAuth {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
-    /// A JWT signed with the client's private key (RFC 7523).
+    /// A JWT signed with the client's private key (RFC 7523 §2.2,
+    /// `private_key_file`); see [`crate::auth::client_assertion`].
     PrivateKeyJwt,
     /// Janrain Capture's HMAC-SHA1 signature scheme.
     #[serde(rename = "janrain-signed")]

@@ -12,6 +12,11 @@
 //! * the `rp_*` tests put the real `oidc-gateway` binary in front of an echo
 //!   upstream, configured per CONTRACT.md, and drive it like a browser / an
 //!   API client.
+//! * the `rp_private_key_jwt_*` tests register the public half of a
+//!   `certs/` key for the client (`server.mjs --client-auth private_key_jwt
+//!   --client-key`) and run the gateway with `client_auth =
+//!   "private_key_jwt"`: login and refresh with the right key, `invalid_client`
+//!   with another one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
