@@ -25,6 +25,8 @@
 #
 # Settings (environment): ROUNDS=3 DURATION=8s CONNS=32 PROXY_CPU=0 LOAD_CPU=1
 # SKIP_HTTPS=1 SKIP_STARTUP=1 CARGO_TARGET_DIR (default: target).
+# TARGETS=REGEX: only the targets whose name matches (grep -E), e.g.
+# TARGETS='nginx|session|public' (nginx is the reference: keep it in).
 # PROFILE=DIR: instead of the benchmark, record a `perf` profile of each
 # gateway target (HTTP) into DIR (perf-<target>.data, report-<target>.txt).
 set -euo pipefail
@@ -92,6 +94,11 @@ taskset -c "$LOAD_CPU" "$PROVIDER" serve 127.0.0.1:$P_OP "$TMP/token" <"$TMP/op.
 PIDS+=("$!")
 wait_http "http://127.0.0.1:$P_UP/"
 wait_http "http://127.0.0.1:$P_OP/.well-known/openid-configuration"
+# The provider answers before it has written the token and printed the issuer.
+for _ in $(seq 1 200); do
+    [ -s "$TMP/token" ] && [ -s "$TMP/op.out" ] && break
+    sleep 0.05
+done
 ISSUER=$(head -1 "$TMP/op.out")
 TOKEN=$(cat "$TMP/token")
 
@@ -263,6 +270,13 @@ run_set() { # proto targets...
     local proto=$1
     shift
     local t name pid url hdr
+    if [ -n "${TARGETS:-}" ]; then
+        local keep=()
+        for t in "$@"; do
+            grep -qE -- "$TARGETS" <<<"${t%%|*}" && keep+=("$t")
+        done
+        set -- "${keep[@]}"
+    fi
     for t in "$@"; do
         IFS='|' read -r name pid url hdr <<<"$t"
         check_target "$url" "$hdr"
@@ -284,6 +298,7 @@ if [ -n "${PROFILE:-}" ]; then
     for t in "${HTTP_TARGETS[@]}"; do
         IFS='|' read -r name pid url hdr <<<"$t"
         case $name in upstream*) continue ;; esac
+        if [ -n "${TARGETS:-}" ] && ! grep -qE -- "$TARGETS" <<<"$name"; then continue; fi
         check_target "$url" "$hdr"
         f=$(tr -c 'a-z\n' _ <<<"$name")
         perf record -q -F 4999 -g -o "$PROFILE/perf-$f.data" -p "$pid" -- sleep 5 >/dev/null 2>&1 &
