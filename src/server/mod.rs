@@ -44,21 +44,19 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll, Waker};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulConnection;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::futures::OwnedNotified;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::ResponseBody;
@@ -158,9 +156,9 @@ where
         opts: opts.clone(),
     });
 
-    let stop = Arc::new(Stop::default());
-    let max_connections = opts.max_connections.max(1);
-    let limit = Arc::new(Semaphore::new(max_connections));
+    let graceful = GracefulShutdown::new();
+    let (force_close_tx, force_close_rx) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(opts.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -189,26 +187,29 @@ where
         };
         let conn = conn.clone();
         let service = service.clone();
-        let stop = stop.clone();
+        let watcher = graceful.watcher();
+        let mut force_close = force_close_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            conn.serve(stream, remote_addr, service, stop).await;
+            tokio::select! {
+                () = conn.serve(stream, remote_addr, service, watcher) => {}
+                _ = force_close.wait_for(|closed| *closed) => {
+                    tracing::debug!(%remote_addr, "connection closed: drain timeout");
+                }
+            }
         });
     }
 
     drop(listener);
     tracing::debug!(
-        connections = max_connections - limit.available_permits(),
+        connections = graceful.count(),
         "shutting down: draining connections"
     );
-    stop.set(Stop::DRAINING);
-    // Every connection task holds a permit until it ends.
-    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        _ = limit.acquire_many(all) => tracing::debug!("all connections drained"),
+        () = graceful.shutdown() => tracing::debug!("all connections drained"),
         () = tokio::time::sleep(opts.drain_timeout) => {
             tracing::warn!(timeout = ?opts.drain_timeout, "drain timeout: closing remaining connections");
-            stop.set(Stop::CLOSING);
+            let _ = force_close_tx.send(true);
         }
     }
     Ok(())
@@ -239,7 +240,7 @@ impl ConnContext {
         stream: TcpStream,
         remote_addr: SocketAddr,
         service: S,
-        stop: Arc<Stop>,
+        watcher: Watcher,
     ) where
         S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
             + Clone
@@ -254,7 +255,7 @@ impl ConnContext {
                     remote_addr,
                     tls: false,
                 };
-                self.serve_http(stream, info, service, stop).await;
+                self.serve_http(stream, info, service, watcher).await;
             }
             Some(acceptor) => {
                 let handshake =
@@ -274,12 +275,12 @@ impl ConnContext {
                     remote_addr,
                     tls: true,
                 };
-                self.serve_http(stream, info, service, stop).await;
+                self.serve_http(stream, info, service, watcher).await;
             }
         }
     }
 
-    async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S, stop: Arc<Stop>)
+    async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S, watcher: Watcher)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
@@ -297,107 +298,9 @@ impl ConnContext {
             },
         ));
         let conn = self.builder.serve_connection_with_upgrades(io, service);
-        match Watched::new(conn, stop).await {
-            Some(Ok(())) => {}
-            Some(Err(err)) => {
-                tracing::debug!(remote_addr = %info.remote_addr, error = %err, "connection ended with an error");
-            }
-            None => {
-                tracing::debug!(remote_addr = %info.remote_addr, "connection closed: drain timeout");
-            }
+        if let Err(err) = watcher.watch(conn).await {
+            tracing::debug!(remote_addr = %info.remote_addr, error = %err, "connection ended with an error");
         }
-    }
-}
-
-// === impl Stop, Watched ===
-
-/// The shutdown state every connection watches: running, draining (finish
-/// in-flight requests, then close) or closing (close now).
-#[derive(Default)]
-struct Stop {
-    state: AtomicU8,
-    notify: Arc<Notify>,
-}
-
-impl Stop {
-    const RUNNING: u8 = 0;
-    const DRAINING: u8 = 1;
-    const CLOSING: u8 = 2;
-
-    fn set(&self, state: u8) {
-        self.state.store(state, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A connection that shuts down gracefully when [`Stop`] says draining
-    /// and is dropped when it says closing (then it yields `None`).
-    ///
-    /// Cheaper per wake-up than hyper-util's `GracefulShutdown` watcher plus
-    /// a second channel for the drain timeout: while running, a poll reads
-    /// one atomic; the notification is re-registered only when the task's
-    /// waker changes.
-    struct Watched<C> {
-        #[pin]
-        conn: C,
-        stop: Arc<Stop>,
-        seen: u8,
-        notified: Pin<Box<OwnedNotified>>,
-        registered: Option<Waker>,
-    }
-}
-
-impl<C> Watched<C> {
-    fn new(conn: C, stop: Arc<Stop>) -> Self {
-        // Created before the state is first read: a `set` in between still
-        // completes it.
-        let notified = Box::pin(stop.notify.clone().notified_owned());
-        Watched {
-            conn,
-            stop,
-            seen: Stop::RUNNING,
-            notified,
-            registered: None,
-        }
-    }
-}
-
-impl<C: GracefulConnection> Future for Watched<C> {
-    type Output = Option<Result<(), C::Error>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            let state = this.stop.state.load(Ordering::Acquire);
-            if state != *this.seen {
-                *this.seen = state;
-                if state >= Stop::CLOSING {
-                    return Poll::Ready(None);
-                }
-                this.conn.as_mut().graceful_shutdown();
-                // Wait for the next change.
-                *this.notified = Box::pin(this.stop.notify.clone().notified_owned());
-                *this.registered = None;
-                continue;
-            }
-            if this
-                .registered
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                break;
-            }
-            if this.notified.as_mut().poll(cx).is_ready() {
-                // A change since the state was read: look again.
-                *this.notified = Box::pin(this.stop.notify.clone().notified_owned());
-                *this.registered = None;
-                continue;
-            }
-            *this.registered = Some(cx.waker().clone());
-            break;
-        }
-        this.conn.poll(cx).map(Some)
     }
 }
 
