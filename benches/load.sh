@@ -25,6 +25,10 @@
 #
 # Settings (environment): ROUNDS=3 DURATION=8s CONNS=32 PROXY_CPU=0 LOAD_CPU=1
 # SKIP_HTTPS=1 SKIP_STARTUP=1 CARGO_TARGET_DIR (default: target).
+# BASE_BIN=PATH: also run that gateway binary (HTTP only; e.g. a build of
+# the previous commit) as the "base ..." targets, for an A/B in one run.
+# TARGETS=REGEX: only the targets whose name matches (grep -E), e.g.
+# TARGETS='nginx|session|public' (nginx is the reference: keep it in).
 # PROFILE=DIR: instead of the benchmark, record a `perf` profile of each
 # gateway target (HTTP) into DIR (perf-<target>.data, report-<target>.txt).
 set -euo pipefail
@@ -92,6 +96,11 @@ taskset -c "$LOAD_CPU" "$PROVIDER" serve 127.0.0.1:$P_OP "$TMP/token" <"$TMP/op.
 PIDS+=("$!")
 wait_http "http://127.0.0.1:$P_UP/"
 wait_http "http://127.0.0.1:$P_OP/.well-known/openid-configuration"
+# The provider answers before it has written the token and printed the issuer.
+for _ in $(seq 1 200); do
+    [ -s "$TMP/token" ] && [ -s "$TMP/op.out" ] && break
+    sleep 0.05
+done
 ISSUER=$(head -1 "$TMP/op.out")
 TOKEN=$(cat "$TMP/token")
 
@@ -176,7 +185,16 @@ PIDS+=("$GW_PID")
 taskset -c "$PROXY_CPU" "$BIN" --config "$TMP/gws.toml" >"$TMP/gws.log" 2>&1 &
 GWS_PID=$!
 PIDS+=("$GWS_PID")
-for a in $P_GWA $P_GWSA; do
+P_GWB=18086 P_GWBA=18096
+ADMINS="$P_GWA $P_GWSA"
+if [ -n "${BASE_BIN:-}" ]; then
+    gateway_toml $P_GWB $P_GWBA http >"$TMP/gwb.toml"
+    taskset -c "$PROXY_CPU" "$BASE_BIN" --config "$TMP/gwb.toml" >"$TMP/gwb.log" 2>&1 &
+    GWB_PID=$!
+    PIDS+=("$GWB_PID")
+    ADMINS="$ADMINS $P_GWBA"
+fi
+for a in $ADMINS; do
     for _ in $(seq 1 200); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$a/readyz")" = 200 ] && break
         sleep 0.05
@@ -208,6 +226,14 @@ HTTP_TARGETS=(
     "gateway bearer|$GW_PID|http://127.0.0.1:$P_GW/api/x|Authorization: Bearer $TOKEN"
     "gateway /public/|$GW_PID|http://127.0.0.1:$P_GW/public/x|"
 )
+if [ -n "${BASE_BIN:-}" ]; then
+    COOKIEB=$(login "http://127.0.0.1:$P_GWB" oidc-gateway)
+    HTTP_TARGETS+=(
+        "base session|$GWB_PID|http://127.0.0.1:$P_GWB/app/x|Cookie: oidc-gateway=$COOKIEB"
+        "base bearer|$GWB_PID|http://127.0.0.1:$P_GWB/api/x|Authorization: Bearer $TOKEN"
+        "base /public/|$GWB_PID|http://127.0.0.1:$P_GWB/public/x|"
+    )
+fi
 HTTPS_TARGETS=(
     "nginx|$NGX_WORKER|https://127.0.0.1:$P_NGXS/app/x|"
     "gateway session|$GWS_PID|https://127.0.0.1:$P_GWS/app/x|Cookie: __Host-oidc-gateway=$COOKIES"
@@ -263,6 +289,13 @@ run_set() { # proto targets...
     local proto=$1
     shift
     local t name pid url hdr
+    if [ -n "${TARGETS:-}" ]; then
+        local keep=()
+        for t in "$@"; do
+            grep -qE -- "$TARGETS" <<<"${t%%|*}" && keep+=("$t")
+        done
+        set -- "${keep[@]}"
+    fi
     for t in "$@"; do
         IFS='|' read -r name pid url hdr <<<"$t"
         check_target "$url" "$hdr"
@@ -284,6 +317,7 @@ if [ -n "${PROFILE:-}" ]; then
     for t in "${HTTP_TARGETS[@]}"; do
         IFS='|' read -r name pid url hdr <<<"$t"
         case $name in upstream*) continue ;; esac
+        if [ -n "${TARGETS:-}" ] && ! grep -qE -- "$TARGETS" <<<"$name"; then continue; fi
         check_target "$url" "$hdr"
         f=$(tr -c 'a-z\n' _ <<<"$name")
         perf record -q -F 4999 -g -o "$PROFILE/perf-$f.data" -p "$pid" -- sleep 5 >/dev/null 2>&1 &

@@ -39,6 +39,7 @@
 //! ```
 
 pub mod headers;
+mod pool;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -138,6 +139,8 @@ struct Inner {
     /// Base path without its trailing `/` (empty for none).
     base_path: String,
     client: Option<UpstreamClient>,
+    /// The lean HTTP/1.1 pool, for a plain-`http` upstream.
+    pool: Option<Arc<pool::Pool>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -178,6 +181,14 @@ impl ReverseProxy {
         let scheme = opts.upstream.scheme().cloned().unwrap_or(Scheme::HTTP);
         let authority = opts.upstream.authority().cloned();
         let base_path = opts.upstream.path().trim_end_matches('/').to_owned();
+        let pool = match (&authority, scheme == Scheme::HTTP) {
+            (Some(a), true) => Some(Arc::new(pool::Pool::new(
+                a.host(),
+                a.port_u16().unwrap_or(80),
+                opts.connect_timeout,
+            ))),
+            _ => None,
+        };
         ReverseProxy {
             inner: Arc::new(Inner {
                 opts,
@@ -185,6 +196,7 @@ impl ReverseProxy {
                 authority,
                 base_path,
                 client,
+                pool,
                 metrics,
             }),
         }
@@ -260,12 +272,30 @@ impl Inner {
                 return error_response(StatusCode::BAD_REQUEST, "bad_request");
             }
         };
-        let Some(client) = &self.client else {
-            return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
-        };
-
         let start = Instant::now();
-        let result = tokio::time::timeout(self.opts.timeout, client.request(upstream_req)).await;
+        let result = if let Some(pool) = &self.pool {
+            // The connection is to the upstream itself: origin-form URI.
+            let mut upstream_req = upstream_req;
+            let pq = upstream_req.uri().path_and_query().cloned();
+            let mut parts = http::uri::Parts::default();
+            parts.path_and_query = Some(pq.unwrap_or_else(|| PathAndQuery::from_static("/")));
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *upstream_req.uri_mut() = uri;
+            }
+            tokio::time::timeout(self.opts.timeout, pool.send(upstream_req))
+                .await
+                .map(|r| r.map_err(|e| Box::new(e) as BoxError))
+        } else {
+            let Some(client) = &self.client else {
+                return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+            };
+            tokio::time::timeout(self.opts.timeout, client.request(upstream_req))
+                .await
+                .map(|r| {
+                    r.map(|resp| resp.map(body::boxed))
+                        .map_err(|e| Box::new(e) as BoxError)
+                })
+        };
         let mut resp = match result {
             Err(_) => {
                 tracing::warn!(%method, %path, upstream = %self.opts.upstream, timeout = ?self.opts.timeout,
@@ -273,7 +303,7 @@ impl Inner {
                 return error_response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout");
             }
             Ok(Err(err)) => {
-                tracing::warn!(%method, %path, upstream = %self.opts.upstream, error = %ErrorChain(&err),
+                tracing::warn!(%method, %path, upstream = %self.opts.upstream, error = %ErrorChain(&*err),
                     "upstream request failed");
                 return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
             }
@@ -313,7 +343,7 @@ impl Inner {
         }
 
         headers::strip_hop_by_hop(resp.headers_mut());
-        resp.map(body::boxed)
+        resp
     }
 
     /// The request to send upstream: URI, `Host`, `X-Forwarded-*`, version.
