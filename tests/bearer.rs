@@ -281,19 +281,12 @@ async fn bearer_expired_token_never_served_from_cache() {
     assert_eq!(h.echo.request_count(), before);
 }
 
-#[tokio::test]
-async fn bearer_flood_of_random_kids_fetches_jwks_at_most_twice() {
-    let h = Harness::with(Options {
-        provider: "jwks_min_refresh_interval = \"5s\"".into(),
-        ..Options::default()
-    })
-    .await;
-    // The limiter counts from the initial load: within one window, 200
-    // unknown kids may cause at most 1-2 fetches (without it: 200).
-    h.op.reset_counters();
-    let claims = valid_claims(&h);
+/// Sends `n` concurrent bearer requests, each signed under a random unknown
+/// `kid`; every one must be refused with 401.
+async fn flood_of_random_kids(h: &Harness, n: usize) {
+    let claims = valid_claims(h);
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..200 {
+    for _ in 0..n {
         let token = h.op.sign_with(
             Signer::Rs256,
             json!({"typ": "at+jwt", "kid": random_token(12)}),
@@ -313,6 +306,19 @@ async fn bearer_flood_of_random_kids_fetches_jwks_at_most_twice() {
     while let Some(r) = set.join_next().await {
         assert_eq!(r.unwrap().unwrap(), 401);
     }
+}
+
+#[tokio::test]
+async fn bearer_flood_of_random_kids_fetches_jwks_at_most_twice() {
+    let h = Harness::with(Options {
+        provider: "jwks_min_refresh_interval = \"5s\"".into(),
+        ..Options::default()
+    })
+    .await;
+    // The limiter counts from the initial load: within one window, 200
+    // unknown kids may cause at most 1-2 fetches (without it: 200).
+    h.op.reset_counters();
+    flood_of_random_kids(&h, 200).await;
     let fetches = h.op.counters().jwks;
     assert!(fetches <= 2, "{fetches} JWKS fetches for 200 random kids");
     assert_eq!(h.echo.request_count(), 0);
@@ -327,28 +333,7 @@ async fn bearer_flood_after_refresh_window_fetches_jwks_once() {
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     h.op.reset_counters();
-    let claims = valid_claims(&h);
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..100 {
-        let token = h.op.sign_with(
-            Signer::Rs256,
-            json!({"typ": "at+jwt", "kid": random_token(12)}),
-            &claims,
-        );
-        let client = h.api();
-        let url = h.url("/api");
-        set.spawn(async move {
-            client
-                .get(url)
-                .header(AUTHORIZATION, format!("Bearer {token}"))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        assert_eq!(r.unwrap().unwrap(), 401);
-    }
+    flood_of_random_kids(&h, 100).await;
     let fetches = h.op.counters().jwks;
     assert!(
         (1..=2).contains(&fetches),
