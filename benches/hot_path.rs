@@ -14,18 +14,15 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use futures_util::FutureExt;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body_util::Empty;
-use oidc_gateway::auth::bearer::{BearerCache, Principal};
-use oidc_gateway::auth::http_client::ProviderHttp;
-use oidc_gateway::auth::identity::{IdentityHeaders, IdentitySource};
-use oidc_gateway::auth::provider::Provider;
-use oidc_gateway::auth::routes::{normalize_path, RouteTable};
-use oidc_gateway::auth::session::{
-    key_for_cookie, new_session_id, MemoryStore, Session, SessionStore,
+use oidc_gateway::bench_internals::{
+    normalize_path, now_secs, BearerCache, IdentityHeaders, Principal, Provider, ProviderHttp,
+    ProviderRules, RouteTable, TokenVerifier,
 };
-use oidc_gateway::auth::token::{now_secs, TokenVerifier};
-use oidc_gateway::auth::{Identity, OidcLayer};
 use oidc_gateway::config::{GatewayConfig, ProcessEnv};
 use oidc_gateway::devtools::provider::{DevProvider, SigningAlg};
+use oidc_gateway::identity::IdentitySource;
+use oidc_gateway::session::{key_for_cookie, new_session_id, MemoryStore, Session, SessionStore};
+use oidc_gateway::{Identity, OidcLayer};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,7 +211,10 @@ fn tokens(c: &mut Criterion) {
     let provider = env.rt.block_on(async {
         let p = &env.config.provider;
         let http = ProviderHttp::new(None, p.http_timeout, p.max_response_bytes).unwrap();
-        let provider = Arc::new(Provider::new(&env.config, http));
+        let provider = Arc::new(Provider::new(
+            ProviderRules::discovered(&env.config.provider),
+            http,
+        ));
         provider.load().await.unwrap();
         provider
     });
@@ -398,9 +398,10 @@ where
 fn layer(c: &mut Criterion) {
     let env = opts();
     let (svc, cookie) = env.rt.block_on(async {
-        let layer =
-            OidcLayer::from_config(&env.config, Arc::new(oidc_gateway::metrics::Metrics::new()))
-                .unwrap();
+        let layer = OidcLayer::builder(env.config.oidc())
+            .metrics(Arc::new(oidc_gateway::metrics::Metrics::new()))
+            .build()
+            .unwrap();
         for _ in 0..500 {
             if layer.is_ready() {
                 break;

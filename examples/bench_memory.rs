@@ -7,13 +7,11 @@
 //! cargo run --release --example bench_memory
 //! ```
 
-use oidc_gateway::auth::bearer::{BearerCache, Principal};
-use oidc_gateway::auth::identity::{IdentityHeaders, IdentitySource};
-use oidc_gateway::auth::session::{new_session_id, MemoryStore, Session, SessionStore};
-use oidc_gateway::auth::token::now_secs;
-use oidc_gateway::auth::Identity;
+use oidc_gateway::bench_internals::{now_secs, BearerCache, IdentityHeaders, Principal};
 use oidc_gateway::config::HeaderNamesConfig;
+use oidc_gateway::identity::{Identity, IdentitySource};
 use oidc_gateway::secret::Secret;
+use oidc_gateway::session::{new_session_id, MemoryStore, Session, SessionStore};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -204,7 +204,7 @@ pub enum ClientAuth {
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
     /// A JWT signed with the client's private key (RFC 7523 §2.2,
-    /// `private_key_file`); see [`crate::auth::client_assertion`].
+    /// `private_key_file`); see [`crate::provider::client_assertion`].
     PrivateKeyJwt,
     /// Janrain Capture's HMAC-SHA1 signature scheme.
     #[serde(rename = "janrain-signed")]
@@ -790,7 +790,7 @@ impl GatewayConfig {
                         "required for client_auth = \"private_key_jwt\"".into(),
                     ),
                     Some(path) => {
-                        if let Err(e) = crate::auth::client_assertion::ClientAssertionKey::load(
+                        if let Err(e) = crate::provider::client_assertion::ClientAssertionKey::load(
                             path,
                             pr.private_key_alg.as_deref(),
                             pr.private_key_kid.as_deref(),
@@ -973,6 +973,159 @@ impl GatewayConfig {
     /// The decoded session secret (validated to be at least 32 bytes).
     pub fn session_secret_bytes(&self) -> Vec<u8> {
         base64_decode_any(self.session.secret.expose()).unwrap_or_default()
+    }
+}
+
+/// What the authentication layer needs: the provider, the client,
+/// sessions, bearer tokens, header names and routes. Nothing about
+/// listeners or upstreams: an embedder mounting
+/// [`OidcLayer`](crate::OidcLayer) in its own service builds only this.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OidcConfig {
+    /// The external origin; `redirect_uri = public_url + prefix + /callback`.
+    pub public_url: Url,
+    /// Where the layer's endpoints live. Default `/oauth2`.
+    pub prefix: String,
+    /// `[provider]`.
+    pub provider: ProviderConfig,
+    /// `[session]`.
+    pub session: SessionConfig,
+    /// `[bearer]`.
+    pub bearer: BearerConfig,
+    /// `[headers]`.
+    pub headers: HeaderNamesConfig,
+    /// `[[route]]`, first match wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The sections of an [`OidcConfig`] document besides the top-level keys.
+const OIDC_SECTIONS: &[&str] = &["provider", "session", "bearer", "headers", "route"];
+
+impl OidcConfig {
+    /// Parses, expands and validates the layer's part of a configuration:
+    /// top-level `public_url` (required) and `prefix`, then the
+    /// `[provider]`, `[session]`, `[bearer]`, `[headers]` and `[[route]]`
+    /// sections exactly as in `gateway.toml`. The same rules apply as to
+    /// `gateway.toml`, and problems carry the same key paths.
+    ///
+    /// ```
+    /// use oidc_gateway::config::OidcConfig;
+    /// use std::collections::HashMap;
+    ///
+    /// let env = HashMap::from([("SECRET".to_string(), "s3cret".to_string())]);
+    /// let config = OidcConfig::from_toml_str(r#"
+    ///     public_url = "https://app.example.com"
+    ///     [provider]
+    ///     issuer = "https://idp.example.com"
+    ///     client_id = "app"
+    ///     client_secret = "${SECRET}"
+    ///     [session]
+    ///     secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="
+    /// "#, &env)?;
+    /// assert_eq!(config.redirect_uri(), "https://app.example.com/oauth2/callback");
+    /// # Ok::<(), oidc_gateway::config::ConfigError>(())
+    /// ```
+    pub fn from_toml_str(text: &str, env: &dyn Environment) -> Result<Self, ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::one("", format!("{e}")))?;
+        let mut gateway = toml::Table::new();
+        let mut server = toml::Table::new();
+        let mut problems = Vec::new();
+        for (key, value) in table {
+            match key.as_str() {
+                "public_url" | "prefix" => {
+                    server.insert(key, value);
+                }
+                k if OIDC_SECTIONS.contains(&k) => {
+                    gateway.insert(key, value);
+                }
+                _ => problems.push(ConfigProblem {
+                    key,
+                    message: "unknown key (expected public_url, prefix, [provider], [session], \
+                              [bearer], [headers] or [[route]])"
+                        .into(),
+                }),
+            }
+        }
+        if !server.contains_key("public_url") {
+            problems.push(ConfigProblem {
+                key: "public_url".into(),
+                message: "required".into(),
+            });
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        // The layer ignores listeners and upstreams: a placeholder upstream
+        // lets the whole-file rules run unchanged.
+        let mut upstream = toml::Table::new();
+        upstream.insert(
+            "url".into(),
+            toml::Value::String("http://127.0.0.1:1".into()),
+        );
+        gateway.insert("server".into(), toml::Value::Table(server));
+        gateway.insert("upstream".into(), toml::Value::Table(upstream));
+        let text = toml::to_string(&gateway)
+            .map_err(|e| ConfigError::one("", format!("cannot re-encode: {e}")))?;
+        match GatewayConfig::from_toml_str(&text, env) {
+            Ok(c) => Ok(c.oidc()),
+            Err(mut e) => {
+                for p in &mut e.problems {
+                    if let Some(rest) = p.key.strip_prefix("server.") {
+                        p.key = rest.to_string();
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The redirect URI registered at the provider: `public_url + prefix + /callback`.
+    pub fn redirect_uri(&self) -> String {
+        format!(
+            "{}{}/callback",
+            self.public_url.as_str().trim_end_matches('/'),
+            self.prefix
+        )
+    }
+
+    /// Accepted bearer audiences (default `[client_id]`).
+    pub fn bearer_audiences(&self) -> Vec<String> {
+        self.bearer
+            .audiences
+            .clone()
+            .unwrap_or_else(|| vec![self.provider.client_id.clone()])
+    }
+
+    /// Whether the external origin is https.
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// The session cookie name: `__Host-oidc-gateway` on https, `oidc-gateway` on http.
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.is_https() {
+            "__Host-oidc-gateway"
+        } else {
+            "oidc-gateway"
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The authentication part of this configuration.
+    pub fn oidc(&self) -> OidcConfig {
+        OidcConfig {
+            public_url: self.server.public_url.clone(),
+            prefix: self.server.prefix.clone(),
+            provider: self.provider.clone(),
+            session: self.session.clone(),
+            bearer: self.bearer.clone(),
+            headers: self.headers.clone(),
+            routes: self.routes.clone(),
+        }
     }
 }
 

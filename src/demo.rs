@@ -28,7 +28,7 @@ async fn try_run(port: u16) -> Result<(), Box<dyn std::error::Error>> {
     let public_url = format!("https://localhost:{port}");
     let provider = DevProvider::builder()
         .client_id("demo")
-        .client_secret(oidc_gateway::auth::session::random_token())
+        .client_secret(random_base64_32())
         .add_redirect_uri(format!("{public_url}/oauth2/callback"))
         .generate_keys(true)
         .start()
@@ -92,9 +92,9 @@ auth = "none"
     Ok(())
 }
 
+/// 32 random bytes (ThreadRng: a CSPRNG seeded by the OS), base64.
 fn random_base64_32() -> String {
     use base64::Engine;
-    let mut raw = [0u8; 32];
-    oidc_gateway::auth::session::fill_random(&mut raw);
+    let raw: [u8; 32] = rand::random();
     base64::engine::general_purpose::STANDARD.encode(raw)
 }

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 pub enum StartError {
     /// TLS certificate or key could not be loaded.
     #[error("tls: {0}")]
-    Tls(String),
+    Tls(#[source] crate::server::tls::TlsError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -40,10 +40,10 @@ pub enum StartError {
     },
     /// The authentication layer could not be built.
     #[error("auth: {0}")]
-    Auth(String),
+    Auth(#[source] crate::auth::LayerError),
     /// The upstream URL is unusable.
     #[error("upstream: {0}")]
-    Upstream(String),
+    Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The main listener's service: strips hop-by-hop headers (including those
@@ -87,19 +87,20 @@ impl RunningGateway {
     /// Binds the listeners of `config` (port 0 picks a free port) and serves.
     pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> {
         let tls = match (&config.server.tls_cert, &config.server.tls_key) {
-            (Some(cert), Some(key)) => Some(
-                server::tls::load_server_config(cert, key)
-                    .map_err(|e| StartError::Tls(e.to_string()))?,
-            ),
+            (Some(cert), Some(key)) => {
+                Some(server::tls::load_server_config(cert, key).map_err(StartError::Tls)?)
+            }
             _ => None,
         };
         let metrics = Arc::new(Metrics::new());
-        let layer = OidcLayer::from_config(&config, metrics.clone())
-            .map_err(|e| StartError::Auth(e.to_string()))?;
+        let layer = OidcLayer::builder(config.oidc())
+            .metrics(metrics.clone())
+            .build()
+            .map_err(StartError::Auth)?;
         let proxy_opts = ProxyOptions::from_config(&config.upstream, &config.server.public_url)
-            .map_err(|e| StartError::Upstream(e.to_string()))?;
+            .map_err(|e| StartError::Upstream(Box::new(e)))?;
         let proxy = ReverseProxy::try_new(proxy_opts, Some(metrics.clone()))
-            .map_err(|e| StartError::Upstream(e.to_string()))?;
+            .map_err(|e| StartError::Upstream(Box::new(e)))?;
         let service = GatewayService {
             inner: tower_layer::Layer::layer(&layer, proxy),
         };

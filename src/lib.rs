@@ -3,38 +3,71 @@
 //! OpenID Connect / OAuth 2.0 single sign-on in front of applications that
 //! have none: a rustls-terminated reverse proxy (the `oidc-gateway` binary), a
 //! forward-auth endpoint for nginx and Traefik, and the same logic as a
-//! [`tower::Layer`](tower_layer::Layer) — [`auth::OidcLayer`] — for axum,
+//! [`tower::Layer`](tower_layer::Layer) — [`OidcLayer`] — for axum,
 //! hyper or tonic services.
 //!
 //! The layer sends browsers through the authorization-code flow (state,
 //! nonce, PKCE S256) and keeps a server-side session; API clients present
 //! `Authorization: Bearer <JWT>`, validated against the provider's keys and
 //! cached until `exp`. Authenticated requests reach the inner service with an
-//! `Arc<`[`auth::Identity`]`>` in their extensions and the identity headers
+//! `Arc<`[`Identity`]`>` in their extensions and the identity headers
 //! set; identity headers sent by clients are always removed first.
 //!
 //! ## Example
 //!
-//! Mount the layer in front of a service and call it with a bearer token
-//! issued by the built-in development provider ([`devtools::provider`]):
+//! Mount the layer in front of a service, with sessions kept in a store of
+//! your own, and call it with a bearer token issued by the built-in
+//! development provider:
 //!
 //! ```
-//! use oidc_gateway::auth::{Identity, OidcLayer};
-//! use oidc_gateway::config::GatewayConfig;
+//! use oidc_gateway::config::OidcConfig;
+//! use oidc_gateway::session::{Session, SessionKey, SessionLookup, SessionStore, StoreError};
+//! use oidc_gateway::{Identity, OidcLayer};
+//! # #[cfg(feature = "devtools")]
 //! use oidc_gateway::devtools::provider::DevProvider;
-//! use std::sync::Arc;
+//! use futures_util::future::BoxFuture;
+//! use std::collections::HashMap;
+//! use std::sync::{Arc, Mutex};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
+//! /// Sessions in a plain map (a real store would bound and expire them).
+//! #[derive(Default)]
+//! struct MapStore(Mutex<HashMap<SessionKey, Arc<Session>>>);
+//!
+//! impl SessionStore for MapStore {
+//!     fn load(&self, key: &SessionKey) -> SessionLookup {
+//!         SessionLookup::Ready(self.0.lock().unwrap().get(key).cloned())
+//!     }
+//!     fn save(&self, key: SessionKey, s: Arc<Session>) -> BoxFuture<'static, Result<(), StoreError>> {
+//!         self.0.lock().unwrap().insert(key, s);
+//!         Box::pin(async { Ok(()) })
+//!     }
+//!     fn remove(&self, key: &SessionKey) -> BoxFuture<'static, Result<(), StoreError>> {
+//!         self.0.lock().unwrap().remove(key);
+//!         Box::pin(async { Ok(()) })
+//!     }
+//!     fn remove_where(&self, sid: Option<&str>, sub: Option<&str>) -> BoxFuture<'static, Result<u64, StoreError>> {
+//!         let mut map = self.0.lock().unwrap();
+//!         let before = map.len();
+//!         map.retain(|_, s| !(sid.is_some() && s.sid.as_deref() == sid
+//!             || sid.is_none() && sub == Some(s.identity.subject.as_str())));
+//!         let removed = (before - map.len()) as u64;
+//!         Box::pin(async move { Ok(removed) })
+//!     }
+//!     fn len(&self) -> u64 {
+//!         self.0.lock().unwrap().len() as u64
+//!     }
+//! }
+//!
+//! # #[cfg(feature = "devtools")]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let provider = DevProvider::builder().start().await?;
-//! let config = GatewayConfig::from_toml_str(
+//! let env = HashMap::from([("CLIENT_SECRET".to_string(), provider.client_secret().to_string())]);
+//! let config = OidcConfig::from_toml_str(
 //!     &format!(
 //!         r#"
-//!         [server]
 //!         public_url = "https://app.example.com"
-//!         [upstream]
-//!         url = "http://127.0.0.1:8080"
 //!         [provider]
 //!         issuer = "{}"
 //!         client_id = "{}"
@@ -45,12 +78,11 @@
 //!         provider.issuer(),
 //!         provider.client_id()
 //!     ),
-//!     &std::collections::HashMap::from([(
-//!         "CLIENT_SECRET".to_string(),
-//!         provider.client_secret().to_string(),
-//!     )]),
+//!     &env,
 //! )?;
-//! let layer = OidcLayer::from_config(&config, Default::default())?;
+//! let layer = OidcLayer::builder(config)
+//!     .session_store(MapStore::default())
+//!     .build()?;
 //! while !layer.is_ready() {
 //!     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
 //! }
@@ -75,28 +107,64 @@
 //!     .body(Default::default())?;
 //! let response = app.oneshot(request).await?;
 //! assert_eq!(response.status(), 200);
-//! assert_eq!(response.headers().get("cache-control"), None);
 //! # Ok(())
 //! # }
+//! # #[cfg(not(feature = "devtools"))]
+//! # fn main() {}
 //! ```
 //!
 //! ## Modules
-//! - [`config`]: `gateway.toml`, validated before anything binds.
-//! - [`auth`]: the layer and its parts (provider metadata and keys, token
-//!   verification, login state, sessions, bearer cache, routes, identity headers).
-//! - [`proxy`], [`server`], [`admin`]: the reverse proxy, the rustls/hyper
-//!   accept loop with graceful drain, and the health/readiness/metrics listener.
-//! - [`gateway`]: all of it assembled, as run by the binary.
-//! - [`devtools`]: the development OpenID Provider (also the tests' hostile
-//!   fake provider) and an echo upstream, used by `oidc-gateway demo`.
+//! - [`config`]: `gateway.toml` ([`config::GatewayConfig`]) and the layer's
+//!   part of it ([`OidcConfig`]), validated before anything binds.
+//! - [`auth`]: the layer ([`OidcLayer`], [`OidcLayerBuilder`]), its service
+//!   and future.
+//! - [`session`]: the [`SessionStore`] trait, [`session::Session`] and the
+//!   in-memory store.
+//! - [`identity`]: the [`Identity`] handed to the inner service.
+//! - [`clock`]: the injectable time source.
+//! - [`proxy`], [`server`]: the reverse proxy and the rustls/hyper accept
+//!   loop with graceful drain; [`gateway`]: all of it assembled, as run by
+//!   the binary.
+//! - `devtools` (cargo feature, on by default): the development OpenID
+//!   Provider (also the tests' hostile fake provider) and an echo upstream,
+//!   used by `oidc-gateway demo`.
+//!
+//! Inside, the layering is: `auth` → `provider` (metadata, keys, dialects,
+//! token endpoint) and `token` (JWT verification) → `session`, `identity`
+//! → `secret`, `clock`, `metrics`.
 
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod devtools;
 pub mod gateway;
+pub mod identity;
 pub mod metrics;
+pub(crate) mod provider;
 pub mod proxy;
+pub(crate) mod random;
 pub mod secret;
 pub mod server;
+pub mod session;
+pub(crate) mod token;
+
+pub use auth::{LayerError, Oidc, OidcLayer, OidcLayerBuilder};
+pub use config::OidcConfig;
+pub use identity::Identity;
+pub use session::SessionStore;
+
+/// Internals the benchmarks and the memory example measure. Not part of
+/// the public API: no stability promise.
+#[doc(hidden)]
+pub mod bench_internals {
+    pub use crate::auth::authn::bearer::{BearerCache, Principal};
+    pub use crate::auth::policy::{normalize_path, RouteTable};
+    pub use crate::clock::system_now_secs as now_secs;
+    pub use crate::identity::IdentityHeaders;
+    pub use crate::provider::http::ProviderHttp;
+    pub use crate::provider::{Provider, ProviderRules};
+    pub use crate::random::{fill_random, random_token};
+    pub use crate::token::TokenVerifier;
+}

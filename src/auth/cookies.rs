@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderValue};
 
 /// `SameSite` attribute values the gateway uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SameSite {
+pub(crate) enum SameSite {
     /// `Lax`: sent on top-level GET navigations (query-mode callbacks).
     Lax,
     /// `None`: needed for `form_post` callbacks (cross-site POST); https only.
@@ -15,7 +15,7 @@ pub enum SameSite {
 
 /// Names and attributes of the gateway's cookies.
 #[derive(Clone, Debug)]
-pub struct CookieSettings {
+pub(crate) struct CookieSettings {
     /// Session cookie name (`__Host-oidc-gateway` or `oidc-gateway`).
     pub session_name: String,
     /// Prefix of per-attempt login cookies: `<session_name>-login-`.
@@ -26,7 +26,7 @@ pub struct CookieSettings {
 
 impl CookieSettings {
     /// Settings for the session cookie `session_name`.
-    pub fn new(session_name: &str, secure: bool) -> Self {
+    pub(crate) fn new(session_name: &str, secure: bool) -> Self {
         CookieSettings {
             session_name: session_name.to_string(),
             login_prefix: format!("{session_name}-login-"),
@@ -35,12 +35,18 @@ impl CookieSettings {
     }
 
     /// Whether `name` is one of the gateway's cookies.
-    pub fn is_gateway_cookie(&self, name: &str) -> bool {
+    pub(crate) fn is_gateway_cookie(&self, name: &str) -> bool {
         name == self.session_name || name.starts_with(&self.login_prefix)
     }
 
     /// `Set-Cookie` value for a cookie `name=value` living `max_age` seconds.
-    pub fn set(&self, name: &str, value: &str, max_age: u64, same_site: SameSite) -> HeaderValue {
+    pub(crate) fn set(
+        &self,
+        name: &str,
+        value: &str,
+        max_age: u64,
+        same_site: SameSite,
+    ) -> HeaderValue {
         let same_site = match same_site {
             SameSite::Lax => "Lax",
             SameSite::None => "None",
@@ -57,7 +63,7 @@ impl CookieSettings {
     }
 
     /// `Set-Cookie` value that deletes cookie `name`.
-    pub fn clear(&self, name: &str) -> HeaderValue {
+    pub(crate) fn clear(&self, name: &str) -> HeaderValue {
         self.set(name, "", 0, SameSite::Lax)
     }
 }
@@ -77,12 +83,12 @@ fn raw_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 
 /// Every `name=value` pair in the request's `Cookie` headers (quotes
 /// around a value removed).
-pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     raw_pairs(headers).map(|(name, value)| (name, value.trim_matches('"')))
 }
 
 /// The value of cookie `name`, if the request carries exactly one.
-pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let mut found = request_cookies(headers).filter(|(n, _)| *n == name);
     let first = found.next()?.1;
     // Two cookies of our name means someone planted one: trust neither.
@@ -93,7 +99,7 @@ pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str>
 }
 
 /// Removes the gateway's cookies from the `Cookie` headers; other cookies pass.
-pub fn strip_gateway_cookies(headers: &mut HeaderMap, settings: &CookieSettings) {
+pub(crate) fn strip_gateway_cookies(headers: &mut HeaderMap, settings: &CookieSettings) {
     let needs = request_cookies(headers).any(|(n, _)| settings.is_gateway_cookie(n));
     if !needs {
         return;
@@ -119,7 +125,7 @@ pub fn strip_gateway_cookies(headers: &mut HeaderMap, settings: &CookieSettings)
 }
 
 /// Appends a `Set-Cookie` header.
-pub fn add_set_cookie(headers: &mut HeaderMap, value: HeaderValue) {
+pub(crate) fn add_set_cookie(headers: &mut HeaderMap, value: HeaderValue) {
     headers.append(SET_COOKIE, value);
 }
 

@@ -1,62 +1,85 @@
-//! [`OidcLayer`]: the shared state of the authentication middleware.
+//! [`OidcLayer`] and its builder: assembling the authentication parts from
+//! an [`OidcConfig`].
+//!
+//! The builder makes each part with only what it uses and wires them
+//! together once:
+//!
+//! - the [`Provider`] (metadata + keys), handed the [`ProviderRules`] the
+//!   [`Dialect`](crate::provider::dialect::Dialect) chose;
+//! - the [`TokenVerifier`] (ID, access and logout tokens) over the
+//!   provider's keys;
+//! - the [`Authenticator`] (credential → identity: session store, bearer
+//!   cache, refresh);
+//! - the [`LoginFlow`] (start, callback, sign-out) with the dialect;
+//! - the [`BackchannelLogout`] receiver;
+//! - the route table and identity-header names the service applies.
+//!
+//! [`ProviderRules`]: crate::provider::ProviderRules
 
-use super::bearer::BearerCache;
-use super::code_flow::ClientCredentials;
+use super::authn::{Authenticator, BearerAuth, BearerCache, SessionRefresher};
 use super::cookies::CookieSettings;
-use super::http_client::ProviderHttp;
-use super::identity::IdentityHeaders;
-use super::login::LoginManager;
-use super::provider::Provider;
-use super::routes::RouteTable;
+use super::endpoints::BackchannelLogout;
+use super::login::state::LoginManager;
+use super::login::{ClientSettings, LoginFlow, SessionIssuer};
+use super::policy::RouteTable;
 use super::service::Oidc;
-use super::session::{MemoryStore, SessionStore};
-use super::token::TokenVerifier;
-use crate::config::GatewayConfig;
+use crate::clock::{Clock, SharedClock};
+use crate::config::{OidcConfig, ResponseMode};
+use crate::identity::IdentityHeaders;
 use crate::metrics::Metrics;
+use crate::provider::client::ClientCredentials;
+use crate::provider::http::ProviderHttp;
+use crate::provider::{dialect, Provider};
+use crate::secret::{SessionSecret, SessionSecretError};
+use crate::session::{MemoryStore, SessionStore};
+use crate::token::TokenVerifier;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Why an [`OidcLayer`] could not be built.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct LayerError(String);
+/// How often the provider's JWKS is refreshed in the background.
+const KEY_REFRESH_PERIOD: Duration = Duration::from_secs(15 * 60);
 
-impl fmt::Display for LayerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why an [`OidcLayer`] could not be built. The source names the cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// The HTTP client for the provider (TLS roots of `provider.ca_file`).
+    #[error("provider client")]
+    ProviderClient(#[source] BoxError),
+    /// Client authentication (`provider.private_key_file` for `private_key_jwt`).
+    #[error("provider.private_key_file")]
+    ClientCredentials(#[source] BoxError),
+    /// `provider.allowed_algorithms`.
+    #[error("provider.allowed_algorithms")]
+    Algorithms(#[source] BoxError),
+    /// `session.secret`.
+    #[error("session.secret")]
+    SessionSecret(#[source] SessionSecretError),
+    /// An identity header name in `[headers]`.
+    #[error("headers")]
+    HeaderName(#[source] http::header::InvalidHeaderName),
 }
 
-impl std::error::Error for LayerError {}
-
-/// Everything a request may need, shared by every clone of the service.
-pub(crate) struct Shared {
+/// The assembled parts, shared by every clone of the service. Each
+/// endpoint and step takes only the part it needs.
+pub(crate) struct Core {
     pub(crate) prefix: String,
-    pub(crate) public_url: String,
-    pub(crate) redirect_uri: String,
-    pub(crate) client_id: String,
-    pub(crate) kind: crate::config::ProviderKind,
-    pub(crate) scopes: Vec<String>,
-    pub(crate) form_post: bool,
-    pub(crate) provider: Arc<Provider>,
-    pub(crate) verifier: TokenVerifier,
-    pub(crate) credentials: ClientCredentials,
-    pub(crate) login: LoginManager,
-    pub(crate) store: Arc<dyn SessionStore>,
-    pub(crate) bearer: Option<BearerCache>,
     pub(crate) routes: RouteTable,
-    pub(crate) identity_headers: IdentityHeaders,
-    pub(crate) cookies: CookieSettings,
-    pub(crate) lifetime: Duration,
-    pub(crate) refresh_margin: u64,
-    pub(crate) userinfo: bool,
+    pub(crate) identity_headers: Arc<IdentityHeaders>,
+    pub(crate) cookies: Arc<CookieSettings>,
+    pub(crate) authn: Authenticator,
+    pub(crate) login: LoginFlow,
+    pub(crate) logout: BackchannelLogout,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) logout_jtis: moka::sync::Cache<[u8; 32], ()>,
+    provider: Arc<Provider>,
+    store: Arc<dyn SessionStore>,
     maintenance: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for Shared {
+impl Drop for Core {
     fn drop(&mut self) {
         if let Some(task) = self.maintenance.take() {
             task.abort();
@@ -69,151 +92,53 @@ impl Drop for Shared {
 /// Browsers without a session are sent through the authorization-code flow
 /// (state, nonce, PKCE); API clients present `Authorization: Bearer <JWT>`.
 /// Authenticated requests reach the inner service with an
-/// `Arc<`[`Identity`](super::Identity)`>` in their extensions and the
+/// `Arc<`[`Identity`](crate::Identity)`>` in their extensions and the
 /// identity headers set; every configured identity header a client sent is
 /// removed first, on every route. The layer answers its own endpoints under
-/// `server.prefix` (`/oauth2` by default).
+/// the prefix (`/oauth2` by default).
 ///
-/// # Example
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use oidc_gateway::auth::{Identity, OidcLayer};
-/// use oidc_gateway::config::{GatewayConfig, ProcessEnv};
-/// use std::sync::Arc;
-///
-/// let config = GatewayConfig::from_toml_str(r#"
-///     [server]
-///     public_url = "https://app.example.com"
-///     [upstream]
-///     url = "http://127.0.0.1:8080"
-///     [provider]
-///     issuer = "https://idp.example.com"
-///     client_id = "app"
-///     client_secret = "${CLIENT_SECRET}"
-///     [session]
-///     secret = "${SESSION_SECRET}"
-/// "#, &ProcessEnv)?;
-/// let layer = OidcLayer::from_config(&config, Default::default())?;
-/// let service = tower::ServiceBuilder::new().layer(layer).service_fn(
-///     |req: http::Request<http_body_util::Empty<bytes::Bytes>>| async move {
-///         let who = req.extensions().get::<Arc<Identity>>().map(|i| i.subject.clone());
-///         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-///             bytes::Bytes::from(format!("hello {who:?}")),
-///         )))
-///     },
-/// );
-/// # drop(service);
-/// # Ok(()) }
-/// ```
+/// Build it with [`OidcLayer::builder`]; see the [crate docs](crate) for an
+/// example with a custom [`SessionStore`].
 #[derive(Clone)]
 #[must_use]
 pub struct OidcLayer {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) core: Arc<Core>,
 }
 
 impl fmt::Debug for OidcLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OidcLayer")
-            .field("client_id", &self.shared.client_id)
-            .field("provider", &self.shared.provider)
+            .field("client_id", &self.core.login.client.client_id)
+            .field("provider", &self.core.provider)
             .finish_non_exhaustive()
     }
 }
 
 impl OidcLayer {
-    /// Builds the layer from a validated configuration and starts loading
-    /// the provider's metadata and keys in the background (call from within
-    /// a Tokio runtime). Requests that need the provider before it is loaded
-    /// get 502 (browser login) or 401 (bearer).
-    pub fn from_config(config: &GatewayConfig, metrics: Arc<Metrics>) -> Result<Self, LayerError> {
-        let p = &config.provider;
-        let http = ProviderHttp::new(p.ca_file.as_deref(), p.http_timeout, p.max_response_bytes)
-            .map_err(|e| LayerError(format!("provider client: {e}")))?;
-        let credentials = ClientCredentials::from_config(p)
-            .map_err(|e| LayerError(format!("provider.private_key_file: {e}")))?;
-        let provider = Arc::new(Provider::new(config, http));
-        let verifier = TokenVerifier::new(
-            provider.clone(),
-            &p.allowed_algorithms,
-            &p.client_id,
-            &config.bearer_audiences(),
-            p.clock_skew.as_secs(),
-        )
-        .map_err(LayerError)?
-        .with_trusted_audiences(super::dialect::trusted_audiences(p));
-        let form_post = p.response_mode == crate::config::ResponseMode::FormPost;
-        let cookies = CookieSettings::new(config.session_cookie_name(), config.is_https());
-        let login = LoginManager::new(
-            &config.session_secret_bytes(),
-            cookies.clone(),
-            config.session.login_timeout,
-            config.session.max_login_attempts,
-            form_post,
-        )
-        .map_err(LayerError)?;
-        let identity_headers = IdentityHeaders::new(&config.headers)
-            .map_err(|e| LayerError(format!("headers: {e}")))?;
-        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(
-            config.session.max_sessions,
-            config.session.lifetime,
-        ));
-        let maintenance = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|rt| rt.spawn(provider.clone().maintain(Duration::from_secs(15 * 60))));
-        let shared = Shared {
-            prefix: config.server.prefix.clone(),
-            public_url: config
-                .server
-                .public_url
-                .as_str()
-                .trim_end_matches('/')
-                .to_string(),
-            redirect_uri: config.redirect_uri(),
-            client_id: p.client_id.clone(),
-            kind: p.kind,
-            scopes: p.scopes.clone(),
-            form_post,
-            provider,
-            verifier,
-            credentials,
-            login,
-            store,
-            bearer: config
-                .bearer
-                .enabled
-                .then(|| BearerCache::new(config.bearer.cache_capacity)),
-            routes: RouteTable::new(&config.routes),
-            identity_headers,
-            cookies,
-            lifetime: config.session.lifetime,
-            refresh_margin: config.session.refresh_margin.as_secs(),
-            userinfo: p.userinfo,
-            metrics,
-            logout_jtis: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(20 * 60))
-                .build(),
-            maintenance,
-        };
-        Ok(OidcLayer {
-            shared: Arc::new(shared),
-        })
+    /// A builder for a layer configured by `config`.
+    pub fn builder(config: OidcConfig) -> OidcLayerBuilder {
+        OidcLayerBuilder {
+            config,
+            store: None,
+            metrics: None,
+            clock: None,
+        }
     }
 
     /// Whether the provider's metadata and keys are loaded (for `/readyz`).
     pub fn is_ready(&self) -> bool {
-        self.shared.provider.is_ready()
+        self.core.provider.is_ready()
     }
 
     /// A readiness probe that can be moved into another service.
     pub fn readiness(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
-        let provider = self.shared.provider.clone();
+        let provider = self.core.provider.clone();
         Arc::new(move || provider.is_ready())
     }
 
     /// Number of live sessions in the store.
     pub fn session_count(&self) -> u64 {
-        self.shared.store.len()
+        self.core.store.len()
     }
 }
 
@@ -221,6 +146,174 @@ impl<S> tower_layer::Layer<S> for OidcLayer {
     type Service = Oidc<S>;
 
     fn layer(&self, inner: S) -> Oidc<S> {
-        Oidc::new(inner, self.shared.clone())
+        Oidc::new(inner, self.core.clone())
+    }
+}
+
+/// Builds an [`OidcLayer`]; see [`OidcLayer::builder`].
+#[must_use]
+pub struct OidcLayerBuilder {
+    config: OidcConfig,
+    store: Option<Arc<dyn SessionStore>>,
+    metrics: Option<Arc<Metrics>>,
+    clock: Option<SharedClock>,
+}
+
+impl fmt::Debug for OidcLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcLayerBuilder")
+            .field("client_id", &self.config.provider.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OidcLayerBuilder {
+    /// Keeps sessions in `store` instead of the default in-memory store
+    /// (bounded by `session.max_sessions`).
+    pub fn session_store(self, store: impl SessionStore) -> Self {
+        self.shared_session_store(Arc::new(store))
+    }
+
+    /// Keeps sessions in a store shared with other code.
+    pub fn shared_session_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Records requests and authentication outcomes in `metrics` (a fresh
+    /// registry otherwise).
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Reads the time from `clock` for every time-dependent check (tests
+    /// pin it; the system clock otherwise).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Builds the layer and starts loading the provider's metadata and
+    /// keys in the background (call from within a Tokio runtime). Requests
+    /// that need the provider before it is loaded get 502 (browser login)
+    /// or 401 (bearer).
+    pub fn build(self) -> Result<OidcLayer, LayerError> {
+        let OidcLayerBuilder {
+            config,
+            store,
+            metrics,
+            clock,
+        } = self;
+        let clock = clock.unwrap_or_else(crate::clock::system);
+        let metrics = metrics.unwrap_or_else(|| Arc::new(Metrics::new()));
+        let p = &config.provider;
+        let secret = SessionSecret::from_base64(config.session.secret.expose())
+            .map_err(LayerError::SessionSecret)?;
+
+        let dialect = dialect::for_config(p);
+        let http = ProviderHttp::new(p.ca_file.as_deref(), p.http_timeout, p.max_response_bytes)
+            .map_err(LayerError::ProviderClient)?;
+        let provider = Arc::new(Provider::new(dialect.provider_rules(p), http));
+        let credentials = ClientCredentials::from_config(p)
+            .map_err(|e| LayerError::ClientCredentials(e.into()))?;
+        let verifier = Arc::new(
+            TokenVerifier::new(
+                provider.clone(),
+                &p.allowed_algorithms,
+                &p.client_id,
+                &config.bearer_audiences(),
+                p.clock_skew.as_secs(),
+            )
+            .map_err(|e| LayerError::Algorithms(Box::new(e)))?
+            .with_trusted_audiences(dialect.trusted_audiences())
+            .with_clock(clock.clone()),
+        );
+        let identity_headers =
+            Arc::new(IdentityHeaders::new(&config.headers).map_err(LayerError::HeaderName)?);
+        let cookies = Arc::new(CookieSettings::new(
+            config.session_cookie_name(),
+            config.is_https(),
+        ));
+        let store = store.unwrap_or_else(|| {
+            Arc::new(
+                MemoryStore::new(config.session.max_sessions, config.session.lifetime)
+                    .with_clock(clock.clone()),
+            )
+        });
+        let form_post = p.response_mode == ResponseMode::FormPost;
+        let refresh_margin = config.session.refresh_margin.as_secs();
+
+        let authn = Authenticator::new(
+            cookies.session_name.clone(),
+            store.clone(),
+            config.bearer.enabled.then(|| BearerAuth {
+                cache: BearerCache::with_clock(config.bearer.cache_capacity, clock.clone()),
+                verifier: verifier.clone(),
+            }),
+            SessionRefresher {
+                provider: provider.clone(),
+                credentials: credentials.clone(),
+                verifier: verifier.clone(),
+                identity_headers: identity_headers.clone(),
+                margin: refresh_margin,
+                clock: clock.clone(),
+            },
+            identity_headers.clone(),
+            metrics.clone(),
+            clock.clone(),
+        );
+        let login = LoginFlow {
+            dialect,
+            provider: provider.clone(),
+            verifier: verifier.clone(),
+            credentials,
+            client: ClientSettings {
+                client_id: p.client_id.clone(),
+                public_url: config.public_url.as_str().trim_end_matches('/').to_string(),
+                redirect_uri: config.redirect_uri(),
+                scopes: p.scopes.clone(),
+                form_post,
+            },
+            attempts: LoginManager::new(
+                &secret,
+                (*cookies).clone(),
+                config.session.login_timeout,
+                config.session.max_login_attempts,
+                form_post,
+                clock.clone(),
+            ),
+            sessions: SessionIssuer {
+                store: store.clone(),
+                cookies: cookies.clone(),
+                identity_headers: identity_headers.clone(),
+                lifetime: config.session.lifetime,
+                refresh_margin,
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+            },
+            metrics: metrics.clone(),
+            clock,
+        };
+        let logout = BackchannelLogout::new(verifier, store.clone(), metrics.clone());
+        let maintenance = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|rt| rt.spawn(provider.clone().maintain(KEY_REFRESH_PERIOD)));
+        let core = Core {
+            prefix: config.prefix.clone(),
+            routes: RouteTable::new(&config.routes),
+            identity_headers,
+            cookies,
+            authn,
+            login,
+            logout,
+            metrics,
+            provider,
+            store,
+            maintenance,
+        };
+        Ok(OidcLayer {
+            core: Arc::new(core),
+        })
     }
 }

@@ -1,29 +1,33 @@
-//! Authentication: the OpenID Connect tower layer and its parts.
+//! The authentication layer: [`OidcLayer`], its builder, the [`Oidc`]
+//! service and its [`ResponseFuture`].
 //!
-//! [`OidcLayer`] is the public entry point; the submodules are its parts,
-//! public so that benchmarks and embedders can use them directly.
+//! Inside, each part has one job:
+//!
+//! | part | job |
+//! |---|---|
+//! | `layer` | the builder: makes every part with only what it uses |
+//! | `service` | per request: path, header stripping, endpoint or route, authenticate, admit |
+//! | `policy` | path normalization, route table, the one route decision |
+//! | `authn` | credential → identity (session cookie, bearer token, refresh) |
+//! | `login` | start, callback, sign-out; login-attempt cookies; return URLs |
+//! | `endpoints` | `/userinfo`, `/auth` (forward-auth), back-channel logout, dispatch |
+//! | `cookies`, `params`, `responses` | cookie headers, endpoint parameters, pages |
+//!
+//! Arrows point down only: `auth` → [`provider`](crate::provider),
+//! [`token`](crate::token), [`session`](crate::session) → `identity`,
+//! `secret`, `clock`, `metrics`.
 
-pub mod bearer;
-pub mod client_assertion;
-pub mod code_flow;
-pub mod cookies;
-pub mod dialect;
+pub(crate) mod authn;
+pub(crate) mod cookies;
 mod endpoints;
-pub mod error;
 mod future;
-pub mod http_client;
-pub mod identity;
 mod layer;
-pub mod login;
-pub mod provider;
-pub mod return_to;
-pub mod routes;
+pub(crate) mod login;
+mod params;
+pub(crate) mod policy;
+mod responses;
 mod service;
-pub mod session;
-pub mod token;
-pub mod userinfo;
 
 pub use future::ResponseFuture;
-pub use identity::Identity;
-pub use layer::{LayerError, OidcLayer};
+pub use layer::{LayerError, OidcLayer, OidcLayerBuilder};
 pub use service::Oidc;

@@ -1,11 +1,12 @@
 //! Responses the gateway produces itself: error pages, JSON errors, redirects.
 
 use crate::body::{full, ResponseBody};
+use http::header::ACCEPT;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 /// A small HTML page: `title` and `message` are escaped.
-pub fn html_page(status: StatusCode, title: &str, message: &str) -> Response<ResponseBody> {
+pub(crate) fn html_page(status: StatusCode, title: &str, message: &str) -> Response<ResponseBody> {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
          <body><h1>{t}</h1><p>{m}</p></body></html>\n",
@@ -33,7 +34,7 @@ pub fn html_page(status: StatusCode, title: &str, message: &str) -> Response<Res
 }
 
 /// `{"error": error}` with `status`.
-pub fn json_error(status: StatusCode, error: &str) -> Response<ResponseBody> {
+pub(crate) fn json_error(status: StatusCode, error: &str) -> Response<ResponseBody> {
     let body = serde_json::json!({ "error": error }).to_string();
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
@@ -46,7 +47,7 @@ pub fn json_error(status: StatusCode, error: &str) -> Response<ResponseBody> {
 
 /// 401 with `WWW-Authenticate: Bearer` (RFC 6750 §3), naming
 /// `error="invalid_token"` when a presented token was refused.
-pub fn unauthorized(invalid_token: bool) -> Response<ResponseBody> {
+pub(crate) fn unauthorized(invalid_token: bool) -> Response<ResponseBody> {
     let (error, challenge) = if invalid_token {
         ("invalid_token", "Bearer error=\"invalid_token\"")
     } else {
@@ -59,7 +60,7 @@ pub fn unauthorized(invalid_token: bool) -> Response<ResponseBody> {
 }
 
 /// 302 to `location` (already a valid URL or local path).
-pub fn redirect(location: &str) -> Response<ResponseBody> {
+pub(crate) fn redirect(location: &str) -> Response<ResponseBody> {
     let mut resp = Response::new(crate::body::empty());
     *resp.status_mut() = StatusCode::FOUND;
     let loc = HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/"));
@@ -69,8 +70,31 @@ pub fn redirect(location: &str) -> Response<ResponseBody> {
     resp
 }
 
+/// Browser navigation: GET/HEAD whose `Accept` includes `text/html`.
+pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && headers.get_all(ACCEPT).iter().any(|v| {
+            v.as_bytes()
+                .windows(9)
+                .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+        })
+}
+
+/// 403 as HTML for browsers, JSON otherwise.
+pub(crate) fn forbidden(method: &Method, headers: &HeaderMap) -> Response<ResponseBody> {
+    if is_navigation(method, headers) {
+        html_page(
+            StatusCode::FORBIDDEN,
+            "Access denied",
+            "You are signed in, but this page is not available to your account.",
+        )
+    } else {
+        json_error(StatusCode::FORBIDDEN, "forbidden")
+    }
+}
+
 /// Escapes `<>&"'` for HTML text and attributes.
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::auth::identity::IdentitySource;
+use crate::identity::IdentitySource;
 
 fn norm(p: &str) -> Result<String, PathError> {
     normalize_path(p).map(Cow::into_owned)

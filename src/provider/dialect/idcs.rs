@@ -15,65 +15,70 @@
 //! (`/oauth2/v1/userlogout`) with `id_token_hint` and
 //! `post_logout_redirect_uri`.
 
-use super::{
-    bearer, fetch_json_object, non_empty_str, verified_payload, DialectLogin, LoginFailure,
-};
-use crate::auth::code_flow::ClientCredentials;
-use crate::auth::http_client::ProviderHttp;
-use crate::auth::identity::Identity;
-use crate::auth::layer::Shared;
-use crate::auth::login::LoginAttempt;
-use crate::auth::provider::{ProviderError, ProviderMetadata};
-use http::{HeaderValue, StatusCode};
+use super::{non_empty_str, Dialect, LoginFailure, UserinfoUse, DEFAULT_IDCS_ISSUER};
+use crate::config::ProviderConfig;
+use crate::identity::Identity;
+use crate::provider::{DiscoveryIssuer, ProviderRules};
 use serde_json::{Map, Value};
 
-/// The scope that lets a confidential client read the tenant's signing
-/// certificate with a client-credentials token.
-pub const CLIENT_CREDENTIALS_SCOPE: &str = "urn:opc:idm:__myscopes__";
+/// Oracle IDCS: OpenID Connect with its own issuer, subject and userinfo.
+#[derive(Debug)]
+pub(crate) struct OracleIdcs {
+    /// `expected_issuer`, with and without its trailing slash.
+    accepted_issuers: Vec<String>,
+}
 
-/// A client-credentials access token for the JWKS request, as an
-/// `Authorization: Bearer` value.
-pub(crate) async fn client_credentials_token(
-    http: &ProviderHttp,
-    token_endpoint: &str,
-    credentials: &ClientCredentials,
-) -> Result<HeaderValue, ProviderError> {
-    let mut headers = Vec::new();
-    let body = {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "client_credentials")
-            .append_pair("scope", CLIENT_CREDENTIALS_SCOPE);
-        credentials
-            .apply(token_endpoint, &mut form, &mut headers)
-            .map_err(|e| ProviderError::Invalid {
-                what: "client-credentials token for the jwks",
-                reason: e.to_string(),
-            })?;
-        form.finish()
-    };
-    let resp = http.post_form(token_endpoint, body, &headers).await?;
-    if !resp.status.is_success() {
-        return Err(ProviderError::Status {
-            what: "client-credentials token for the jwks",
-            status: resp.status.as_u16(),
-        });
-    }
-    let tokens = crate::auth::code_flow::parse_token_response(&resp.body).map_err(|e| {
-        ProviderError::Invalid {
-            what: "client-credentials token for the jwks",
-            reason: e.to_string(),
+impl OracleIdcs {
+    pub(crate) fn new(p: &ProviderConfig) -> Self {
+        let expected = p.expected_issuer.as_deref().unwrap_or(DEFAULT_IDCS_ISSUER);
+        let bare = expected.trim_end_matches('/');
+        OracleIdcs {
+            accepted_issuers: vec![format!("{bare}/"), bare.to_string()],
         }
-    })?;
-    bearer(tokens.access_token.expose()).map_err(|_| ProviderError::Invalid {
-        what: "client-credentials token for the jwks",
-        reason: "access token is not header-safe".into(),
-    })
+    }
+
+    /// The issuers tokens (and discovery) may carry.
+    pub(crate) fn accepted_issuers(&self) -> Vec<String> {
+        self.accepted_issuers.clone()
+    }
+}
+
+impl Dialect for OracleIdcs {
+    fn provider_rules(&self, p: &ProviderConfig) -> ProviderRules {
+        ProviderRules {
+            accepted_issuers: self.accepted_issuers(),
+            // The tenant's discovery advertises the global issuer, not its URL.
+            discovery_issuer: DiscoveryIssuer::AnyAccepted,
+            ..ProviderRules::discovered(p)
+        }
+    }
+
+    fn trusted_audiences(&self) -> Vec<String> {
+        self.accepted_issuers()
+    }
+
+    fn apply_id_token_claims(&self, identity: &mut Identity, claims: &Map<String, Value>) {
+        apply_id_token_claims(identity, claims);
+    }
+
+    fn userinfo_use(&self) -> UserinfoUse {
+        UserinfoUse::Merge { required: false }
+    }
+
+    fn merge_userinfo(
+        &self,
+        identity: &mut Identity,
+        id_token_sub: &str,
+        info: &Map<String, Value>,
+    ) -> Result<(), LoginFailure> {
+        merge_userinfo(identity, id_token_sub, info)
+    }
 }
 
 /// Applies IDCS's claims to an identity from a verified ID token:
 /// `user_id` becomes the subject, the login name (`sub`) the preferred
 /// username, `user_displayname` the name.
-pub(crate) fn apply_id_token_claims(identity: &mut Identity, claims: &Map<String, Value>) {
+fn apply_id_token_claims(identity: &mut Identity, claims: &Map<String, Value>) {
     let login_name = identity.subject.clone();
     if let Some(user_id) = non_empty_str(claims, "user_id") {
         identity.subject = user_id;
@@ -88,7 +93,7 @@ pub(crate) fn apply_id_token_claims(identity: &mut Identity, claims: &Map<String
 
 /// Merges userinfo into the identity; `""` claims are absent. The userinfo
 /// `sub` (the login name) must be the ID token's `sub`.
-pub(crate) fn merge_userinfo(
+fn merge_userinfo(
     identity: &mut Identity,
     id_token_sub: &str,
     info: &Map<String, Value>,
@@ -131,53 +136,10 @@ pub(crate) fn merge_userinfo(
     Ok(())
 }
 
-/// Standard code exchange and ID token, then IDCS's claims and userinfo.
-pub(crate) async fn complete_login(
-    shared: &Shared,
-    meta: &ProviderMetadata,
-    attempt: &LoginAttempt,
-    code: &str,
-) -> Result<DialectLogin, LoginFailure> {
-    let tokens = super::standard_exchange(shared, meta, attempt, code).await?;
-    let Some(id_token) = tokens.id_token.clone() else {
-        tracing::warn!("token response has no id_token");
-        return Err(LoginFailure::new(
-            StatusCode::BAD_GATEWAY,
-            "The identity provider sent no identity token.",
-        ));
-    };
-    let (mut identity, info) = shared
-        .verifier
-        .verify_id_token(&id_token, &attempt.nonce)
-        .await
-        .map_err(|e| {
-            tracing::warn!(reason = %e, "id token refused");
-            LoginFailure::bad_id_token()
-        })?;
-    let id_token_sub = identity.subject.clone();
-    let claims = verified_payload(&id_token).unwrap_or_default();
-    apply_id_token_claims(&mut identity, &claims);
-    if let Some(url) = &meta.userinfo_endpoint {
-        let userinfo = fetch_json_object(
-            shared.provider.http(),
-            url,
-            bearer(tokens.access_token.expose())?,
-        )
-        .await?;
-        merge_userinfo(&mut identity, &id_token_sub, &userinfo)?;
-    }
-    Ok(DialectLogin {
-        identity,
-        id_token: Some(id_token),
-        sid: info.sid,
-        tokens,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::identity::IdentitySource;
+    use crate::identity::IdentitySource;
 
     fn identity(sub: &str) -> Identity {
         Identity {

@@ -9,13 +9,13 @@
 //! Both functions run on every request: the common case (an already normal
 //! path) is a single pass over the bytes and allocates nothing.
 
-use crate::auth::identity::Identity;
 use crate::config::{RouteAuth, RouteConfig};
+use crate::identity::Identity;
 use std::borrow::Cow;
 use std::fmt;
 
 /// Longest request path [`normalize_path`] accepts, in bytes (8 KiB).
-pub const MAX_PATH_LEN: usize = 8 * 1024;
+pub(crate) const MAX_PATH_LEN: usize = 8 * 1024;
 
 /// Why a request path was refused by [`normalize_path`].
 ///
@@ -459,7 +459,7 @@ impl RoutePolicy<'_> {
     /// A policy without constraints allows every identity. Whether
     /// authentication is needed at all is [`RoutePolicy::auth`].
     #[must_use]
-    pub fn allows(&self, identity: &Identity) -> bool {
+    pub(crate) fn allows(&self, identity: &Identity) -> bool {
         if !self.allowed_groups.is_empty()
             && !identity
                 .groups
@@ -484,6 +484,16 @@ impl RoutePolicy<'_> {
             }
         }
         true
+    }
+}
+
+impl RoutePolicy<'_> {
+    /// The one route decision, for the layer and for forward-auth alike:
+    /// whether an authenticated `identity` may have the path. Public routes
+    /// admit everyone; protected ones apply [`RoutePolicy::allows`].
+    #[must_use]
+    pub(crate) fn admits(&self, identity: &Identity) -> bool {
+        self.auth == RouteAuth::None || self.allows(identity)
     }
 }
 

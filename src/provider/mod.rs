@@ -7,7 +7,7 @@
 //! per `jwks_min_refresh_interval`, so a flood of random kids cannot become a
 //! flood of JWKS fetches.
 //!
-//! Provider dialects (see [`super::dialect`]) change three things here:
+//! Provider dialects (see [`crate::provider::dialect`]) change three things here:
 //! `janrain-capture` and `oauth2` have no discovery (their endpoints come
 //! from the configuration, and they may have no JWKS at all); `oracle-idcs`
 //! discovers at the tenant URL but its discovery `issuer` (and the ID
@@ -15,9 +15,16 @@
 //! and with `jwks_auth = "client_credentials"` the JWKS is fetched with a
 //! client-credentials access token.
 
-use super::code_flow::ClientCredentials;
-use super::http_client::{HttpError, ProviderHttp};
-use crate::config::{check_provider_url, GatewayConfig, ProviderKind};
+pub(crate) mod client;
+pub(crate) mod client_assertion;
+pub(crate) mod dialect;
+pub(crate) mod http;
+pub(crate) mod userinfo;
+
+use self::client::ClientCredentials;
+use self::http::{HttpError, ProviderHttp};
+use crate::config::{check_provider_url, ProviderConfig};
+use ::http::HeaderValue;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use parking_lot::RwLock;
@@ -229,12 +236,71 @@ struct RefreshState {
     last_fetch: Option<Instant>,
 }
 
+/// How discovery's `issuer` member is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DiscoveryIssuer {
+    /// It must equal the configured issuer exactly (Discovery §4.3).
+    Configured,
+    /// It must be one of the accepted issuers (Oracle IDCS tenants).
+    AnyAccepted,
+}
+
+/// What a dialect decides about its provider, handed to [`Provider::new`].
+#[derive(Clone)]
+pub struct ProviderRules {
+    /// The configured issuer (discovery is at its `/.well-known/`).
+    pub(crate) configured_issuer: String,
+    /// The issuers a token's `iss` may equal.
+    pub(crate) accepted_issuers: Vec<String>,
+    /// How discovery's `issuer` is checked.
+    pub(crate) discovery_issuer: DiscoveryIssuer,
+    /// Metadata for providers without discovery; `None` means discover.
+    pub(crate) static_metadata: Option<ProviderMetadata>,
+    /// Credentials to fetch the JWKS with (`jwks_auth = "client_credentials"`).
+    pub(crate) jwks_credentials: Option<ClientCredentials>,
+    /// Explicitly configured endpoints, which override discovery.
+    pub(crate) overrides: Overrides,
+    /// Least time between two JWKS fetches for unknown `kid`s.
+    pub(crate) min_key_refresh: Duration,
+}
+
+impl ProviderRules {
+    /// The rules of a discovered OpenID Provider configured by `p`.
+    pub fn discovered(p: &ProviderConfig) -> Self {
+        let jwks_credentials = match p.jwks_auth.as_deref() {
+            Some("client_credentials") => match ClientCredentials::from_config(p) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "jwks_auth: client credentials unusable");
+                    None
+                }
+            },
+            _ => None,
+        };
+        ProviderRules {
+            configured_issuer: p.issuer.clone().unwrap_or_default(),
+            accepted_issuers: p.issuer.iter().cloned().collect(),
+            discovery_issuer: DiscoveryIssuer::Configured,
+            static_metadata: None,
+            jwks_credentials,
+            overrides: Overrides {
+                authorization_endpoint: p.authorization_endpoint.clone(),
+                token_endpoint: p.token_endpoint.clone(),
+                userinfo_endpoint: p.userinfo_endpoint.clone(),
+                jwks_uri: p.jwks_uri.clone(),
+                end_session_endpoint: p.end_session_endpoint.clone(),
+            },
+            min_key_refresh: p.jwks_min_refresh_interval,
+        }
+    }
+}
+
 /// Provider metadata and keys, shared by every request.
 pub struct Provider {
     http: ProviderHttp,
-    kind: ProviderKind,
     configured_issuer: String,
     accepted_issuers: Vec<String>,
+    discovery_issuer: DiscoveryIssuer,
     static_metadata: Option<ProviderMetadata>,
     jwks_auth: Option<ClientCredentials>,
     overrides: Overrides,
@@ -244,8 +310,9 @@ pub struct Provider {
     min_refresh: Duration,
 }
 
+/// Explicitly configured endpoints.
 #[derive(Clone, Default)]
-struct Overrides {
+pub(crate) struct Overrides {
     authorization_endpoint: Option<Url>,
     token_endpoint: Option<Url>,
     userinfo_endpoint: Option<Url>,
@@ -264,27 +331,19 @@ impl std::fmt::Debug for Provider {
 
 impl Provider {
     /// A provider that has loaded nothing yet; call [`Provider::load`].
-    pub fn new(config: &GatewayConfig, http: ProviderHttp) -> Self {
-        let p = &config.provider;
-        let configured_issuer = p.issuer.clone().unwrap_or_default();
+    pub fn new(rules: ProviderRules, http: ProviderHttp) -> Self {
         Provider {
             http,
-            kind: p.kind,
-            accepted_issuers: super::dialect::accepted_issuers(p),
-            static_metadata: super::dialect::static_metadata(p),
-            jwks_auth: super::dialect::jwks_auth_credentials(p),
-            configured_issuer,
-            overrides: Overrides {
-                authorization_endpoint: p.authorization_endpoint.clone(),
-                token_endpoint: p.token_endpoint.clone(),
-                userinfo_endpoint: p.userinfo_endpoint.clone(),
-                jwks_uri: p.jwks_uri.clone(),
-                end_session_endpoint: p.end_session_endpoint.clone(),
-            },
+            configured_issuer: rules.configured_issuer,
+            accepted_issuers: rules.accepted_issuers,
+            discovery_issuer: rules.discovery_issuer,
+            static_metadata: rules.static_metadata,
+            jwks_auth: rules.jwks_credentials,
+            overrides: rules.overrides,
             metadata: RwLock::new(None),
             keys: RwLock::new(Arc::new(KeySet::default())),
             refresh: tokio::sync::Mutex::new(RefreshState { last_fetch: None }),
-            min_refresh: p.jwks_min_refresh_interval,
+            min_refresh: rules.min_key_refresh,
         }
     }
 
@@ -380,13 +439,10 @@ impl Provider {
         };
         let mut headers = Vec::new();
         if let Some(credentials) = &self.jwks_auth {
-            let token = super::dialect::idcs::client_credentials_token(
-                &self.http,
-                meta.token_endpoint.as_str(),
-                credentials,
-            )
-            .await?;
-            headers.push((http::header::AUTHORIZATION, token));
+            let token =
+                client_credentials_token(&self.http, meta.token_endpoint.as_str(), credentials)
+                    .await?;
+            headers.push((::http::header::AUTHORIZATION, token));
         }
         let resp = self.http.get(jwks_uri.as_str(), &headers).await?;
         if !resp.status.is_success() {
@@ -425,10 +481,9 @@ impl Provider {
                 what: "discovery",
                 reason: e.to_string(),
             })?;
-        let issuer_ok = match self.kind {
-            // The tenant's discovery advertises the global issuer, not its URL.
-            ProviderKind::OracleIdcs => self.accepted_issuers.contains(&doc.issuer),
-            _ => doc.issuer == self.configured_issuer,
+        let issuer_ok = match self.discovery_issuer {
+            DiscoveryIssuer::AnyAccepted => self.accepted_issuers.contains(&doc.issuer),
+            DiscoveryIssuer::Configured => doc.issuer == self.configured_issuer,
         };
         if !issuer_ok {
             return Err(ProviderError::IssuerMismatch {
@@ -519,6 +574,50 @@ impl Provider {
     pub fn key_generation(&self) -> u64 {
         self.keys.read().generation
     }
+}
+
+/// The scope that lets a confidential client read the tenant's signing
+/// certificate with a client-credentials token.
+const CLIENT_CREDENTIALS_SCOPE: &str = "urn:opc:idm:__myscopes__";
+
+/// A client-credentials access token for the JWKS request, as an
+/// `Authorization: Bearer` value.
+async fn client_credentials_token(
+    http: &ProviderHttp,
+    token_endpoint: &str,
+    credentials: &ClientCredentials,
+) -> Result<HeaderValue, ProviderError> {
+    let mut headers = Vec::new();
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials")
+            .append_pair("scope", CLIENT_CREDENTIALS_SCOPE);
+        credentials
+            .apply(token_endpoint, &mut form, &mut headers)
+            .map_err(|e| ProviderError::Invalid {
+                what: "client-credentials token for the jwks",
+                reason: e.to_string(),
+            })?;
+        form.finish()
+    };
+    let resp = http.post_form(token_endpoint, body, &headers).await?;
+    if !resp.status.is_success() {
+        return Err(ProviderError::Status {
+            what: "client-credentials token for the jwks",
+            status: resp.status.as_u16(),
+        });
+    }
+    let tokens = client::parse_token_response(&resp.body).map_err(|e| ProviderError::Invalid {
+        what: "client-credentials token for the jwks",
+        reason: e.to_string(),
+    })?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", tokens.access_token.expose()))
+        .map_err(|_| ProviderError::Invalid {
+            what: "client-credentials token for the jwks",
+            reason: "access token is not header-safe".into(),
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -8,20 +8,21 @@
 //! keeps at most `max_login_attempts` of them; the oldest go first. A `state`
 //! is accepted once: replays within the login window are refused.
 
-use super::cookies::{request_cookie, request_cookies, CookieSettings, SameSite};
-use super::session::random_token;
-use super::token::now_secs;
+use crate::auth::cookies::{request_cookie, request_cookies, CookieSettings, SameSite};
+use crate::clock::SharedClock;
+use crate::provider::dialect::AttemptParams;
+use crate::random::random_token;
+use crate::secret::SessionSecret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-use url::Url;
 
 /// One login attempt, as kept in its cookie.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LoginAttempt {
+pub(crate) struct LoginAttempt {
     /// `state` sent to the provider.
     #[serde(rename = "s")]
     pub state: String,
@@ -40,16 +41,20 @@ pub struct LoginAttempt {
 }
 
 impl LoginAttempt {
-    /// PKCE S256 `code_challenge` for this attempt's verifier.
-    pub fn code_challenge(&self) -> String {
-        URL_SAFE_NO_PAD.encode(Sha256::digest(self.code_verifier.as_bytes()))
+    /// The secrets a provider dialect sends or checks.
+    pub(crate) fn params(&self) -> AttemptParams<'_> {
+        AttemptParams {
+            state: &self.state,
+            nonce: &self.nonce,
+            code_verifier: &self.code_verifier,
+        }
     }
 }
 
 /// Why a callback's `state` was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum LoginError {
+pub(crate) enum LoginError {
     /// No `state` parameter.
     #[error("the callback has no state")]
     MissingState,
@@ -68,13 +73,14 @@ pub enum LoginError {
 }
 
 /// Starts and finishes login attempts.
-pub struct LoginManager {
+pub(crate) struct LoginManager {
     key: cookie::Key,
     cookies: CookieSettings,
     ttl: Duration,
     max_attempts: usize,
     same_site: SameSite,
     consumed: moka::sync::Cache<[u8; 32], ()>,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for LoginManager {
@@ -87,19 +93,17 @@ impl std::fmt::Debug for LoginManager {
 }
 
 impl LoginManager {
-    /// A manager whose cookies are keyed from `secret` (at least 32 bytes).
-    pub fn new(
-        secret: &[u8],
+    /// A manager whose cookies are keyed from `secret`.
+    pub(crate) fn new(
+        secret: &SessionSecret,
         cookies: CookieSettings,
         ttl: Duration,
         max_attempts: usize,
         form_post: bool,
-    ) -> Result<Self, String> {
-        if secret.len() < 32 {
-            return Err("session secret must be at least 32 bytes".into());
-        }
-        Ok(LoginManager {
-            key: cookie::Key::derive_from(secret),
+        clock: SharedClock,
+    ) -> Self {
+        LoginManager {
+            key: secret.derive_cookie_key(),
             cookies,
             ttl,
             max_attempts: max_attempts.max(1),
@@ -112,7 +116,8 @@ impl LoginManager {
                 .max_capacity(1_000_000)
                 .time_to_live(ttl + Duration::from_secs(60))
                 .build(),
-        })
+            clock,
+        }
     }
 
     fn cookie_name(&self, state: &str) -> String {
@@ -124,7 +129,7 @@ impl LoginManager {
     /// A new attempt returning to `return_to`, and the `Set-Cookie` values
     /// to send: the attempt's cookie, plus deletions that keep the browser
     /// within `max_login_attempts`.
-    pub fn begin(
+    pub(crate) fn begin(
         &self,
         return_to: String,
         request: &HeaderMap,
@@ -134,13 +139,13 @@ impl LoginManager {
             nonce: random_token(),
             code_verifier: random_token(),
             return_to,
-            expires_at: now_secs() + self.ttl.as_secs(),
+            expires_at: self.clock.now_secs() + self.ttl.as_secs(),
         };
         let mut set_cookies = Vec::new();
 
         // Existing attempts: drop undecryptable or expired ones, and the
         // oldest beyond the cap (leaving room for the new one).
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut live: Vec<(String, u64)> = Vec::new();
         for (name, value) in request_cookies(request).take(64) {
             if !name.starts_with(&self.cookies.login_prefix) {
@@ -170,7 +175,7 @@ impl LoginManager {
 
     /// The attempt a callback's `state` belongs to, and the `Set-Cookie`
     /// that deletes its cookie. Each `state` is accepted once.
-    pub fn finish(
+    pub(crate) fn finish(
         &self,
         state: Option<&str>,
         request: &HeaderMap,
@@ -185,7 +190,7 @@ impl LoginManager {
         if !crate::secret::constant_time_eq(attempt.state.as_bytes(), state.as_bytes()) {
             return Err(LoginError::StateMismatch);
         }
-        if attempt.expires_at <= now_secs() {
+        if attempt.expires_at <= self.clock.now_secs() {
             return Err(LoginError::Expired);
         }
         let digest: [u8; 32] = Sha256::digest(state.as_bytes()).into();
@@ -196,7 +201,7 @@ impl LoginManager {
     }
 
     /// The `Set-Cookie` that deletes the cookie of the attempt for `state`.
-    pub fn clear_for_state(&self, state: &str) -> HeaderValue {
+    pub(crate) fn clear_for_state(&self, state: &str) -> HeaderValue {
         self.cookies.clear(&self.cookie_name(state))
     }
 
@@ -221,57 +226,25 @@ impl LoginManager {
     }
 }
 
-/// Parameters of an authorization request.
-#[derive(Debug)]
-pub struct AuthorizationRequest<'a> {
-    /// The provider's authorization endpoint.
-    pub endpoint: &'a Url,
-    /// OAuth client id.
-    pub client_id: &'a str,
-    /// Our callback.
-    pub redirect_uri: &'a str,
-    /// Scopes, sent space-separated, verbatim.
-    pub scopes: &'a [String],
-    /// Ask for `response_mode=form_post`.
-    pub form_post: bool,
-}
-
-impl AuthorizationRequest<'_> {
-    /// The URL the browser is sent to for `attempt`.
-    pub fn url(&self, attempt: &LoginAttempt) -> String {
-        let mut url = self.endpoint.clone();
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("response_type", "code")
-                .append_pair("client_id", self.client_id)
-                .append_pair("redirect_uri", self.redirect_uri)
-                .append_pair("scope", &self.scopes.join(" "))
-                .append_pair("state", &attempt.state)
-                .append_pair("nonce", &attempt.nonce)
-                .append_pair("code_challenge", &attempt.code_challenge())
-                .append_pair("code_challenge_method", "S256");
-            if self.form_post {
-                q.append_pair("response_mode", "form_post");
-            }
-        }
-        url.into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::header::COOKIE;
+    use std::sync::Arc;
 
     fn manager(max: usize) -> LoginManager {
+        manager_at(max, crate::clock::system())
+    }
+
+    fn manager_at(max: usize, clock: SharedClock) -> LoginManager {
         LoginManager::new(
-            &[7u8; 32],
+            &SessionSecret::from_bytes(&[7u8; 32]).unwrap(),
             CookieSettings::new("__Host-oidc-gateway", true),
             Duration::from_secs(600),
             max,
             false,
+            clock,
         )
-        .unwrap()
     }
 
     fn cookie_header(set_cookies: &[HeaderValue]) -> HeaderMap {
@@ -321,13 +294,13 @@ mod tests {
     fn login_state_cookie_from_other_key_is_refused() {
         let m = manager(5);
         let other = LoginManager::new(
-            &[8u8; 32],
+            &SessionSecret::from_bytes(&[8u8; 32]).unwrap(),
             CookieSettings::new("__Host-oidc-gateway", true),
             Duration::from_secs(600),
             5,
             false,
-        )
-        .unwrap();
+            crate::clock::system(),
+        );
         let (attempt, cookies) = other.begin("/".into(), &HeaderMap::new());
         let h = cookie_header(&cookies);
         assert_eq!(
@@ -367,29 +340,20 @@ mod tests {
     }
 
     #[test]
-    fn authorization_url_has_every_parameter() {
-        let m = manager(5);
-        let (attempt, _) = m.begin("/".into(), &HeaderMap::new());
-        let endpoint = Url::parse("https://idp.example.com/authorize?tenant=a").unwrap();
-        let scopes = vec!["openid".to_string(), "email".to_string()];
-        let url = AuthorizationRequest {
-            endpoint: &endpoint,
-            client_id: "gw",
-            redirect_uri: "https://app/oauth2/callback",
-            scopes: &scopes,
-            form_post: false,
-        }
-        .url(&attempt);
-        let url = Url::parse(&url).unwrap();
-        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
-        assert_eq!(q["tenant"], "a");
-        assert_eq!(q["response_type"], "code");
-        assert_eq!(q["client_id"], "gw");
-        assert_eq!(q["scope"], "openid email");
-        assert_eq!(q["state"], attempt.state);
-        assert_eq!(q["nonce"], attempt.nonce);
-        assert_eq!(q["code_challenge_method"], "S256");
-        assert_eq!(q["code_challenge"], attempt.code_challenge());
-        assert_ne!(q["code_challenge"], attempt.code_verifier);
+    fn attempt_expires_after_login_timeout_on_a_pinned_clock() {
+        let clock = Arc::new(crate::clock::ManualClock::new(50_000));
+        let m = manager_at(5, clock.clone());
+        let (attempt, set) = m.begin("/".into(), &HeaderMap::new());
+        let h = cookie_header(&set);
+        assert_eq!(attempt.expires_at, 50_600);
+        clock.set(50_600);
+        assert_eq!(
+            m.finish(Some(&attempt.state), &h).unwrap_err(),
+            LoginError::Expired
+        );
+        // Within the window it works (a new attempt: the expired one was not consumed).
+        let (attempt, set) = m.begin("/".into(), &HeaderMap::new());
+        clock.set(50_600 + 599);
+        assert!(m.finish(Some(&attempt.state), &cookie_header(&set)).is_ok());
     }
 }

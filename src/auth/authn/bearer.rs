@@ -1,8 +1,8 @@
-//! Cache of validated bearer tokens, keyed by the SHA-256 of the whole
-//! token, each entry living no longer than the token's `exp`.
+//! Bearer tokens: the cache of validated tokens, keyed by the SHA-256 of
+//! the whole token, each entry living no longer than the token's `exp`.
 
-use super::identity::{Identity, PrecomputedHeaders};
-use super::token::now_secs;
+use crate::clock::SharedClock;
+use crate::identity::{Identity, PrecomputedHeaders};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ pub struct Principal {
     pub headers: PrecomputedHeaders,
 }
 
-struct UntilExp;
+struct UntilExp(SharedClock);
 
 impl moka::Expiry<[u8; 32], Arc<Principal>> for UntilExp {
     fn expire_after_create(
@@ -26,13 +26,14 @@ impl moka::Expiry<[u8; 32], Arc<Principal>> for UntilExp {
         _created_at: Instant,
     ) -> Option<Duration> {
         let exp = value.identity.expires_at.unwrap_or(0);
-        Some(Duration::from_secs(exp.saturating_sub(now_secs())))
+        Some(Duration::from_secs(exp.saturating_sub(self.0.now_secs())))
     }
 }
 
 /// Validated bearer tokens. Bounded; entries never outlive `exp`.
 pub struct BearerCache {
     cache: moka::sync::Cache<[u8; 32], Arc<Principal>>,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for BearerCache {
@@ -46,11 +47,17 @@ impl std::fmt::Debug for BearerCache {
 impl BearerCache {
     /// A cache of at most `capacity` tokens.
     pub fn new(capacity: u64) -> Self {
+        Self::with_clock(capacity, crate::clock::system())
+    }
+
+    /// A cache of at most `capacity` tokens whose `exp` is read against `clock`.
+    pub fn with_clock(capacity: u64, clock: SharedClock) -> Self {
         BearerCache {
             cache: moka::sync::Cache::builder()
                 .max_capacity(capacity)
-                .expire_after(UntilExp)
+                .expire_after(UntilExp(clock.clone()))
                 .build(),
+            clock,
         }
     }
 
@@ -61,9 +68,11 @@ impl BearerCache {
 
     /// The principal for a token validated earlier, if still unexpired.
     pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Principal>> {
-        self.cache
-            .get(key)
-            .filter(|p| p.identity.expires_at.is_some_and(|exp| exp > now_secs()))
+        self.cache.get(key).filter(|p| {
+            p.identity
+                .expires_at
+                .is_some_and(|exp| exp > self.clock.now_secs())
+        })
     }
 
     /// Remembers a validated token.
@@ -86,7 +95,8 @@ impl BearerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::identity::IdentitySource;
+    use crate::clock::system_now_secs as now_secs;
+    use crate::identity::IdentitySource;
 
     fn principal(exp: u64) -> Arc<Principal> {
         Arc::new(Principal {
@@ -120,6 +130,18 @@ mod tests {
         let k = BearerCache::key("old");
         c.insert(k, principal(now_secs() - 1));
         assert!(c.get(&k).is_none());
+    }
+
+    #[test]
+    fn bearer_cache_entry_ends_at_exp_on_a_pinned_clock() {
+        let clock = Arc::new(crate::clock::ManualClock::new(10_000));
+        let c = BearerCache::with_clock(10, clock.clone());
+        let k = BearerCache::key("tok");
+        c.insert(k, principal(10_060));
+        clock.set(10_059);
+        assert!(c.get(&k).is_some());
+        clock.set(10_060);
+        assert!(c.get(&k).is_none(), "exp is exclusive");
     }
 
     #[test]

@@ -17,28 +17,72 @@
 //! - `/entity`: `uuid` is the subject; on code 414 (access token expired)
 //!   the token is refreshed once and the call retried.
 
-use super::{scheme_header, DialectLogin, LoginFailure};
-use crate::auth::code_flow::{sanitize_code, ClientCredentials, TokenResponse};
-use crate::auth::http_client::{HttpError, HttpResponse, ProviderHttp};
-use crate::auth::identity::{Identity, IdentitySource};
-use crate::auth::layer::Shared;
-use crate::auth::login::LoginAttempt;
-use crate::auth::provider::ProviderMetadata;
-use crate::auth::token::now_secs;
+use super::{scheme_header, AttemptParams, Dialect, DialectLogin, LoginContext, LoginFailure};
 use crate::config::{ClientAuth, ProviderConfig};
+use crate::identity::{Identity, IdentitySource};
+use crate::provider::client::{sanitize_code, ClientCredentials, TokenResponse};
+use crate::provider::http::{HttpError, HttpResponse, ProviderHttp};
+use crate::provider::{ProviderMetadata, ProviderRules};
 use crate::secret::Secret;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use http::{header, HeaderName, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use url::Url;
 
+/// Janrain Capture: its own sign-in, token and profile calls.
+#[derive(Debug)]
+pub(crate) struct JanrainCapture;
+
+impl Dialect for JanrainCapture {
+    fn provider_rules(&self, p: &ProviderConfig) -> ProviderRules {
+        ProviderRules {
+            accepted_issuers: p
+                .capture_domain
+                .iter()
+                .map(|u| u.as_str().trim_end_matches('/').to_string())
+                .collect(),
+            static_metadata: metadata(p),
+            ..ProviderRules::discovered(p)
+        }
+    }
+
+    fn redirect_uri<'a>(&self, base: &'a str, attempt: &AttemptParams<'_>) -> Cow<'a, str> {
+        Cow::Owned(redirect_uri(base, attempt.state))
+    }
+
+    fn authorization_url(
+        &self,
+        ctx: &LoginContext<'_>,
+        meta: &ProviderMetadata,
+        attempt: &AttemptParams<'_>,
+    ) -> String {
+        authorization_url(
+            &meta.authorization_endpoint,
+            ctx.client_id,
+            &redirect_uri(ctx.redirect_uri, attempt.state),
+        )
+    }
+
+    fn complete_login<'a>(
+        &'a self,
+        ctx: &'a LoginContext<'a>,
+        meta: &'a ProviderMetadata,
+        attempt: AttemptParams<'a>,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<DialectLogin, LoginFailure>> {
+        Box::pin(complete_login(ctx, meta, attempt, code))
+    }
+}
+
 /// Capture's code for an expired access token at `/entity`.
-pub const CODE_ACCESS_TOKEN_EXPIRED: i64 = 414;
+pub(crate) const CODE_ACCESS_TOKEN_EXPIRED: i64 = 414;
 
 /// Metadata from `capture_domain`.
-pub(crate) fn metadata(p: &ProviderConfig) -> Option<ProviderMetadata> {
+fn metadata(p: &ProviderConfig) -> Option<ProviderMetadata> {
     let base = p.capture_domain.as_ref()?;
     let at = |path: &str| base.join(path).ok();
     Some(ProviderMetadata {
@@ -57,14 +101,14 @@ pub(crate) fn metadata(p: &ProviderConfig) -> Option<ProviderMetadata> {
 
 /// The redirect URI carrying our `state` (Capture has no `state` parameter
 /// but returns to the redirect URI verbatim, `code` appended).
-pub(crate) fn redirect_uri(base: &str, state: &str) -> String {
+fn redirect_uri(base: &str, state: &str) -> String {
     let sep = if base.contains('?') { '&' } else { '?' };
     let state: String = form_urlencoded::byte_serialize(state.as_bytes()).collect();
     format!("{base}{sep}state={state}")
 }
 
 /// `GET /oauth/signin?response_type=code&client_id&redirect_uri`.
-pub(crate) fn authorization_url(endpoint: &Url, client_id: &str, redirect_uri: &str) -> String {
+fn authorization_url(endpoint: &Url, client_id: &str, redirect_uri: &str) -> String {
     let mut url = endpoint.clone();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -76,7 +120,7 @@ pub(crate) fn authorization_url(endpoint: &Url, client_id: &str, redirect_uri: &
 /// Why a Capture call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum CaptureError {
+pub(crate) enum CaptureError {
     /// The HTTP call failed.
     #[error(transparent)]
     Http(#[from] HttpError),
@@ -105,7 +149,7 @@ impl CaptureError {
 }
 
 /// The `Date` value janrain-signed requests carry: UTC `%Y-%m-%d %H:%M:%S`.
-pub fn capture_date(unix: u64) -> String {
+pub(crate) fn capture_date(unix: u64) -> String {
     let days = unix / 86_400;
     let secs = unix % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
@@ -133,7 +177,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// The janrain-signed signature of a request to `path` with form `params`
 /// at `date` (see the module docs).
-pub fn janrain_signature(secret: &str, path: &str, date: &str, params: &[(&str, &str)]) -> String {
+pub(crate) fn janrain_signature(
+    secret: &str,
+    path: &str,
+    date: &str,
+    params: &[(&str, &str)],
+) -> String {
     let mut data = format!("{path}\n{date}\n");
     let mut kv: Vec<String> = params
         .iter()
@@ -161,11 +210,12 @@ pub(crate) struct CaptureTokens {
 
 /// POSTs `params` to the token endpoint with the configured client
 /// authentication and parses the reply leniently.
-pub(crate) async fn token_request(
+async fn token_request(
     http: &ProviderHttp,
     token_endpoint: &Url,
     credentials: &ClientCredentials,
     params: &[(&str, &str)],
+    now: u64,
 ) -> Result<CaptureTokens, CaptureError> {
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
     let body = {
@@ -182,7 +232,7 @@ pub(crate) async fn token_request(
     match credentials.method {
         ClientAuth::ClientSecretPost => {}
         ClientAuth::JanrainSigned => {
-            let date = capture_date(now_secs());
+            let date = capture_date(now);
             let sig = janrain_signature(
                 credentials.client_secret.expose(),
                 token_endpoint.path(),
@@ -335,23 +385,24 @@ fn log_failure(what: &str, e: &CaptureError) -> LoginFailure {
 }
 
 /// Exchange, then `/entity` (one refresh + retry on code 414).
-pub(crate) async fn complete_login(
-    shared: &Shared,
+async fn complete_login(
+    ctx: &LoginContext<'_>,
     meta: &ProviderMetadata,
-    attempt: &LoginAttempt,
+    attempt: AttemptParams<'_>,
     code: &str,
 ) -> Result<DialectLogin, LoginFailure> {
-    let http = shared.provider.http();
-    let redirect_uri = redirect_uri(&shared.redirect_uri, &attempt.state);
+    let http = ctx.http;
+    let redirect_uri = redirect_uri(ctx.redirect_uri, attempt.state);
     let exchanged = token_request(
         http,
         &meta.token_endpoint,
-        &shared.credentials,
+        ctx.credentials,
         &[
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", &redirect_uri),
         ],
+        ctx.clock.now_secs(),
     )
     .await
     .map_err(|e| log_failure("code exchange", &e))?;
@@ -376,11 +427,12 @@ pub(crate) async fn complete_login(
             let refreshed = token_request(
                 http,
                 &meta.token_endpoint,
-                &shared.credentials,
+                ctx.credentials,
                 &[
                     ("grant_type", "refresh_token"),
                     ("refresh_token", refresh.expose()),
                 ],
+                ctx.clock.now_secs(),
             )
             .await
             .map_err(|e| log_failure("refresh", &e))?;
@@ -391,7 +443,7 @@ pub(crate) async fn complete_login(
         }
         Err(e) => return Err(log_failure("entity", &e)),
     };
-    let expires_at = tokens.expires_in.map(|s| now_secs() + s);
+    let expires_at = tokens.expires_in.map(|s| ctx.clock.now_secs() + s);
     let identity = identity_from_entity(&result, &meta.issuer, expires_at).ok_or_else(|| {
         tracing::warn!("capture entity has no uuid");
         LoginFailure::new(

@@ -6,8 +6,9 @@
 //! keys only come from the provider's JWKS (`jku`, `x5u` and embedded `jwk`
 //! headers are ignored).
 
-use super::identity::{Identity, IdentitySource};
-use super::provider::Provider;
+use crate::clock::SharedClock;
+use crate::identity::{Identity, IdentitySource};
+use crate::provider::Provider;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
@@ -23,7 +24,7 @@ const ACCESS_TOKEN_TYPES: &[&str] = &["JWT", "at+jwt", "application/at+jwt"];
 const LOGOUT_TOKEN_TYPES: &[&str] = &["JWT", "logout+jwt", "application/logout+jwt"];
 
 /// Longest token accepted, in bytes.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// Why a token was refused. Messages never contain the token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +117,7 @@ struct Claims {
     sub: Option<String>,
     aud: Option<OneOrMany>,
     exp: Option<u64>,
+    nbf: Option<u64>,
     iat: Option<serde_json::Number>,
     nonce: Option<String>,
     azp: Option<String>,
@@ -136,6 +138,18 @@ pub struct IdTokenInfo {
     pub expires_at: u64,
 }
 
+/// Why a [`TokenVerifier`] could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifierError {
+    /// An algorithm name jsonwebtoken does not know.
+    #[error("unknown algorithm {0}")]
+    UnknownAlgorithm(String),
+    /// HMAC algorithms are never accepted from a provider's JWKS.
+    #[error("{0} is not accepted")]
+    Symmetric(String),
+}
+
 /// Verifies tokens against the provider's keys.
 pub struct TokenVerifier {
     provider: Arc<Provider>,
@@ -144,6 +158,7 @@ pub struct TokenVerifier {
     /// its issuer in every ID token's `aud`).
     trusted_audiences: Vec<String>,
     skew: u64,
+    clock: SharedClock,
     id_validations: Vec<(Algorithm, Validation)>,
     bearer_validations: Vec<(Algorithm, Validation)>,
     logout_validations: Vec<(Algorithm, Validation)>,
@@ -169,12 +184,14 @@ struct RawLogoutClaims {
     jti: Option<String>,
     iat: Option<serde_json::Number>,
     exp: Option<u64>,
+    nbf: Option<u64>,
     nonce: Option<serde_json::Value>,
     events: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The event a logout token must carry (Back-Channel Logout 1.0 §2.4).
-pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+pub(crate) const BACKCHANNEL_LOGOUT_EVENT: &str =
+    "http://schemas.openid.net/event/backchannel-logout";
 
 impl fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -193,13 +210,15 @@ impl TokenVerifier {
         client_id: &str,
         bearer_audiences: &[String],
         skew_secs: u64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, VerifierError> {
         let issuers = provider.accepted_issuers().to_vec();
         let build = |alg: Algorithm, auds: &[String]| {
             let mut v = Validation::new(alg);
             v.leeway = skew_secs;
-            v.validate_exp = true;
-            v.validate_nbf = true;
+            // `exp` and `nbf` are checked against the injected clock
+            // (`check_times`); jsonwebtoken only checks their presence.
+            v.validate_exp = false;
+            v.validate_nbf = false;
             v.validate_aud = true;
             v.set_issuer(&issuers);
             v.set_audience(auds);
@@ -212,9 +231,9 @@ impl TokenVerifier {
         for name in algorithms {
             let alg: Algorithm = name
                 .parse()
-                .map_err(|_| format!("unknown algorithm {name}"))?;
+                .map_err(|_| VerifierError::UnknownAlgorithm(name.clone()))?;
             if alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
-                return Err(format!("{name} is not accepted"));
+                return Err(VerifierError::Symmetric(name.clone()));
             }
             id_validations.push((alg, build(alg, &[client_id.to_string()])));
             bearer_validations.push((alg, build(alg, bearer_audiences)));
@@ -227,6 +246,7 @@ impl TokenVerifier {
             client_id: client_id.to_string(),
             trusted_audiences: Vec::new(),
             skew: skew_secs,
+            clock: crate::clock::system(),
             id_validations,
             bearer_validations,
             logout_validations,
@@ -238,6 +258,25 @@ impl TokenVerifier {
     pub fn with_trusted_audiences(mut self, audiences: Vec<String>) -> Self {
         self.trusted_audiences = audiences;
         self
+    }
+
+    /// Reads the time from `clock` (tests pin it).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// `exp` (when present) has not passed and `nbf` (when present) has,
+    /// both with the configured leeway, as RFC 7519 §4.1.4–4.1.5 say.
+    fn check_times(&self, exp: Option<u64>, nbf: Option<u64>) -> Result<u64, TokenError> {
+        let now = self.clock.now_secs();
+        if exp.is_some_and(|exp| exp < now.saturating_sub(self.skew)) {
+            return Err(TokenError::Expired);
+        }
+        if nbf.is_some_and(|nbf| nbf > now + self.skew) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(now)
     }
 
     /// Verifies an ID token from the code exchange (OpenID Connect Core
@@ -276,7 +315,7 @@ impl TokenVerifier {
         let claims: Claims = self
             .verify(token, &self.id_validations, ID_TOKEN_TYPES)
             .await?;
-        let now = now_secs();
+        let now = self.check_times(claims.exp, claims.nbf)?;
         let iat = claims
             .iat
             .as_ref()
@@ -318,6 +357,7 @@ impl TokenVerifier {
         let claims: Claims = self
             .verify(token, &self.bearer_validations, ACCESS_TOKEN_TYPES)
             .await?;
+        self.check_times(claims.exp, claims.nbf)?;
         identity_from(claims, IdentitySource::Bearer)
     }
 
@@ -328,7 +368,7 @@ impl TokenVerifier {
         let raw: RawLogoutClaims = self
             .verify(token, &self.logout_validations, LOGOUT_TOKEN_TYPES)
             .await?;
-        let now = now_secs();
+        let now = self.check_times(raw.exp, raw.nbf)?;
         let iat = raw
             .iat
             .as_ref()
@@ -463,12 +503,4 @@ fn identity_from(claims: Claims, source: IdentitySource) -> Result<Identity, Tok
         expires_at: claims.exp,
         source,
     })
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -5,12 +5,12 @@
 //! (oauth2-proxy CVE-2020-4037, CVE-2020-5233, CVE-2021-21291). Only local
 //! absolute paths survive [`safe_return_to`]; anything else becomes `/`.
 
-use crate::auth::routes::normalize_path;
+use crate::auth::policy::normalize_path;
 use http::Uri;
 use std::borrow::Cow;
 
 /// Longest return target accepted, in bytes (2 KiB).
-pub const MAX_RETURN_TO_LEN: usize = 2048;
+pub(crate) const MAX_RETURN_TO_LEN: usize = 2048;
 
 /// The redirect target for `rd` (already decoded once from the query, as
 /// query parameters are), or `/` when it is missing or not safe.
@@ -35,7 +35,7 @@ pub const MAX_RETURN_TO_LEN: usize = 2048;
 /// accepted target are percent-encoded (the only case that allocates), so the
 /// result is always a valid `Location` value.
 #[must_use]
-pub fn safe_return_to(rd: Option<&str>) -> Cow<'_, str> {
+pub(crate) fn safe_return_to(rd: Option<&str>) -> Cow<'_, str> {
     const ROOT: Cow<'static, str> = Cow::Borrowed("/");
     let Some(rd) = rd else {
         return ROOT;
@@ -125,7 +125,7 @@ fn hex_pair(s: &[u8], i: usize) -> Option<u8> {
 /// normalized path (see [`normalize_path`]) and its query, already passed
 /// through [`safe_return_to`]. A path that cannot be normalized gives `/`.
 #[must_use]
-pub fn original_url(uri: &Uri) -> String {
+pub(crate) fn original_url(uri: &Uri) -> String {
     let Ok(path) = normalize_path(uri.path()) else {
         return "/".to_owned();
     };

@@ -1,17 +1,21 @@
-//! Server-side sessions: the store trait and the in-memory (moka) store.
+//! Sessions: what a signed-in browser has, the [`SessionStore`] trait
+//! stores implement, and the in-memory (moka) store.
 //!
 //! The browser holds a random 256-bit session id in the session cookie; the
 //! store is keyed by the SHA-256 of that id, so a leaked store listing does
 //! not yield usable cookies. A login always creates a fresh id.
 
-use super::identity::{Identity, PrecomputedHeaders};
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::identity::{Identity, PrecomputedHeaders};
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Store key: SHA-256 of the session id.
 pub type SessionKey = [u8; 32];
@@ -103,10 +107,36 @@ impl Session {
     }
 }
 
-/// Why a store operation failed.
+/// Why a store operation failed: what was attempted, and the backend's
+/// error as the source.
 #[derive(Debug, thiserror::Error)]
-#[error("session store: {0}")]
-pub struct StoreError(pub String);
+#[error("session store: {context}")]
+pub struct StoreError {
+    context: &'static str,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// `context` (e.g. "redis unreachable") caused by `source`.
+    pub fn new(
+        context: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError {
+            context,
+            source: Some(source.into()),
+        }
+    }
+
+    /// `context` with no underlying error.
+    pub fn message(context: &'static str) -> Self {
+        StoreError {
+            context,
+            source: None,
+        }
+    }
+}
 
 /// Result of [`SessionStore::load`]: immediate for in-process stores, a
 /// future for remote ones.
@@ -143,81 +173,10 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 }
 
-/// In-process store on a moka cache: bounded, TTL = session lifetime.
-pub struct MemoryStore {
-    cache: moka::sync::Cache<SessionKey, Arc<Session>>,
-}
-
-impl std::fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("entries", &self.cache.entry_count())
-            .finish()
-    }
-}
-
-impl MemoryStore {
-    /// A store keeping at most `capacity` sessions, each at most `lifetime`.
-    pub fn new(capacity: u64, lifetime: Duration) -> Self {
-        MemoryStore {
-            cache: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(lifetime)
-                .build(),
-        }
-    }
-}
-
-impl SessionStore for MemoryStore {
-    fn load(&self, key: &SessionKey) -> SessionLookup {
-        let found = self
-            .cache
-            .get(key)
-            .filter(|s| s.expires_at > super::token::now_secs());
-        SessionLookup::Ready(found)
-    }
-
-    fn save(
-        &self,
-        key: SessionKey,
-        session: Arc<Session>,
-    ) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.cache.insert(key, session);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn remove(&self, key: &SessionKey) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.cache.invalidate(key);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn remove_where(
-        &self,
-        sid: Option<&str>,
-        subject: Option<&str>,
-    ) -> BoxFuture<'static, Result<u64, StoreError>> {
-        let mut removed = 0;
-        for (key, session) in self.cache.iter() {
-            let by_sid = sid.is_some() && session.sid.as_deref() == sid;
-            let by_sub = sid.is_none() && subject == Some(session.identity.subject.as_str());
-            if by_sid || by_sub {
-                self.cache.invalidate(&*key);
-                removed += 1;
-            }
-        }
-        Box::pin(async move { Ok(removed) })
-    }
-
-    fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
-    }
-}
-
 /// A new random session id (the cookie value) and its store key.
 pub fn new_session_id() -> (String, SessionKey) {
     let mut raw = [0u8; 32];
-    fill_random(&mut raw);
+    crate::random::fill_random(&mut raw);
     let id = URL_SAFE_NO_PAD.encode(raw);
     (id, key_of_raw(&raw))
 }
@@ -238,26 +197,12 @@ fn key_of_raw(raw: &[u8; 32]) -> SessionKey {
     Sha256::digest(raw).into()
 }
 
-/// Fills `buf` from the operating system's CSPRNG.
-pub fn fill_random(buf: &mut [u8]) {
-    use rand::TryRngCore;
-    if rand::rngs::OsRng.try_fill_bytes(buf).is_err() {
-        // The OS RNG failing is unrecoverable: never hand out weak ids.
-        std::process::abort();
-    }
-}
-
-/// A random URL-safe token of 32 bytes (43 characters).
-pub fn random_token() -> String {
-    let mut raw = [0u8; 32];
-    fill_random(&mut raw);
-    URL_SAFE_NO_PAD.encode(raw)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::identity::IdentitySource;
+    use crate::clock::ManualClock;
+    use crate::identity::IdentitySource;
+    use std::time::Duration;
 
     fn session(sub: &str, sid: Option<&str>, expires_at: u64) -> Arc<Session> {
         let mut s = Session::new(
@@ -330,7 +275,7 @@ mod tests {
     async fn memory_store_saves_loads_and_removes() {
         let store = MemoryStore::new(100, Duration::from_secs(60));
         let (_, key) = new_session_id();
-        let far = super::super::token::now_secs() + 3600;
+        let far = crate::clock::system_now_secs() + 3600;
         store
             .save(key, session("alice", Some("s1"), far))
             .await
@@ -342,16 +287,24 @@ mod tests {
 
     #[tokio::test]
     async fn memory_store_expired_session_is_not_returned() {
-        let store = MemoryStore::new(100, Duration::from_secs(60));
+        let clock = Arc::new(ManualClock::new(1_000));
+        let store = MemoryStore::new(100, Duration::from_secs(60)).with_clock(clock.clone());
         let (_, key) = new_session_id();
-        store.save(key, session("alice", None, 1)).await.unwrap();
-        assert!(ready(store.load(&key)).is_none());
+        store
+            .save(key, session("alice", None, 1_010))
+            .await
+            .unwrap();
+        assert!(ready(store.load(&key)).is_some());
+        clock.set(1_009);
+        assert!(ready(store.load(&key)).is_some());
+        clock.set(1_010);
+        assert!(ready(store.load(&key)).is_none(), "expires_at is exclusive");
     }
 
     #[tokio::test]
     async fn memory_store_remove_where_matches_sid_or_subject() {
         let store = MemoryStore::new(100, Duration::from_secs(60));
-        let far = super::super::token::now_secs() + 3600;
+        let far = crate::clock::system_now_secs() + 3600;
         let (_, k1) = new_session_id();
         let (_, k2) = new_session_id();
         let (_, k3) = new_session_id();

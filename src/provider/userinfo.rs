@@ -1,15 +1,15 @@
 //! The userinfo endpoint (OpenID Connect Core §5.3): fetching it with the
 //! access token and merging its claims into the identity.
 
-use super::http_client::{HttpError, ProviderHttp};
-use super::identity::Identity;
+use crate::identity::Identity;
+use crate::provider::http::{HttpError, ProviderHttp};
 use http::{header, HeaderValue};
 use serde_json::{Map, Value};
 
 /// Why userinfo could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum UserinfoError {
+pub(crate) enum UserinfoError {
     /// The call failed.
     #[error(transparent)]
     Http(#[from] HttpError),
@@ -25,7 +25,7 @@ pub enum UserinfoError {
 }
 
 /// GETs `url` with `Authorization: Bearer <access_token>`.
-pub async fn fetch(
+pub(crate) async fn fetch(
     http: &ProviderHttp,
     url: &str,
     access_token: &str,
@@ -37,7 +37,7 @@ pub async fn fetch(
 }
 
 /// GETs `url` with the given `Authorization` value and expects a JSON object.
-pub async fn fetch_with(
+pub(crate) async fn fetch_with(
     http: &ProviderHttp,
     url: &str,
     authorization: HeaderValue,
@@ -63,7 +63,10 @@ fn non_empty_str(v: Option<&Value>) -> Option<String> {
 
 /// Merges userinfo claims into `identity`. `sub` must be present and equal
 /// to the identity's subject. Empty-string claims count as absent.
-pub fn merge(identity: &mut Identity, claims: &Map<String, Value>) -> Result<(), UserinfoError> {
+pub(crate) fn merge(
+    identity: &mut Identity,
+    claims: &Map<String, Value>,
+) -> Result<(), UserinfoError> {
     match non_empty_str(claims.get("sub")) {
         Some(sub) if sub == identity.subject => {}
         _ => return Err(UserinfoError::SubjectMismatch),
@@ -99,7 +102,7 @@ pub fn merge(identity: &mut Identity, claims: &Map<String, Value>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::identity::IdentitySource;
+    use crate::identity::IdentitySource;
     use serde_json::json;
 
     fn alice() -> Identity {

@@ -25,14 +25,14 @@ use rustls_pki_types::PrivateKeyDer;
 use serde::Serialize;
 
 /// `client_assertion_type` of a JWT bearer client assertion (RFC 7523 §2.2).
-pub const JWT_BEARER_ASSERTION_TYPE: &str =
+pub(crate) const JWT_BEARER_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Lifetime of one assertion.
-pub const ASSERTION_LIFETIME_SECS: u64 = 60;
+pub(crate) const ASSERTION_LIFETIME_SECS: u64 = 60;
 
 /// The client's signing key for `private_key_jwt`.
-pub struct ClientAssertionKey {
+pub(crate) struct ClientAssertionKey {
     key: EncodingKey,
     alg: Algorithm,
     kid: Option<String>,
@@ -67,14 +67,18 @@ struct Claims<'a> {
 impl ClientAssertionKey {
     /// Reads and parses the PEM file at `path`. The error says why, without
     /// any key material.
-    pub fn load(path: &Path, alg: Option<&str>, kid: Option<&str>) -> Result<Self, String> {
+    pub(crate) fn load(path: &Path, alg: Option<&str>, kid: Option<&str>) -> Result<Self, String> {
         let pem = std::fs::read(path)
             .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
         Self::from_pem(&pem, alg, kid).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Parses a PEM private key (the first private key in `pem`).
-    pub fn from_pem(pem: &[u8], alg: Option<&str>, kid: Option<&str>) -> Result<Self, String> {
+    pub(crate) fn from_pem(
+        pem: &[u8],
+        alg: Option<&str>,
+        kid: Option<&str>,
+    ) -> Result<Self, String> {
         let der = PrivateKeyDer::from_pem_slice(pem)
             .map_err(|_| "no PEM private key found (RSA PKCS#8/PKCS#1 or EC P-256 SEC1/PKCS#8)")?;
         let (family, key) = match &der {
@@ -149,23 +153,19 @@ impl ClientAssertionKey {
     }
 
     /// The JWS algorithm.
-    pub fn algorithm(&self) -> Algorithm {
+    #[cfg(test)]
+    pub(crate) fn algorithm(&self) -> Algorithm {
         self.alg
-    }
-
-    /// The `kid` header, when configured.
-    pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
     }
 
     /// A fresh assertion for `client_id` at `token_endpoint`, valid for
     /// [`ASSERTION_LIFETIME_SECS`] from now.
-    pub fn assertion(
+    pub(crate) fn assertion(
         &self,
         client_id: &str,
         token_endpoint: &str,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        self.assertion_at(client_id, token_endpoint, super::token::now_secs())
+        self.assertion_at(client_id, token_endpoint, crate::clock::system_now_secs())
     }
 
     fn assertion_at(
@@ -181,7 +181,7 @@ impl ClientAssertionKey {
             iss: client_id,
             sub: client_id,
             aud: token_endpoint,
-            jti: super::session::random_token(),
+            jti: crate::random::random_token(),
             iat,
             exp: iat + ASSERTION_LIFETIME_SECS,
         };

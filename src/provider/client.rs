@@ -1,9 +1,9 @@
 //! The token endpoint: exchanging an authorization code (and, later,
 //! refresh tokens) with client authentication.
 
-use super::client_assertion::{ClientAssertionKey, JWT_BEARER_ASSERTION_TYPE};
-use super::http_client::{HttpError, ProviderHttp};
 use crate::config::{ClientAuth, ProviderConfig};
+use crate::provider::client_assertion::{ClientAssertionKey, JWT_BEARER_ASSERTION_TYPE};
+use crate::provider::http::{HttpError, ProviderHttp};
 use crate::secret::Secret;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 /// The client's credentials at the token endpoint.
 #[derive(Clone, Debug)]
-pub struct ClientCredentials {
+pub(crate) struct ClientCredentials {
     /// `client_id`.
     pub client_id: String,
     /// `client_secret`.
@@ -27,7 +27,7 @@ pub struct ClientCredentials {
 impl ClientCredentials {
     /// The credentials `p` configures; the `private_key_jwt` key is read and
     /// parsed here, once.
-    pub fn from_config(p: &ProviderConfig) -> Result<Self, String> {
+    pub(crate) fn from_config(p: &ProviderConfig) -> Result<Self, String> {
         let assertion_key = match (p.client_auth, &p.private_key_file) {
             (ClientAuth::PrivateKeyJwt, Some(path)) => Some(Arc::new(ClientAssertionKey::load(
                 path,
@@ -49,7 +49,7 @@ impl ClientCredentials {
 
     /// `Authorization: Basic` per RFC 6749 §2.3.1: id and secret are each
     /// form-urlencoded before being joined with `:` and base64-encoded.
-    pub fn basic_header(&self) -> HeaderValue {
+    pub(crate) fn basic_header(&self) -> HeaderValue {
         let id: String = form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
         let secret: String =
             form_urlencoded::byte_serialize(self.client_secret.expose().as_bytes()).collect();
@@ -98,7 +98,7 @@ impl ClientCredentials {
 
 /// A successful token response. `Debug` never shows the tokens.
 #[derive(Clone)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     /// `access_token`.
     pub access_token: Secret,
     /// `id_token`, if any.
@@ -125,7 +125,7 @@ impl std::fmt::Debug for TokenResponse {
 /// Why the code exchange failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ExchangeError {
+pub(crate) enum ExchangeError {
     /// The provider could not be reached, timed out or sent too much.
     #[error(transparent)]
     Http(#[from] HttpError),
@@ -160,7 +160,7 @@ struct RawError {
 }
 
 /// Keeps only `[A-Za-z0-9_.-]`, at most 64 characters: safe to log and show.
-pub fn sanitize_code(s: &str) -> String {
+pub(crate) fn sanitize_code(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         .take(64)
@@ -168,7 +168,7 @@ pub fn sanitize_code(s: &str) -> String {
 }
 
 /// Exchanges `code` at `token_endpoint` (RFC 6749 §4.1.3 with PKCE).
-pub async fn exchange_code(
+pub(crate) async fn exchange_code(
     http: &ProviderHttp,
     token_endpoint: &str,
     credentials: &ClientCredentials,
@@ -191,7 +191,7 @@ pub async fn exchange_code(
 }
 
 /// Spends `refresh_token` at `token_endpoint` (RFC 6749 §6).
-pub async fn refresh(
+pub(crate) async fn refresh(
     http: &ProviderHttp,
     token_endpoint: &str,
     credentials: &ClientCredentials,
@@ -241,7 +241,7 @@ async fn token_request(
 
 /// Parses a successful token response strictly: `access_token` and a
 /// `Bearer` `token_type` are required.
-pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, ExchangeError> {
+pub(crate) fn parse_token_response(body: &[u8]) -> Result<TokenResponse, ExchangeError> {
     let raw: RawTokenResponse =
         serde_json::from_slice(body).map_err(|_| ExchangeError::Malformed("not a JSON object"))?;
     let access_token = raw

@@ -1,0 +1,261 @@
+//! Authentication: from the credential a request carries to the
+//! [`Identity`](crate::identity::Identity) it proves.
+//!
+//! A request presents at most one credential ([`Credential`]): a bearer
+//! token (which wins) or the session cookie. [`Authenticator::resolve`]
+//! answers from memory when it can (a cached bearer token, a session in an
+//! in-process store that needs no refresh) and returns `Pending` otherwise,
+//! so the caller only allocates a future for the slow path. Both paths share
+//! the same decision functions; there is one way to accept a credential.
+
+pub(crate) mod bearer;
+mod refresh;
+
+pub(crate) use bearer::{BearerCache, Principal};
+pub(crate) use refresh::SessionRefresher;
+
+use crate::auth::cookies::request_cookie;
+use crate::clock::SharedClock;
+use crate::identity::{IdentityHeaders, PrecomputedHeaders};
+use crate::metrics::{AuthOutcome, Metrics};
+use crate::session::{key_for_cookie, Session, SessionKey, SessionLookup, SessionStore};
+use crate::token::TokenVerifier;
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+use std::sync::Arc;
+
+/// Who a request was authenticated as.
+pub(crate) enum Authenticated {
+    Session(Arc<Session>),
+    Bearer(Arc<Principal>),
+}
+
+impl Authenticated {
+    pub(crate) fn identity(&self) -> &Arc<crate::identity::Identity> {
+        match self {
+            Authenticated::Session(s) => &s.identity,
+            Authenticated::Bearer(p) => &p.identity,
+        }
+    }
+
+    /// The identity headers, encoded once when the credential was accepted.
+    pub(crate) fn headers(&self) -> &PrecomputedHeaders {
+        match self {
+            Authenticated::Session(s) => &s.headers,
+            Authenticated::Bearer(p) => &p.headers,
+        }
+    }
+
+    /// The metric outcome of a request admitted with this credential.
+    pub(crate) fn outcome(&self, cached: bool) -> AuthOutcome {
+        match self {
+            Authenticated::Session(_) => AuthOutcome::Session,
+            Authenticated::Bearer(_) if cached => AuthOutcome::BearerCached,
+            Authenticated::Bearer(_) => AuthOutcome::BearerValidated,
+        }
+    }
+}
+
+/// What the request carried, before anything async.
+pub(crate) enum Credential {
+    None,
+    Bearer(String),
+    Session(SessionKey),
+}
+
+/// The outcome of authentication: who, or whether a presented bearer
+/// token was refused (`invalid_token`).
+pub(crate) struct Outcome {
+    pub(crate) who: Option<Authenticated>,
+    pub(crate) invalid_token: bool,
+}
+
+impl Outcome {
+    const ANONYMOUS: Outcome = Outcome {
+        who: None,
+        invalid_token: false,
+    };
+    const INVALID_TOKEN: Outcome = Outcome {
+        who: None,
+        invalid_token: true,
+    };
+
+    fn found(who: Authenticated) -> Self {
+        Outcome {
+            who: Some(who),
+            invalid_token: false,
+        }
+    }
+}
+
+/// Synchronous result of [`Authenticator::resolve_now`].
+pub(crate) enum Resolved {
+    Done(Outcome),
+    Pending,
+}
+
+/// Bearer-token acceptance: the verifier and the cache of its answers.
+pub(crate) struct BearerAuth {
+    pub(crate) cache: BearerCache,
+    pub(crate) verifier: Arc<TokenVerifier>,
+}
+
+/// Credential → identity, for sessions and bearer tokens.
+pub(crate) struct Authenticator {
+    session_cookie: String,
+    store: Arc<dyn SessionStore>,
+    bearer: Option<BearerAuth>,
+    refresher: SessionRefresher,
+    identity_headers: Arc<IdentityHeaders>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+}
+
+impl Authenticator {
+    pub(crate) fn new(
+        session_cookie: String,
+        store: Arc<dyn SessionStore>,
+        bearer: Option<BearerAuth>,
+        refresher: SessionRefresher,
+        identity_headers: Arc<IdentityHeaders>,
+        metrics: Arc<Metrics>,
+        clock: SharedClock,
+    ) -> Self {
+        Authenticator {
+            session_cookie,
+            store,
+            bearer,
+            refresher,
+            identity_headers,
+            metrics,
+            clock,
+        }
+    }
+
+    /// The credential a request presents: a bearer token wins over a cookie.
+    pub(crate) fn credential(&self, headers: &HeaderMap) -> Credential {
+        if self.bearer.is_some() {
+            // Only the Bearer scheme is ours; other schemes (Basic for the
+            // app itself) fall through to the session cookie.
+            if let Some(v) = headers.get(AUTHORIZATION) {
+                let bytes = v.as_bytes();
+                if bytes.len() >= 6 && bytes[..6].eq_ignore_ascii_case(b"bearer") {
+                    let token = v
+                        .to_str()
+                        .ok()
+                        .and_then(|s| s.get(6..))
+                        .filter(|rest| rest.starts_with(' '))
+                        .map(str::trim)
+                        .unwrap_or("");
+                    return Credential::Bearer(token.to_string());
+                }
+            }
+        }
+        match request_cookie(headers, &self.session_cookie).and_then(key_for_cookie) {
+            Some(key) => Credential::Session(key),
+            None => Credential::None,
+        }
+    }
+
+    /// Authenticates from memory only: `Pending` when the store, a refresh
+    /// or the token validation has to be awaited.
+    pub(crate) fn resolve_now(&self, credential: &Credential) -> Resolved {
+        match credential {
+            Credential::None => Resolved::Done(Outcome::ANONYMOUS),
+            Credential::Bearer(token) => match self.cached_bearer(token) {
+                Ok(Some(p)) => Resolved::Done(Outcome::found(Authenticated::Bearer(p))),
+                Ok(None) => Resolved::Pending,
+                Err(refused) => Resolved::Done(refused),
+            },
+            Credential::Session(key) => match self.store.load(key) {
+                SessionLookup::Ready(Some(s)) if s.needs_refresh(self.clock.now_secs()) => {
+                    Resolved::Pending
+                }
+                SessionLookup::Ready(s) => Resolved::Done(match s {
+                    Some(s) => Outcome::found(Authenticated::Session(s)),
+                    None => Outcome::ANONYMOUS,
+                }),
+                SessionLookup::Pending(_) => Resolved::Pending,
+            },
+        }
+    }
+
+    /// Full authentication, awaiting the store, a refresh or the token
+    /// validation. Records the bearer metrics it decides.
+    pub(crate) async fn resolve(&self, credential: &Credential) -> Outcome {
+        match credential {
+            Credential::None => Outcome::ANONYMOUS,
+            Credential::Bearer(token) => {
+                let bearer = match self.cached_bearer(token) {
+                    Ok(Some(p)) => {
+                        self.metrics.record_auth(AuthOutcome::BearerCached);
+                        return Outcome::found(Authenticated::Bearer(p));
+                    }
+                    Ok(None) => self.bearer.as_ref(),
+                    Err(refused) => return refused,
+                };
+                let Some(bearer) = bearer else {
+                    return Outcome::INVALID_TOKEN;
+                };
+                match bearer.verifier.verify_access_token(token).await {
+                    Ok(identity) => {
+                        self.metrics.record_auth(AuthOutcome::BearerValidated);
+                        let headers = self.identity_headers.precompute(&identity);
+                        let p = Arc::new(Principal {
+                            identity: Arc::new(identity),
+                            headers,
+                        });
+                        bearer.cache.insert(BearerCache::key(token), p.clone());
+                        Outcome::found(Authenticated::Bearer(p))
+                    }
+                    Err(e) => {
+                        self.metrics.record_auth(AuthOutcome::BearerInvalid);
+                        tracing::info!(reason = %e, "bearer token refused");
+                        Outcome::INVALID_TOKEN
+                    }
+                }
+            }
+            Credential::Session(key) => {
+                let Some(session) = self.load_session(key).await else {
+                    return Outcome::ANONYMOUS;
+                };
+                match self
+                    .refresher
+                    .refresh_if_needed(&*self.store, key, session)
+                    .await
+                {
+                    Some(s) => Outcome::found(Authenticated::Session(s)),
+                    None => Outcome::ANONYMOUS,
+                }
+            }
+        }
+    }
+
+    /// The session stored under `key`, awaiting a remote store; a failed
+    /// lookup counts as no session.
+    pub(crate) async fn load_session(&self, key: &SessionKey) -> Option<Arc<Session>> {
+        match self.store.load(key) {
+            SessionLookup::Ready(s) => s,
+            SessionLookup::Pending(fut) => match fut.await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "session store lookup failed");
+                    None
+                }
+            },
+        }
+    }
+
+    /// A cached principal for `token`; `Ok(None)` when it has to be
+    /// validated; `Err` when it is refused outright (empty, or bearer
+    /// tokens are not accepted).
+    fn cached_bearer(&self, token: &str) -> Result<Option<Arc<Principal>>, Outcome> {
+        if token.is_empty() {
+            return Err(Outcome::INVALID_TOKEN);
+        }
+        let Some(bearer) = &self.bearer else {
+            return Err(Outcome::INVALID_TOKEN);
+        };
+        Ok(bearer.cache.get(&BearerCache::key(token)))
+    }
+}

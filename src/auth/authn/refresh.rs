@@ -1,0 +1,119 @@
+//! Refreshing a session's access token before it expires (OpenID Connect
+//! Core §12): single-flight per session, and a refreshed ID token must name
+//! the same issuer and subject.
+
+use crate::clock::SharedClock;
+use crate::identity::{IdentityHeaders, IdentitySource};
+use crate::provider::client::{self, ClientCredentials};
+use crate::provider::Provider;
+use crate::secret::Secret;
+use crate::session::{Session, SessionKey, SessionLookup, SessionStore};
+use crate::token::TokenVerifier;
+use std::sync::Arc;
+
+/// Refreshes sessions at the provider's token endpoint.
+pub(crate) struct SessionRefresher {
+    pub(crate) provider: Arc<Provider>,
+    pub(crate) credentials: ClientCredentials,
+    pub(crate) verifier: Arc<TokenVerifier>,
+    pub(crate) identity_headers: Arc<IdentityHeaders>,
+    /// Seconds before the access token's expiry at which it is refreshed.
+    pub(crate) margin: u64,
+    pub(crate) clock: SharedClock,
+}
+
+impl SessionRefresher {
+    /// Refreshes the session's access token when it is about to expire.
+    /// Single-flight per session: concurrent callers wait on the session's
+    /// lock, and all but the first find the refreshed session in the store.
+    /// A failed refresh ends the session (`None`).
+    pub(crate) async fn refresh_if_needed(
+        &self,
+        store: &dyn SessionStore,
+        key: &SessionKey,
+        session: Arc<Session>,
+    ) -> Option<Arc<Session>> {
+        if !session.needs_refresh(self.clock.now_secs()) {
+            return Some(session);
+        }
+        let state = session.refresh.as_ref()?;
+        let _guard = state.lock.lock().await;
+        let current = match store.load(key) {
+            SessionLookup::Ready(s) => s,
+            SessionLookup::Pending(f) => f.await.ok().flatten(),
+        };
+        match current {
+            Some(c) if !Arc::ptr_eq(&c, &session) => return Some(c),
+            None => return None,
+            Some(_) => {}
+        }
+        let meta = self.provider.metadata()?;
+        let result = client::refresh(
+            self.provider.http(),
+            meta.token_endpoint.as_str(),
+            &self.credentials,
+            state.refresh_token.expose(),
+        )
+        .await;
+        let tokens = match result {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(error = %e, "refresh failed: session ended");
+                let _ = store.remove(key).await;
+                return None;
+            }
+        };
+        let now = self.clock.now_secs();
+        let (identity, headers, id_token, sid) = match tokens.id_token.as_deref() {
+            Some(id_token) => {
+                match self
+                    .verifier
+                    .verify_refreshed_id_token(id_token, &session.identity)
+                    .await
+                {
+                    Ok((mut identity, info)) => {
+                        identity.source = IdentitySource::Session;
+                        let headers = self.identity_headers.precompute(&identity);
+                        (
+                            Arc::new(identity),
+                            headers,
+                            Some(Secret::new(id_token)),
+                            info.sid.or_else(|| session.sid.clone()),
+                        )
+                    }
+                    Err(e) => {
+                        tracing::warn!(reason = %e, "refreshed id token refused: session ended");
+                        let _ = store.remove(key).await;
+                        return None;
+                    }
+                }
+            }
+            None => (
+                session.identity.clone(),
+                session.headers.clone(),
+                session.id_token.clone(),
+                session.sid.clone(),
+            ),
+        };
+        let mut fresh = Session::new(identity, headers, session.created_at, session.expires_at);
+        fresh.id_token = id_token;
+        fresh.sid = sid;
+        // Keep the old refresh token when the provider does not rotate it.
+        let refresh_token = tokens
+            .refresh_token
+            .or_else(|| Some(state.refresh_token.clone()));
+        fresh.set_tokens(
+            tokens.access_token,
+            refresh_token,
+            tokens.expires_in,
+            now,
+            self.margin,
+        );
+        let fresh = Arc::new(fresh);
+        if let Err(e) = store.save(*key, fresh.clone()).await {
+            tracing::error!(error = %e, "session store write failed after refresh");
+            return None;
+        }
+        Some(fresh)
+    }
+}
