@@ -145,6 +145,9 @@ pub struct ServerConfig {
     /// Bound on how long a client may take to send its request headers. Default `10s`.
     #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
     pub header_read_timeout: Duration,
+    /// Request headers whose name contains `_`: `drop` (default), `reject` (400) or `allow`.
+    #[serde(default)]
+    pub headers_with_underscores: crate::server::HeadersWithUnderscores,
 }
 
 /// `[admin]`.
