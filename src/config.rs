@@ -145,6 +145,9 @@ pub struct ServerConfig {
     /// Bound on how long a client may take to send its request headers. Default `10s`.
     #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
     pub header_read_timeout: Duration,
+    /// Request headers whose name contains `_`: `drop` (default), `reject` (400) or `allow`.
+    #[serde(default)]
+    pub headers_with_underscores: crate::server::HeadersWithUnderscores,
 }
 
 /// `[admin]`.
@@ -179,6 +182,9 @@ pub struct UpstreamConfig {
     /// Send the client's `Host` header upstream (else the upstream's authority). Default `true`.
     #[serde(default = "yes")]
     pub pass_host_header: bool,
+    /// A WebSocket tunnel with no byte either way for this long is closed. Default `5m`.
+    #[serde(default = "default_tunnel_idle_timeout", deserialize_with = "duration")]
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Which dialect the provider speaks.
@@ -438,6 +444,9 @@ fn default_upstream_timeout() -> Duration {
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
+}
+fn default_tunnel_idle_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 fn yes() -> bool {
     true

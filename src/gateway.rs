@@ -1,6 +1,8 @@
 //! The assembled gateway: main listener (TLS or plain) running
 //! hop-by-hop sanitizing → [`OidcLayer`] → [`ReverseProxy`], and the admin
-//! listener with health, readiness and metrics.
+//! listener with health, readiness and metrics. On shutdown the proxy's
+//! WebSocket tunnels are drained alongside the listeners, within the same
+//! `server.shutdown_timeout`.
 //!
 //! Two-phase start: the configuration is validated first (nothing bound);
 //! [`RunningGateway::start`] then binds both listeners and serves until
@@ -101,6 +103,7 @@ impl RunningGateway {
             .map_err(|e| StartError::Upstream(Box::new(e)))?;
         let proxy = ReverseProxy::try_new(proxy_opts, Some(metrics.clone()))
             .map_err(|e| StartError::Upstream(Box::new(e)))?;
+        let tunnels = proxy.tunnels();
         let service = GatewayService {
             inner: tower_layer::Layer::layer(&layer, proxy),
         };
@@ -142,6 +145,14 @@ impl RunningGateway {
             },
             until_stopped(stopped),
         ));
+        // WebSocket tunnels are not hyper's to drain: same bound, in parallel.
+        let drain_timeout = config.server.shutdown_timeout;
+        let mut tunnel_stop = stop.subscribe();
+        let tunnel_task = tokio::spawn(async move {
+            let _ = tunnel_stop.wait_for(|s| *s).await;
+            tunnels.drain(drain_timeout).await;
+            Ok(())
+        });
         // Keep the sessions gauge current as sessions expire.
         let gauge_layer = layer.clone();
         let gauge_metrics = metrics.clone();
@@ -162,7 +173,7 @@ impl RunningGateway {
             layer,
             metrics,
             stop,
-            tasks: vec![main_task, admin_task, gauge_task],
+            tasks: vec![main_task, admin_task, tunnel_task, gauge_task],
         })
     }
 

@@ -10,6 +10,21 @@
 //! header the gateway set. The gateway therefore calls [`sanitize_request`] as
 //! its first step, and [`ReverseProxy`](super::ReverseProxy) calls it again,
 //! which is a no-op once the [`HopByHopStripped`] extension is present.
+//!
+//! # Upgrades
+//!
+//! Only a WebSocket opening handshake (RFC 6455 §4.1: `GET`, HTTP/1.1,
+//! `Connection: upgrade`, `websocket` among the `Upgrade` protocols) is
+//! recorded as an upgrade to forward, and it is forwarded as exactly
+//! `Upgrade: websocket`. Any other `Upgrade` (`h2c`, `TLS/1.2`, unknown
+//! tokens) is removed with the other hop-by-hop headers and the request
+//! goes upstream as an ordinary request, which RFC 9110 §7.8 allows (a
+//! server may ignore `Upgrade`) and which is what nginx does without an
+//! explicit `proxy_set_header Upgrade` and Envoy does for `h2c`.
+//! `HTTP2-Settings` is always hop-by-hop (RFC 7540 §3.2.1).
+
+use http::Method;
+use http::Version;
 
 use std::net::IpAddr;
 
@@ -17,7 +32,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Request;
 
 /// Headers that are hop-by-hop whether or not `Connection` names them.
-pub const HOP_BY_HOP: [HeaderName; 9] = [
+pub const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -27,7 +42,14 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HTTP2_SETTINGS,
 ];
+
+/// `HTTP2-Settings` (RFC 7540 §3.2.1): only meaningful with `Upgrade: h2c`.
+pub const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
+/// The only upgrade the proxy forwards.
+pub const WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
 
 /// `X-Forwarded-For`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -37,7 +59,8 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Request extension recording that [`sanitize_request`] ran, and the
-/// `Upgrade` value if the request asked for a protocol upgrade.
+/// upgrade to forward: `Some("websocket")` for a WebSocket opening
+/// handshake, `None` for anything else (see [Upgrades](self#upgrades)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HopByHopStripped(pub Option<HeaderValue>);
 
@@ -79,12 +102,39 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
 /// [`HopByHopStripped`] extension. Idempotent: does nothing when the
 /// extension is already present. See the [module docs](self) for why this
 /// must run before identity headers are added.
+///
+/// Only a WebSocket upgrade is recorded; see [Upgrades](self#upgrades).
 pub fn sanitize_request<B>(req: &mut Request<B>) {
     if req.extensions().get::<HopByHopStripped>().is_some() {
         return;
     }
+    let websocket = req.method() == Method::GET
+        && req.version() == Version::HTTP_11
+        && req
+            .headers()
+            .get_all(header::UPGRADE)
+            .iter()
+            .any(lists_websocket);
     let upgrade = strip_hop_by_hop(req.headers_mut());
-    req.extensions_mut().insert(HopByHopStripped(upgrade));
+    let forward = (websocket && upgrade.is_some()).then_some(WEBSOCKET);
+    req.extensions_mut().insert(HopByHopStripped(forward));
+}
+
+/// Whether an `Upgrade` value lists the `websocket` protocol.
+fn lists_websocket(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Whether an upstream's `101` switched to WebSocket: its `Upgrade` is
+/// exactly `websocket` (RFC 6455 §4.2.2), nothing else and no list.
+pub fn is_websocket(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"websocket")
 }
 
 /// The authority the client asked for: the request target's authority
@@ -188,6 +238,7 @@ mod tests {
             ("trailer", "x-checksum"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
             ("content-type", "text/plain"),
             ("authorization", "Bearer abc"),
         ]);
@@ -286,6 +337,49 @@ mod tests {
             .unwrap()
             .0
             .is_some());
+    }
+
+    #[test]
+    fn sanitize_request_records_only_websocket_upgrades() {
+        let upgrade = |method: Method, version: Version, value: &str| {
+            let mut req = Request::builder()
+                .method(method)
+                .version(version)
+                .header("connection", "Upgrade")
+                .header("upgrade", value)
+                .body(())
+                .unwrap();
+            sanitize_request(&mut req);
+            assert!(req.headers().get("upgrade").is_none());
+            req.extensions()
+                .get::<HopByHopStripped>()
+                .unwrap()
+                .0
+                .clone()
+        };
+        for ws in ["websocket", "WebSocket", "h2c, websocket", " websocket "] {
+            assert_eq!(
+                upgrade(Method::GET, Version::HTTP_11, ws),
+                Some(WEBSOCKET),
+                "{ws}"
+            );
+        }
+        for other in ["h2c", "websocketx", "TLS/1.2", "foo, bar", ""] {
+            assert_eq!(
+                upgrade(Method::GET, Version::HTTP_11, other),
+                None,
+                "{other}"
+            );
+        }
+        assert_eq!(upgrade(Method::POST, Version::HTTP_11, "websocket"), None);
+        assert_eq!(upgrade(Method::GET, Version::HTTP_10, "websocket"), None);
+    }
+
+    #[test]
+    fn is_websocket_wants_exactly_websocket() {
+        assert!(is_websocket(&HeaderValue::from_static("WebSocket")));
+        assert!(!is_websocket(&HeaderValue::from_static("h2c")));
+        assert!(!is_websocket(&HeaderValue::from_static("websocket, h2c")));
     }
 
     #[test]

@@ -9,11 +9,22 @@
 //!   and responses; `X-Forwarded-For`, `-Proto` and `-Host` are set.
 //! - HTTP/2 client requests go upstream as HTTP/1.1 (`Host` from
 //!   `:authority`, `Cookie` lines joined).
-//! - HTTP/1.1 upgrades (WebSocket) are tunnelled: if the upstream answers
-//!   `101`, bytes are copied both ways in a spawned task.
+//! - Only WebSocket upgrades are forwarded (any other `Upgrade`, such as
+//!   `h2c`, is stripped and the request forwarded as an ordinary one; see
+//!   [`headers`](headers#upgrades)). If the upstream answers `101` with
+//!   `Upgrade: websocket`, bytes are copied both ways in a spawned task
+//!   ([`Tunnels`]): closed after [`ProxyOptions::tunnel_idle_timeout`]
+//!   without traffic, and drained on shutdown. A `101` to a request that was
+//!   not a forwarded WebSocket upgrade, or to another protocol, is never
+//!   tunnelled: `502`. The request reached the proxy only after the auth
+//!   layer authenticated it and applied the route policy, like any other.
 //! - Upstream failures become responses: connect failure or a broken
 //!   connection → `502 {"error":"upstream_unavailable"}`, no response
 //!   headers within [`ProxyOptions::timeout`] → `504 {"error":"upstream_timeout"}`.
+//! - A request body the client got wrong (a malformed chunk, a body shorter
+//!   than its `Content-Length`, a reset stream) is `400 {"error":"bad_request"}`
+//!   when no response has started. The upstream never sees such a request
+//!   as complete: its connection is closed without the terminating chunk.
 //!   They are logged at warn level without request headers (which carry
 //!   cookies and tokens) or the query string.
 //!
@@ -40,6 +51,9 @@
 
 pub mod headers;
 mod pool;
+mod tunnel;
+
+pub use tunnel::{Tunnels, MAX_TUNNELS};
 
 use std::convert::Infallible;
 use std::fmt;
@@ -56,7 +70,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{self, BoxError, ResponseBody};
 use crate::metrics::Metrics;
@@ -83,6 +97,10 @@ pub struct ProxyOptions {
     /// terminated in front of it. `None` (the default): `https` when the
     /// client connection is TLS ([`ConnInfo::tls`]), else `http`.
     pub public_proto: Option<&'static str>,
+    /// A WebSocket tunnel with no byte read from either side for this long
+    /// is closed. Defaults to 5 minutes (Envoy's `stream_idle_timeout`;
+    /// nginx closes after 60 s of `proxy_read_timeout`).
+    pub tunnel_idle_timeout: Duration,
 }
 
 impl ProxyOptions {
@@ -94,6 +112,7 @@ impl ProxyOptions {
             connect_timeout: Duration::from_secs(5),
             pass_host_header: true,
             public_proto: None,
+            tunnel_idle_timeout: Duration::from_secs(300),
         }
     }
 
@@ -109,6 +128,7 @@ impl ProxyOptions {
             connect_timeout: upstream.connect_timeout,
             pass_host_header: upstream.pass_host_header,
             public_proto: (public_url.scheme() == "https").then_some("https"),
+            tunnel_idle_timeout: upstream.tunnel_idle_timeout,
         })
     }
 }
@@ -142,6 +162,7 @@ struct Inner {
     /// The lean HTTP/1.1 pool, for a plain-`http` upstream.
     pool: Option<Arc<pool::Pool>>,
     metrics: Option<Arc<Metrics>>,
+    tunnels: Tunnels,
 }
 
 impl ReverseProxy {
@@ -173,6 +194,12 @@ impl ReverseProxy {
         &self.inner.opts
     }
 
+    /// The proxy's open WebSocket tunnels, to drain on shutdown
+    /// ([`Tunnels::drain`]): hyper's graceful shutdown does not see them.
+    pub fn tunnels(&self) -> Tunnels {
+        self.inner.tunnels.clone()
+    }
+
     fn with_client(
         opts: ProxyOptions,
         metrics: Option<Arc<Metrics>>,
@@ -198,6 +225,7 @@ impl ReverseProxy {
                 client,
                 pool,
                 metrics,
+                tunnels: Tunnels::default(),
             }),
         }
     }
@@ -259,6 +287,10 @@ impl Inner {
             .extensions()
             .get::<HopByHopStripped>()
             .and_then(|s| s.0.clone());
+        if upgrade.is_some() && self.tunnels.len() >= MAX_TUNNELS {
+            tracing::warn!(max = MAX_TUNNELS, "too many tunnels: upgrade refused");
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, "too_many_tunnels");
+        }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let method = req.method().clone();
         // For log lines only: a reference-counted copy, not a new string.
@@ -302,6 +334,15 @@ impl Inner {
                     "upstream timed out");
                 return error_response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout");
             }
+            Ok(Err(err)) if is_caused_by::<ClientBodyError>(&*err) => {
+                // The upstream connection is closed with the request unfinished.
+                tracing::info!(%method, %path, error = %ErrorChain(&*err),
+                    "request body from the client is malformed or incomplete");
+                let mut resp = error_response(StatusCode::BAD_REQUEST, "bad_request");
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return resp;
+            }
             Ok(Err(err)) => {
                 tracing::warn!(%method, %path, upstream = %self.opts.upstream, error = %ErrorChain(&*err),
                     "upstream request failed");
@@ -314,31 +355,26 @@ impl Inner {
         }
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let (Some(client_upgrade), Some(requested)) = (client_upgrade, upgrade) else {
+            let Some(client_upgrade) = client_upgrade else {
                 tracing::warn!(%method, %path, "upstream switched protocols without an upgrade request");
                 return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
             };
+            let switched_to = headers::strip_hop_by_hop(resp.headers_mut());
+            if !switched_to.as_ref().is_some_and(headers::is_websocket) {
+                tracing::warn!(%method, %path, protocol = ?switched_to,
+                    "upstream switched to a protocol other than websocket");
+                return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+            }
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            let protocol = headers::strip_hop_by_hop(resp.headers_mut()).unwrap_or(requested);
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            resp.headers_mut().insert(header::UPGRADE, protocol);
-            tokio::spawn(async move {
-                let (client_io, upstream_io) =
-                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                        Ok(pair) => pair,
-                        Err(err) => {
-                            tracing::debug!(error = %err, "upgrade failed");
-                            return;
-                        }
-                    };
-                let mut client_io = TokioIo::new(client_io);
-                let mut upstream_io = TokioIo::new(upstream_io);
-                match tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await {
-                    Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
-                    Err(err) => tracing::debug!(error = %err, "upgraded connection failed"),
-                }
-            });
+            resp.headers_mut()
+                .insert(header::UPGRADE, headers::WEBSOCKET);
+            self.tunnels.spawn(
+                client_upgrade,
+                upstream_upgrade,
+                self.opts.tunnel_idle_timeout,
+            );
             return resp.map(|_| body::empty());
         }
 
@@ -408,8 +444,74 @@ impl Inner {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, protocol.clone());
         }
-        Ok(Request::from_parts(parts, body::boxed(body)))
+        Ok(Request::from_parts(parts, body::boxed(ClientBody { body })))
     }
+}
+
+/// An error of the request body as the client sent it (as opposed to an
+/// error of the upstream): see [`ClientBody`].
+#[derive(Debug)]
+struct ClientBodyError(BoxError);
+
+impl fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("client request body")
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The client's request body on its way upstream: marks its errors as
+    /// [`ClientBodyError`], so that a failed exchange can be told apart
+    /// (400, not 502). No allocation: the body is boxed once either way.
+    struct ClientBody<B> {
+        #[pin]
+        body: B,
+    }
+}
+
+impl<B> http_body::Body for ClientBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, ClientBodyError>>> {
+        self.project()
+            .body
+            .poll_frame(cx)
+            .map_err(|e| ClientBodyError(e.into()))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Whether `E` is `err` or one of its sources.
+fn is_caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<E>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// A small JSON error response: `{"error":"<code>"}`.
@@ -531,12 +633,14 @@ mod tests {
             timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(1),
             pass_host_header: false,
+            tunnel_idle_timeout: Duration::from_secs(7),
         };
         let o =
             ProxyOptions::from_config(&cfg, &"https://app.example.com".parse().unwrap()).unwrap();
         assert_eq!(o.upstream, "http://127.0.0.1:8080/base");
         assert_eq!(o.public_proto, Some("https"));
         assert!(!o.pass_host_header);
+        assert_eq!(o.tunnel_idle_timeout, Duration::from_secs(7));
         let o = ProxyOptions::from_config(&cfg, &"http://localhost:8080".parse().unwrap()).unwrap();
         assert_eq!(o.public_proto, None);
     }

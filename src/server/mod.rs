@@ -12,12 +12,18 @@
 //! - a client must send its HTTP/1 request head (or the HTTP/2 preface)
 //!   within [`ServeOptions::header_read_timeout`]; the same bound applies to
 //!   idle HTTP/1 keep-alive connections;
-//! - request heads are bounded to 64 KiB (HTTP/1 read buffer, HTTP/2 header list).
+//! - request heads are bounded to 64 KiB (HTTP/1 read buffer, HTTP/2 header list);
+//! - before the service is called, `Host` / `:authority` must be
+//!   unambiguous and header names with `_` are dropped, refused or kept
+//!   ([`ServeOptions::headers_with_underscores`]); see [`rules`] for the
+//!   exact rules. Refused requests get `400` from the server itself.
 //!
 //! On shutdown the listener is closed at once (new connections are refused),
 //! in-flight requests may finish within [`ServeOptions::drain_timeout`], and
 //! connections still open after it are closed. Upgraded connections
-//! (WebSocket tunnels) are detached from hyper and are not drained.
+//! (WebSocket tunnels) are detached from hyper: whoever tunnels them drains
+//! them ([`ReverseProxy::tunnels`](crate::proxy::ReverseProxy::tunnels),
+//! which the gateway drains within the same timeout).
 //!
 //! # Example
 //!
@@ -37,7 +43,10 @@
 //! # }
 //! ```
 
+pub mod rules;
 pub mod tls;
+
+pub use rules::HeadersWithUnderscores;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -88,6 +97,9 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Time a client has to complete the TLS handshake. Defaults to 10 seconds.
     pub tls_handshake_timeout: Duration,
+    /// What to do with request headers whose name contains `_`.
+    /// Defaults to [`HeadersWithUnderscores::Drop`].
+    pub headers_with_underscores: HeadersWithUnderscores,
 }
 
 impl Default for ServeOptions {
@@ -97,17 +109,20 @@ impl Default for ServeOptions {
             drain_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             tls_handshake_timeout: Duration::from_secs(10),
+            headers_with_underscores: HeadersWithUnderscores::Drop,
         }
     }
 }
 
 impl ServeOptions {
     /// Options from the `[server]` config section (`header_read_timeout`,
-    /// `shutdown_timeout` as the drain timeout); the rest are defaults.
+    /// `shutdown_timeout` as the drain timeout, `headers_with_underscores`);
+    /// the rest are defaults.
     pub fn from_config(server: &crate::config::ServerConfig) -> Self {
         ServeOptions {
             header_read_timeout: server.header_read_timeout,
             drain_timeout: server.shutdown_timeout,
+            headers_with_underscores: server.headers_with_underscores,
             ..ServeOptions::default()
         }
     }
@@ -290,13 +305,11 @@ impl ConnContext {
         S::Future: Send + 'static,
     {
         let io = TokioIo::new(PrefaceDeadline::new(io, self.opts.header_read_timeout));
-        let service = TowerToHyperService::new(tower::util::MapRequest::new(
-            service,
-            move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(info);
-                req
-            },
-        ));
+        let service = TowerToHyperService::new(rules::Checked {
+            inner: service,
+            info,
+            underscores: self.opts.headers_with_underscores,
+        });
         let conn = self.builder.serve_connection_with_upgrades(io, service);
         if let Err(err) = watcher.watch(conn).await {
             tracing::debug!(remote_addr = %info.remote_addr, error = %err, "connection ended with an error");
