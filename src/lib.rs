@@ -16,9 +16,11 @@
 //! ## Example
 //!
 //! Mount the layer in front of a service and call it with a bearer token
-//! issued by the built-in development provider ([`devtools::provider`]):
+//! issued by the built-in development provider (`devtools::provider`; this
+//! example runs with the default `devtools` feature):
 //!
-//! ```
+#![cfg_attr(feature = "devtools", doc = "```")]
+#![cfg_attr(not(feature = "devtools"), doc = "```ignore")]
 //! use oidc_gateway::auth::{Identity, OidcLayer};
 //! use oidc_gateway::config::GatewayConfig;
 //! use oidc_gateway::devtools::provider::DevProvider;
@@ -87,13 +89,16 @@
 //! - [`proxy`], [`server`], [`admin`]: the reverse proxy, the rustls/hyper
 //!   accept loop with graceful drain, and the health/readiness/metrics listener.
 //! - [`gateway`]: all of it assembled, as run by the binary.
-//! - [`devtools`]: the development OpenID Provider (also the tests' hostile
-//!   fake provider) and an echo upstream, used by `oidc-gateway demo`.
+//! - `devtools` (cargo feature `devtools`, on by default): the development
+//!   OpenID Provider (also the tests' hostile fake provider) and an echo
+//!   upstream, used by `oidc-gateway demo`. `--no-default-features` builds
+//!   the gateway without them.
 
 pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
+#[cfg(feature = "devtools")]
 pub mod devtools;
 pub mod gateway;
 pub mod metrics;
