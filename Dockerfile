@@ -3,7 +3,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin oidc-gateway
+# Without the development tools (no dev provider, no `demo`, no test key).
+RUN cargo build --release --locked --no-default-features --bin oidc-gateway
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/oidc-gateway /usr/local/bin/oidc-gateway
