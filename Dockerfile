@@ -15,21 +15,23 @@ WORKDIR /src
 # --- dependency layer: manifests and empty targets only -------------------
 COPY Cargo.toml Cargo.lock ./
 # Every target named in Cargo.toml must exist for cargo to read it: the
-# library, the binary and the [[bench]] target.
-RUN mkdir -p src benches \
+# image builds only the binary, so the [[bench]], [[example]] and [[test]]
+# sections (development targets, all behind the `devtools` feature) are
+# dropped from the manifest, here and in the next stage alike.
+RUN sed -i '/^\[\[\(bench\|example\|test\)\]\]/,/^$/d' Cargo.toml \
+ && mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && echo '' > src/lib.rs \
- && echo 'fn main() {}' > benches/hot_path.rs \
- && cargo build --release --locked --bin oidc-gateway \
- && rm -rf src benches
+ && cargo build --release --locked --no-default-features --bin oidc-gateway \
+ && rm -rf src
 
 # --- the crate itself ------------------------------------------------------
 COPY src ./src
-COPY benches ./benches
 # COPY keeps the files' own modification times, which may be older than the
-# dummy build above: touch them so cargo rebuilds this crate.
+# dummy build above: touch them so cargo rebuilds this crate. Without the
+# development tools (no dev provider, no `demo`, no test key).
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --bin oidc-gateway \
+ && cargo build --release --locked --no-default-features --bin oidc-gateway \
  && ./target/release/oidc-gateway --version
 
 # --- runtime ---------------------------------------------------------------

@@ -145,7 +145,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client_secret = format!("example-{}", rand::random::<u64>());
     let provider = DevProvider::builder()
         .client_secret(client_secret.clone())
-        .generate_keys(true)
         .start()
         .await?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;

@@ -30,7 +30,6 @@ async fn try_run(port: u16) -> Result<(), Box<dyn std::error::Error>> {
         .client_id("demo")
         .client_secret(random_base64_32())
         .add_redirect_uri(format!("{public_url}/oauth2/callback"))
-        .generate_keys(true)
         .start()
         .await?;
     let upstream = EchoUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).await?;

@@ -17,13 +17,14 @@
 //!
 //! Mount the layer in front of a service, with sessions kept in a store of
 //! your own, and call it with a bearer token issued by the built-in
-//! development provider:
+//! development provider (this example runs with the default `devtools`
+//! feature):
 //!
-//! ```
+#![cfg_attr(feature = "devtools", doc = "```")]
+#![cfg_attr(not(feature = "devtools"), doc = "```ignore")]
 //! use oidc_gateway::config::OidcConfig;
 //! use oidc_gateway::session::{Session, SessionKey, SessionLookup, SessionStore, StoreError};
 //! use oidc_gateway::{Identity, OidcLayer};
-//! # #[cfg(feature = "devtools")]
 //! use oidc_gateway::devtools::provider::DevProvider;
 //! use futures_util::future::BoxFuture;
 //! use std::collections::HashMap;
@@ -59,7 +60,6 @@
 //!     }
 //! }
 //!
-//! # #[cfg(feature = "devtools")]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let provider = DevProvider::builder().start().await?;
@@ -109,8 +109,6 @@
 //! assert_eq!(response.status(), 200);
 //! # Ok(())
 //! # }
-//! # #[cfg(not(feature = "devtools"))]
-//! # fn main() {}
 //! ```
 //!
 //! ## Modules
@@ -127,7 +125,8 @@
 //!   the binary.
 //! - `devtools` (cargo feature, on by default): the development OpenID
 //!   Provider (also the tests' hostile fake provider) and an echo upstream,
-//!   used by `oidc-gateway demo`.
+//!   used by `oidc-gateway demo`. `--no-default-features` builds the
+//!   gateway without them.
 //!
 //! Inside, the layering is: `auth` → `provider` (metadata, keys, dialects,
 //! token endpoint) and `token` (JWT verification) → `session`, `identity`
@@ -138,6 +137,7 @@ pub mod auth;
 pub mod body;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "devtools")]
 pub mod devtools;
 pub mod gateway;
 pub mod identity;

@@ -7,6 +7,7 @@ use oidc_gateway::gateway::RunningGateway;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[cfg(feature = "devtools")]
 mod demo;
 
 /// OpenID Connect / OAuth 2.0 authentication gateway.
@@ -33,6 +34,12 @@ enum Command {
     Check,
     /// Start a complete local setup: development OpenID Provider, echo
     /// upstream and the gateway with TLS from `certs/`.
+    #[cfg_attr(
+        not(feature = "devtools"),
+        command(
+            about = "Not in this build: it has no development tools (rebuild with the default `devtools` feature)"
+        )
+    )]
     Demo {
         /// Port of the gateway's HTTPS listener.
         #[arg(long, default_value_t = 8443)]
@@ -52,12 +59,24 @@ fn main() -> ExitCode {
             init_tracing();
             runtime(|| run(config))
         }
+        #[cfg(feature = "devtools")]
         Command::Demo { port } => {
             init_tracing();
             runtime(|| demo::run(port))
         }
+        #[cfg(not(feature = "devtools"))]
+        Command::Demo { port: _ } => {
+            eprintln!("{NO_DEVTOOLS}");
+            ExitCode::from(2)
+        }
     }
 }
+
+/// What `demo` says in a build without the `devtools` feature.
+#[cfg(not(feature = "devtools"))]
+const NO_DEVTOOLS: &str = "oidc-gateway demo: this build has no development tools \
+(no development OpenID Provider, no echo upstream): it was built without the `devtools` \
+feature. Rebuild with the default features (`cargo run -- demo`) to run the demo.";
 
 /// The number of runtime workers: `TOKIO_WORKER_THREADS` when it is set
 /// (`None` when it is not a number: the multi-thread builder reports it), else

@@ -12,8 +12,13 @@
 //!   what it received (JSON, or an HTML page showing the identity headers).
 //!
 //! **Never expose these to a network you do not control**: the provider
-//! logs in anyone, and without `generate_keys(true)` signs with a key that
-//! is published in the source tree.
+//! logs in anyone (its keys are made at start; with
+//! [`insecure_fixed_keys`](provider::DevProviderBuilder::insecure_fixed_keys)
+//! it signs with a key that is published in the source tree).
+//!
+//! Only built with the `devtools` cargo feature (on by default). Release
+//! builds for deployment can leave it out with `--no-default-features`: no
+//! development provider, no `demo` subcommand, no test key in the binary.
 
 pub mod echo;
 mod http;

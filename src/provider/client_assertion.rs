@@ -223,8 +223,39 @@ mod tests {
             .claims
     }
 
+    /// The published test keys of `tests/fixtures/keys/` (not the
+    /// `devtools` feature's constants: these tests run without it too).
+    const TEST_RSA_PRIVATE_KEY_PEM: &str =
+        include_str!("../../tests/fixtures/keys/dev-provider-rsa.pem");
+    const TEST_EC_PRIVATE_KEY_PEM: &str =
+        include_str!("../../tests/fixtures/keys/dev-provider-ec.pem");
+
+    /// The SPKI PEM (`BEGIN PUBLIC KEY`) of a PEM private key file: RSA
+    /// PKCS#8 or PKCS#1, P-256 SEC1 or PKCS#8.
     fn public_pem_of(path: &Path) -> String {
-        crate::devtools::provider::public_key_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
+        use aws_lc_rs::encoding::AsDer as _;
+        use aws_lc_rs::signature::KeyPair as _;
+        let pem = std::fs::read(path).unwrap();
+        let rsa = |pair: RsaKeyPair| pair.public_key().as_der().unwrap().as_ref().to_vec();
+        let ec = |pair: EcdsaKeyPair| pair.public_key().as_der().unwrap().as_ref().to_vec();
+        let spki = match PrivateKeyDer::from_pem_slice(&pem).unwrap() {
+            PrivateKeyDer::Pkcs1(k) => rsa(RsaKeyPair::from_der(k.secret_pkcs1_der()).unwrap()),
+            PrivateKeyDer::Sec1(k) => ec(EcdsaKeyPair::from_private_key_der(
+                &ECDSA_P256_SHA256_FIXED_SIGNING,
+                k.secret_sec1_der(),
+            )
+            .unwrap()),
+            PrivateKeyDer::Pkcs8(k) => match RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()) {
+                Ok(pair) => rsa(pair),
+                Err(_) => ec(EcdsaKeyPair::from_pkcs8(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    k.secret_pkcs8_der(),
+                )
+                .unwrap()),
+            },
+            other => panic!("unexpected key type {other:?}"),
+        };
+        der_to_pem("PUBLIC KEY", &spki)
     }
 
     #[test]
@@ -264,7 +295,7 @@ mod tests {
 
     #[test]
     fn ec_pkcs8_and_alg_choice() {
-        let pem = crate::devtools::provider::TEST_EC_PRIVATE_KEY_PEM.as_bytes();
+        let pem = TEST_EC_PRIVATE_KEY_PEM.as_bytes();
         assert_eq!(
             ClientAssertionKey::from_pem(pem, Some("ES256"), None)
                 .unwrap()
@@ -274,7 +305,7 @@ mod tests {
         assert!(ClientAssertionKey::from_pem(pem, Some("RS256"), None)
             .unwrap_err()
             .contains("EC P-256"));
-        let rsa = crate::devtools::provider::TEST_RSA_PRIVATE_KEY_PEM.as_bytes();
+        let rsa = TEST_RSA_PRIVATE_KEY_PEM.as_bytes();
         assert_eq!(
             ClientAssertionKey::from_pem(rsa, Some("PS256"), None)
                 .unwrap()
@@ -303,7 +334,7 @@ mod tests {
 
     #[test]
     fn debug_redacts_the_key() {
-        let pem = crate::devtools::provider::TEST_RSA_PRIVATE_KEY_PEM;
+        let pem = TEST_RSA_PRIVATE_KEY_PEM;
         let k = ClientAssertionKey::from_pem(pem.as_bytes(), None, Some("kid-1")).unwrap();
         let d = format!("{k:?}");
         assert!(d.contains("redacted") && d.contains("kid-1"), "{d}");

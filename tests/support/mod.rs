@@ -438,7 +438,10 @@ impl Harness {
 
     pub async fn with(opts: Options) -> Self {
         install_crypto_provider();
+        // The published test keys: no RSA key generation (~0.1 s each in
+        // debug builds) for each of the many harnesses.
         let mut op_builder = DevProvider::builder()
+            .insecure_fixed_keys()
             .client_secret(random_token(18))
             .auto_login("alice");
         if opts.provider_tls {

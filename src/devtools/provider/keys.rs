@@ -16,54 +16,25 @@ use hmac::{Hmac, Mac as _};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-/// RSA-2048 private key (PKCS#8 PEM) used when the provider is started without
-/// `generate_keys(true)`.
+/// RSA-2048 private key (PKCS#8 PEM) that
+/// [`DevProviderBuilder::insecure_fixed_keys`](super::DevProviderBuilder::insecure_fixed_keys)
+/// signs with, from `tests/fixtures/keys/dev-provider-rsa.pem`; also a
+/// ready-made client key for `private_key_jwt` tests.
 ///
 /// **Test-only.** This key is public knowledge (it is in the source tree);
-/// never trust tokens signed with it outside tests.
-pub const TEST_RSA_PRIVATE_KEY_PEM: &str = "\
------BEGIN PRIVATE KEY-----\n\
-MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCP4b2ylDp3GAAl\n\
-0Ptr+23EUuX4m4zz+brtnG8EtY0yeUwRAG8kSHRIuWtdP29W0v6/o2MKs5LLYfm+\n\
-nZ6kdpTvYQ4EHy3CUVlgnML2H/aA+t83hfbQvwUZVuzNLRDtOQLq1Mqdkf1AdBi7\n\
-E/pr/8crGhayjyVjRn2u1Y3E3mXP0gfnCi9YMTBu+z+JmHbF66vXZile5i0PMrwT\n\
-9p4Go0rAd4dZM3RRcqAThSCe5WNyX7BE/wV2BAWdy52Bt3YFUUY8rc0jpthHUSfT\n\
-pdXg+Wgmg3nu63EA8quglp8jwgJvXq6TNAlr6L2zeGt3cxoEw/BFmpNMw16j5pZs\n\
-E5xRcI9zAgMBAAECggEAKOFGMSF9dQ38KMJ2VQlkeCXnklm71CwNyOor/uYIfqFJ\n\
-FAGQEnqFk44fK6jU3RHo8JEfGFDKMgAd4eNNykOo8FSek1w6d53+a31OxXhyZNYi\n\
-qtdkt422iKsSb/9Qcl5C7m7UPK3Yi0IRLsIv4hSTxbLNZSFXyZujJRQnChr4SXHh\n\
-voW+VwrgKBDM4y1ihk6wGQSb9O3mKgMLYPm4O7wJWAnneTwITIO3gT6YvHaLkpTR\n\
-yxRO+Y7cISlRXXL59O2G5iu96aApu3MQyudCjACp67afIGjGD1l+ijqlK1uDvcTF\n\
-XVq3nd/MptuR1gdN6JwehTUo3IcvPm8MPBZiFgA1OQKBgQDJWWRTXXnaJZ91wofU\n\
-huWLiiDPj9MNo/jPr5JSVKOB8zWvlbYhkB4eCDQVYD+zmtZNx5ngW6ytlNJ0dCM8\n\
-WtTe3DO2KCI1j2vbMjrVLagMCwkRy2dXUA1WxBuJg5OLF6BxvwoyeneLHSdJDPam\n\
-lmuPHBzGvyYkUfHfRhfDB2ZoGQKBgQC270SNAVjER9G/yGwcsxWEyQX1MslAfBXu\n\
-kGmV/d9LzSMNqXF+DgZT/Ou0n3Ar0n/YWvRI1GRlMuD4SoN7K8Zri/e6NDjNUNyn\n\
-u+dA6kROjZ9rXL6gkuHv6xJymTVmnTMFRu7aXX26k4JdSOdtXMLDEqju72CrdANn\n\
-NQQTIwEVawKBgChkOV8L4nTjlUCPXKZCxWufswNQa9tRqIkpRGYluoNIId3uX5IO\n\
-EiyeIqyjGURTbGhAAVtjqJlNwIZCAguKgSeP7wO8u1gZRF69jdXUCeEYmaIrNrjq\n\
-QzLDtm54qbF+dN48n7QOo0qR956M7jHu/PbBgfhQwjsJAUd0DTI/msiJAoGAMuN2\n\
-h18jiV6NO7OOV6F9z/V34dDh6T1bgITNynrX/icvpCJJvw45tm16SEG+G4KwK8iJ\n\
-giULVJeFu6xGzSHNTaefHz5dusfOyh5cY1OH8u40tdIT+WlCztHuzNBP6Z67TbGA\n\
-ymANlLRqJHceYe7XAxsSwXz3wFpChBhcbNJk/8cCgYAnKNqdwKAIKmCBEwkE4e+i\n\
-jTlzwKgMkkyNovXOj+9DJBZRe+AiZ9MG52zJlvRO71rj3cXEGUtIvOBVVPtVjC3d\n\
-txOr1PKZGWqqhfd08kvxixRrOfXUzqL29FkpsCM9C5I13UICyAsEbodytHD4X3Bk\n\
-X049sJJMKZMx/zVGqccB1Q==\n\
------END PRIVATE KEY-----\n\
-";
+/// never trust tokens signed with it outside tests. A binary that never
+/// calls `insecure_fixed_keys` (or names this constant) does not carry it.
+pub const TEST_RSA_PRIVATE_KEY_PEM: &str =
+    include_str!("../../../tests/fixtures/keys/dev-provider-rsa.pem");
 
-/// P-256 private key (PKCS#8 PEM) used when the provider is started without
-/// `generate_keys(true)`.
+/// P-256 private key (PKCS#8 PEM) that
+/// [`DevProviderBuilder::insecure_fixed_keys`](super::DevProviderBuilder::insecure_fixed_keys)
+/// signs with, from `tests/fixtures/keys/dev-provider-ec.pem`.
 ///
 /// **Test-only.** This key is public knowledge (it is in the source tree);
 /// never trust tokens signed with it outside tests.
-pub const TEST_EC_PRIVATE_KEY_PEM: &str = "\
------BEGIN PRIVATE KEY-----\n\
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgWS/R1LKYUnyVdpUG\n\
-VZx3iJu7ccMpduNYDOfQbcX7ur6hRANCAATGUAT+il8TZCV6tUzKwG1HbhOqAYs+\n\
-f1eeq1MWJpO5moNmft/3ldbJiFBq0R6YhdNZRy1MKBzhsEmIFD0aVBzW\n\
------END PRIVATE KEY-----\n\
-";
+pub const TEST_EC_PRIVATE_KEY_PEM: &str =
+    include_str!("../../../tests/fixtures/keys/dev-provider-ec.pem");
 
 /// The public key (SPKI PEM, `-----BEGIN PUBLIC KEY-----`) of a PEM
 /// private key: RSA in PKCS#8 or PKCS#1, EC P-256 in PKCS#8 or SEC1. For
@@ -327,11 +298,11 @@ pub(crate) struct KeySet {
 }
 
 impl KeySet {
-    /// The embedded test keys.
-    pub(crate) fn test_keys() -> Result<Self, KeyError> {
+    /// Keys from PKCS#8 PEMs (RSA-2048 or larger, P-256).
+    pub(crate) fn from_pkcs8_pems(rsa_pem: &str, ec_pem: &str) -> Result<Self, KeyError> {
         Ok(Self::new(
-            RsaKey::from_pkcs8_pem(TEST_RSA_PRIVATE_KEY_PEM)?,
-            EcKey::from_pkcs8_pem(TEST_EC_PRIVATE_KEY_PEM)?,
+            RsaKey::from_pkcs8_pem(rsa_pem)?,
+            EcKey::from_pkcs8_pem(ec_pem)?,
         ))
     }
 
@@ -531,14 +502,19 @@ fn der_to_pem(label: &str, der: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// The published test keys (fast and deterministic).
+    fn fixed() -> KeySet {
+        KeySet::from_pkcs8_pems(TEST_RSA_PRIVATE_KEY_PEM, TEST_EC_PRIVATE_KEY_PEM).unwrap()
+    }
+
     fn claims() -> Value {
         json!({"sub": "alice", "exp": 4_000_000_000u64})
     }
 
     #[test]
     fn test_keys_load_and_have_stable_kids() {
-        let a = KeySet::test_keys().unwrap();
-        let b = KeySet::test_keys().unwrap();
+        let a = fixed();
+        let b = fixed();
         assert_eq!(a.rsa.kid, b.rsa.kid);
         assert_eq!(a.ec.kid, b.ec.kid);
         assert!(a.rsa.kid.starts_with("rsa-"));
@@ -546,7 +522,7 @@ mod tests {
 
     #[test]
     fn rs256_token_verifies_with_jwks_via_jsonwebtoken() {
-        let keys = KeySet::test_keys().unwrap();
+        let keys = fixed();
         let token = keys.sign(&Signer::Rs256, &json!({}), &claims()).unwrap();
         let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(keys.jwks()).unwrap();
         let jwk = jwks.find(&keys.rsa.kid).unwrap();
@@ -573,14 +549,14 @@ mod tests {
 
     #[test]
     fn corrupted_signature_fails_verification() {
-        let keys = KeySet::test_keys().unwrap();
+        let keys = fixed();
         let token = keys.sign(&Signer::Rs256, &json!({}), &claims()).unwrap();
         assert!(keys.verify(&corrupt_signature(&token)).is_none());
     }
 
     #[test]
     fn alg_none_token_has_empty_signature_and_is_not_accepted() {
-        let keys = KeySet::test_keys().unwrap();
+        let keys = fixed();
         let token = keys.sign(&Signer::None, &json!({}), &claims()).unwrap();
         assert!(token.ends_with('.'));
         let header = jsonwebtoken::decode_header(&token);
@@ -591,7 +567,7 @@ mod tests {
 
     #[test]
     fn hs256_with_rsa_public_key_verifies_with_hmac_of_pem() {
-        let keys = KeySet::test_keys().unwrap();
+        let keys = fixed();
         let token = keys
             .sign(&Signer::Hs256WithRsaPublicKey, &json!({}), &claims())
             .unwrap();
@@ -609,7 +585,7 @@ mod tests {
 
     #[test]
     fn header_override_null_removes_member() {
-        let keys = KeySet::test_keys().unwrap();
+        let keys = fixed();
         let token = keys
             .sign(
                 &Signer::Rs256,
@@ -626,7 +602,7 @@ mod tests {
 
     #[test]
     fn rotate_keep_old_publishes_both_and_verifies_old_tokens() {
-        let mut keys = KeySet::test_keys().unwrap();
+        let mut keys = fixed();
         let old = keys.sign(&Signer::Rs256, &json!({}), &claims()).unwrap();
         let old_kid = keys.rsa.kid.clone();
         keys.rotate(true).unwrap();

@@ -66,6 +66,19 @@ pub use keys::{
 use faults::Faults;
 use keys::KeySet;
 
+/// Where the provider's signing keys come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeySource {
+    /// Fresh RSA-2048 and P-256 keys made at start (the default).
+    Generate,
+    /// The given PKCS#8 PEMs: only through
+    /// [`DevProviderBuilder::insecure_fixed_keys`].
+    Fixed {
+        rsa_pem: &'static str,
+        ec_pem: &'static str,
+    },
+}
+
 /// Algorithm the provider signs its ID and access tokens with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -331,7 +344,7 @@ pub struct DevProviderBuilder {
     require_pkce: bool,
     client_auth: ClientAuth,
     signing_alg: SigningAlg,
-    generate_keys: bool,
+    keys: KeySource,
     keep_old_keys: bool,
     auto_login: Option<String>,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -344,7 +357,13 @@ impl std::fmt::Debug for DevProviderBuilder {
             .field("client_secret", &"[redacted]")
             .field("bind", &self.bind)
             .field("issuer", &self.issuer)
-            .field("generate_keys", &self.generate_keys)
+            .field(
+                "keys",
+                &match self.keys {
+                    KeySource::Generate => "generated",
+                    KeySource::Fixed { .. } => "insecure fixed",
+                },
+            )
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
@@ -365,7 +384,7 @@ impl Default for DevProviderBuilder {
             require_pkce: true,
             client_auth: ClientAuth::Any,
             signing_alg: SigningAlg::Rs256,
-            generate_keys: false,
+            keys: KeySource::Generate,
             keep_old_keys: true,
             auto_login: None,
             tls: None,
@@ -452,10 +471,19 @@ impl DevProviderBuilder {
         self
     }
 
-    /// Make fresh keys at start instead of the embedded test keys. Defaults
-    /// to false (tests); the demo sets it.
-    pub fn generate_keys(mut self, yes: bool) -> Self {
-        self.generate_keys = yes;
+    /// Sign with the published test keys ([`TEST_RSA_PRIVATE_KEY_PEM`],
+    /// [`TEST_EC_PRIVATE_KEY_PEM`]) instead of keys made at start: stable
+    /// `kid`s across runs, and no RSA-2048 key generation (about 0.1 s per
+    /// provider, up to 0.2 s: aws-lc is optimised even in debug builds) for
+    /// tests that start many providers.
+    ///
+    /// **Insecure**: anyone can sign tokens this provider's JWKS vouches
+    /// for. Tests only. By default fresh keys are made at start.
+    pub fn insecure_fixed_keys(mut self) -> Self {
+        self.keys = KeySource::Fixed {
+            rsa_pem: TEST_RSA_PRIVATE_KEY_PEM,
+            ec_pem: TEST_EC_PRIVATE_KEY_PEM,
+        };
         self
     }
 
@@ -488,13 +516,12 @@ impl DevProviderBuilder {
     /// # Errors
     /// When the address cannot be bound, or the keys cannot be loaded or made.
     pub async fn start(self) -> io::Result<DevProvider> {
-        let keys = if self.generate_keys {
+        let keys = match self.keys {
             // RSA key generation takes a moment; keep it off the reactor.
-            tokio::task::spawn_blocking(KeySet::generate)
+            KeySource::Generate => tokio::task::spawn_blocking(KeySet::generate)
                 .await
-                .map_err(io::Error::other)??
-        } else {
-            KeySet::test_keys()?
+                .map_err(io::Error::other)??,
+            KeySource::Fixed { rsa_pem, ec_pem } => KeySet::from_pkcs8_pems(rsa_pem, ec_pem)?,
         };
         let client_jwt_key = match &self.client_auth {
             ClientAuth::PrivateKeyJwt(pem) => Some(token::ClientJwtKey::from_pem(pem)?),
@@ -569,7 +596,8 @@ impl std::fmt::Debug for DevProvider {
 
 impl DevProvider {
     /// A builder with test defaults: client `gateway` / `dev-secret`,
-    /// `127.0.0.1:0`, embedded test keys.
+    /// `127.0.0.1:0`, keys made at start (see
+    /// [`DevProviderBuilder::insecure_fixed_keys`]).
     pub fn builder() -> DevProviderBuilder {
         DevProviderBuilder::default()
     }

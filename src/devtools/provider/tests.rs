@@ -97,8 +97,10 @@ fn param(url: &url::Url, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// A provider with the published test keys (fast: no RSA key generation).
 async fn start() -> DevProvider {
     let op = DevProvider::builder()
+        .insecure_fixed_keys()
         .client_id("gateway")
         .client_secret("s3cret")
         .start()
@@ -238,14 +240,44 @@ async fn provider_dropped_stops_listening() {
 
 #[tokio::test]
 async fn generated_keys_differ_from_test_keys() {
-    let op = DevProvider::builder()
-        .generate_keys(true)
+    let op = DevProvider::builder().start().await.unwrap();
+    let test = DevProvider::builder()
+        .insecure_fixed_keys()
         .start()
         .await
         .unwrap();
-    let test = start().await;
     assert_ne!(op.rsa_kid(), test.rsa_kid());
     assert_ne!(op.ec_kid(), test.ec_kid());
+}
+
+#[tokio::test]
+async fn default_keys_are_made_per_provider() {
+    let a = DevProvider::builder().start().await.unwrap();
+    let b = DevProvider::builder().start().await.unwrap();
+    assert_ne!(a.rsa_kid(), b.rsa_kid());
+    assert_ne!(a.ec_kid(), b.ec_kid());
+    let fixed = KeySet::from_pkcs8_pems(TEST_RSA_PRIVATE_KEY_PEM, TEST_EC_PRIVATE_KEY_PEM).unwrap();
+    assert_ne!(a.rsa_kid(), fixed.rsa.kid);
+    assert_ne!(a.ec_kid(), fixed.ec.kid);
+}
+
+#[tokio::test]
+async fn insecure_fixed_keys_are_the_published_test_keys() {
+    let a = DevProvider::builder()
+        .insecure_fixed_keys()
+        .start()
+        .await
+        .unwrap();
+    let b = DevProvider::builder()
+        .insecure_fixed_keys()
+        .start()
+        .await
+        .unwrap();
+    let fixed = KeySet::from_pkcs8_pems(TEST_RSA_PRIVATE_KEY_PEM, TEST_EC_PRIVATE_KEY_PEM).unwrap();
+    assert_eq!(a.rsa_kid(), fixed.rsa.kid);
+    assert_eq!(a.ec_kid(), fixed.ec.kid);
+    assert_eq!(a.jwks(), b.jwks());
+    assert!(format!("{:?}", DevProvider::builder().insecure_fixed_keys()).contains("insecure"));
 }
 
 // ===== the code flow =====
@@ -1088,6 +1120,7 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 
 async fn start_pkjwt(private_pem: &str) -> DevProvider {
     DevProvider::builder()
+        .insecure_fixed_keys()
         .client_id("gateway")
         .client_auth(ClientAuth::PrivateKeyJwt(
             public_key_pem(private_pem).unwrap(),
