@@ -213,3 +213,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -347,6 +347,21 @@ impl Provider {
         }
     }
 
+    /// A provider whose metadata and keys are already loaded (unit tests:
+    /// no discovery, no JWKS fetch; an unknown `kid` finds no new key).
+    #[cfg(test)]
+    pub(crate) fn preloaded(
+        rules: ProviderRules,
+        http: ProviderHttp,
+        metadata: ProviderMetadata,
+        keys: KeySet,
+    ) -> Self {
+        let provider = Provider::new(rules, http);
+        *provider.metadata.write() = Some(Arc::new(metadata));
+        *provider.keys.write() = Arc::new(keys);
+        provider
+    }
+
     /// The HTTP client used for provider calls.
     pub fn http(&self) -> &ProviderHttp {
         &self.http

@@ -504,3 +504,6 @@ fn identity_from(claims: Claims, source: IdentitySource) -> Result<Identity, Tok
         source,
     })
 }
+
+#[cfg(test)]
+mod tests;
