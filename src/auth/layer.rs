@@ -42,24 +42,25 @@ const KEY_REFRESH_PERIOD: Duration = Duration::from_secs(15 * 60);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Why an [`OidcLayer`] could not be built. The source names the cause.
+/// Why an [`OidcLayer`] could not be built: the key at fault, with the
+/// cause as the source (its text also in the message, for logs).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LayerError {
     /// The HTTP client for the provider (TLS roots of `provider.ca_file`).
-    #[error("provider client")]
+    #[error("provider client: {0}")]
     ProviderClient(#[source] BoxError),
     /// Client authentication (`provider.private_key_file` for `private_key_jwt`).
-    #[error("provider.private_key_file")]
+    #[error("provider.private_key_file: {0}")]
     ClientCredentials(#[source] BoxError),
     /// `provider.allowed_algorithms`.
-    #[error("provider.allowed_algorithms")]
+    #[error("provider.allowed_algorithms: {0}")]
     Algorithms(#[source] BoxError),
     /// `session.secret`.
-    #[error("session.secret")]
+    #[error("session.secret: {0}")]
     SessionSecret(#[source] SessionSecretError),
     /// An identity header name in `[headers]`.
-    #[error("headers")]
+    #[error("headers: {0}")]
     HeaderName(#[source] http::header::InvalidHeaderName),
 }
 
