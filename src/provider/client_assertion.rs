@@ -17,8 +17,6 @@
 use std::path::Path;
 
 use aws_lc_rs::signature::{EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::PrivateKeyDer;
@@ -101,12 +99,11 @@ impl ClientAssertionKey {
             PrivateKeyDer::Pkcs8(k) => {
                 let der = k.secret_pkcs8_der();
                 if RsaKeyPair::from_pkcs8(der).is_ok() {
-                    // jsonwebtoken takes RSA keys as PKCS#1; its PEM reader
-                    // unwraps PKCS#8.
-                    let pem = der_to_pem("PRIVATE KEY", der);
-                    let key = EncodingKey::from_rsa_pem(pem.as_bytes())
-                        .map_err(|e| format!("not a usable RSA private key: {e}"))?;
-                    (Family::Rsa, key)
+                    // jsonwebtoken takes RSA keys as PKCS#1: the PKCS#8
+                    // PrivateKeyInfo wraps exactly that (RFC 5208 §5).
+                    let info = pkcs8::PrivateKeyInfo::try_from(der)
+                        .map_err(|_| "PKCS#8 key does not decode".to_string())?;
+                    (Family::Rsa, EncodingKey::from_rsa_der(info.private_key))
                 } else if EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).is_ok() {
                     (Family::Ec, EncodingKey::from_ec_der(der))
                 } else {
@@ -189,21 +186,23 @@ impl ClientAssertionKey {
     }
 }
 
-fn der_to_pem(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic")]
 mod tests {
     use super::*;
+
+    fn der_to_pem(label: &str, der: &[u8]) -> String {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        let b64 = STANDARD.encode(der);
+        let mut out = format!("-----BEGIN {label}-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(chunk).unwrap());
+            out.push('\n');
+        }
+        out.push_str(&format!("-----END {label}-----\n"));
+        out
+    }
     use jsonwebtoken::{DecodingKey, Validation};
     use std::path::PathBuf;
 
