@@ -23,6 +23,10 @@ const ACCESS_TOKEN_TYPES: &[&str] = &["JWT", "at+jwt", "application/at+jwt"];
 /// `typ` header values accepted on back-channel logout tokens (or none).
 const LOGOUT_TOKEN_TYPES: &[&str] = &["JWT", "logout+jwt", "application/logout+jwt"];
 
+/// Default longest time since an ID token's `iat` at login: 10 minutes,
+/// as mod_auth_openidc's `OIDCIDTokenIatSlack`.
+pub const DEFAULT_MAX_ID_TOKEN_AGE_SECS: u64 = 600;
+
 /// Longest token accepted, in bytes.
 pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -46,6 +50,8 @@ pub enum TokenError {
     NotYetValid,
     /// `iat` is missing or in the future.
     BadIssuedAt,
+    /// `iat` is further in the past than the accepted ID-token age.
+    TooOld,
     /// `iss` is not the provider's issuer.
     WrongIssuer,
     /// `aud` does not contain an accepted audience.
@@ -73,6 +79,7 @@ impl fmt::Display for TokenError {
             TokenError::Expired => "token has expired",
             TokenError::NotYetValid => "token is not valid yet",
             TokenError::BadIssuedAt => "token iat is missing or in the future",
+            TokenError::TooOld => "token was issued too long ago (iat)",
             TokenError::WrongIssuer => "token issuer is wrong",
             TokenError::WrongAudience => "token audience is wrong",
             TokenError::WrongAuthorizedParty => "token azp is wrong",
@@ -158,6 +165,8 @@ pub struct TokenVerifier {
     /// its issuer in every ID token's `aud`).
     trusted_audiences: Vec<String>,
     skew: u64,
+    /// Longest time since an ID token's `iat` at login.
+    max_id_token_age: u64,
     clock: SharedClock,
     id_validations: Vec<(Algorithm, Validation)>,
     bearer_validations: Vec<(Algorithm, Validation)>,
@@ -246,6 +255,7 @@ impl TokenVerifier {
             client_id: client_id.to_string(),
             trusted_audiences: Vec::new(),
             skew: skew_secs,
+            max_id_token_age: DEFAULT_MAX_ID_TOKEN_AGE_SECS,
             clock: crate::clock::system(),
             id_validations,
             bearer_validations,
@@ -257,6 +267,13 @@ impl TokenVerifier {
     /// an `azp` claim (for Oracle IDCS: its issuer).
     pub fn with_trusted_audiences(mut self, audiences: Vec<String>) -> Self {
         self.trusted_audiences = audiences;
+        self
+    }
+
+    /// Refuses ID tokens at login whose `iat` is more than `secs` (plus the
+    /// clock skew) in the past.
+    pub fn with_max_id_token_age(mut self, secs: u64) -> Self {
+        self.max_id_token_age = secs;
         self
     }
 
@@ -323,6 +340,14 @@ impl TokenVerifier {
             .ok_or(TokenError::BadIssuedAt)?;
         if iat > (now + self.skew) as f64 {
             return Err(TokenError::BadIssuedAt);
+        }
+        // Core §3.1.3.7 step 10: the client may refuse tokens issued too
+        // far from now. At login the token was just minted for this
+        // attempt; an old one is a replayed or stockpiled token.
+        if expected_nonce.is_some()
+            && iat + ((self.max_id_token_age + self.skew) as f64) < now as f64
+        {
+            return Err(TokenError::TooOld);
         }
         if let Some(expected) = expected_nonce {
             let nonce = claims.nonce.as_deref().ok_or(TokenError::WrongNonce)?;

@@ -185,6 +185,30 @@ async fn id_token_iat_in_future_beyond_leeway_fails() {
 }
 
 #[tokio::test]
+async fn id_token_issued_longer_ago_than_the_age_bound_fails_at_login() {
+    let f = fixture();
+    let edge = DEFAULT_MAX_ID_TOKEN_AGE_SECS + SKEW;
+    let old = with(id_claims(), "iat", json!(NOW - edge - 1));
+    assert_eq!(
+        f.id_token(old.clone()).await.unwrap_err(),
+        TokenError::TooOld
+    );
+    assert!(f
+        .id_token(with(id_claims(), "iat", json!(NOW - edge)))
+        .await
+        .is_ok());
+    // On refresh the age is not checked (no nonce, the token is the
+    // provider's answer to our own refresh request).
+    let (first, _) = f.id_token(id_claims()).await.unwrap();
+    let refreshed = f.sign(&without(old, "nonce"));
+    assert!(f
+        .verifier
+        .verify_refreshed_id_token(&refreshed, &first)
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
 async fn id_token_nonce_must_match() {
     let f = fixture();
     let claims = with(id_claims(), "nonce", json!("n-2"));
