@@ -30,7 +30,6 @@ use crate::metrics::Metrics;
 use crate::provider::client::ClientCredentials;
 use crate::provider::http::ProviderHttp;
 use crate::provider::{dialect, Provider};
-use crate::secret::{SessionSecret, SessionSecretError};
 use crate::session::{MemoryStore, SessionStore};
 use crate::token::TokenVerifier;
 use std::fmt;
@@ -53,12 +52,6 @@ pub enum LayerError {
     /// Client authentication (`provider.private_key_file` for `private_key_jwt`).
     #[error("provider.private_key_file: {0}")]
     ClientCredentials(#[source] BoxError),
-    /// `provider.allowed_algorithms`.
-    #[error("provider.allowed_algorithms: {0}")]
-    Algorithms(#[source] BoxError),
-    /// `session.secret`.
-    #[error("session.secret: {0}")]
-    SessionSecret(#[source] SessionSecretError),
     /// An identity header name in `[headers]`.
     #[error("headers: {0}")]
     HeaderName(#[source] http::header::InvalidHeaderName),
@@ -209,8 +202,6 @@ impl OidcLayerBuilder {
         let clock = clock.unwrap_or_else(crate::clock::system);
         let metrics = metrics.unwrap_or_else(|| Arc::new(Metrics::new()));
         let p = &config.provider;
-        let secret = SessionSecret::from_base64(config.session.secret.expose())
-            .map_err(LayerError::SessionSecret)?;
 
         let dialect = dialect::for_config(p);
         let http = ProviderHttp::new(p.ca_file.as_deref(), p.http_timeout, p.max_response_bytes)
@@ -226,7 +217,6 @@ impl OidcLayerBuilder {
                 &config.bearer_audiences(),
                 p.clock_skew.as_secs(),
             )
-            .map_err(|e| LayerError::Algorithms(Box::new(e)))?
             .with_trusted_audiences(dialect.trusted_audiences())
             .with_clock(clock.clone()),
         );
@@ -277,7 +267,7 @@ impl OidcLayerBuilder {
                 form_post,
             },
             attempts: LoginManager::new(
-                &secret,
+                &config.session.secret,
                 (*cookies).clone(),
                 config.session.login_timeout,
                 config.session.max_login_attempts,

@@ -23,7 +23,7 @@ pub(crate) mod userinfo;
 
 use self::client::ClientCredentials;
 use self::http::{HttpError, ProviderHttp};
-use crate::config::{check_provider_url, ProviderConfig};
+use crate::config::{check_provider_url, JwksAuth, ProviderConfig};
 use ::http::HeaderValue;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
@@ -288,15 +288,15 @@ pub struct ProviderRules {
 impl ProviderRules {
     /// The rules of a discovered OpenID Provider configured by `p`.
     pub fn discovered(p: &ProviderConfig) -> Self {
-        let jwks_credentials = match p.jwks_auth.as_deref() {
-            Some("client_credentials") => match ClientCredentials::from_config(p) {
+        let jwks_credentials = match p.jwks_auth {
+            Some(JwksAuth::ClientCredentials) => match ClientCredentials::from_config(p) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "jwks_auth: client credentials unusable");
                     None
                 }
             },
-            _ => None,
+            None => None,
         };
         ProviderRules {
             configured_issuer: p.issuer.clone().unwrap_or_default(),

@@ -7,6 +7,7 @@
 //! headers are ignored).
 
 use crate::clock::SharedClock;
+use crate::config::SigningAlgorithm;
 use crate::identity::{Identity, IdentitySource};
 use crate::provider::Provider;
 use jsonwebtoken::errors::ErrorKind;
@@ -25,7 +26,7 @@ const LOGOUT_TOKEN_TYPES: &[&str] = &["JWT", "logout+jwt", "application/logout+j
 
 /// Default longest time since an ID token's `iat` at login: 10 minutes,
 /// as mod_auth_openidc's `OIDCIDTokenIatSlack`.
-pub const DEFAULT_MAX_ID_TOKEN_AGE_SECS: u64 = 600;
+pub(crate) const DEFAULT_MAX_ID_TOKEN_AGE_SECS: u64 = 600;
 
 /// Longest token accepted, in bytes.
 pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -145,18 +146,6 @@ pub struct IdTokenInfo {
     pub expires_at: u64,
 }
 
-/// Why a [`TokenVerifier`] could not be built.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum VerifierError {
-    /// An algorithm name jsonwebtoken does not know.
-    #[error("unknown algorithm {0}")]
-    UnknownAlgorithm(String),
-    /// HMAC algorithms are never accepted from a provider's JWKS.
-    #[error("{0} is not accepted")]
-    Symmetric(String),
-}
-
 /// Verifies tokens against the provider's keys.
 pub struct TokenVerifier {
     provider: Arc<Provider>,
@@ -211,15 +200,16 @@ impl fmt::Debug for TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// A verifier for `algorithms` (names from the configuration), checking
-    /// ID tokens against `client_id` and bearer tokens against `bearer_audiences`.
+    /// A verifier for `algorithms` (asymmetric only: the configuration's
+    /// type has no HMAC), checking ID tokens against `client_id` and bearer
+    /// tokens against `bearer_audiences`.
     pub fn new(
         provider: Arc<Provider>,
-        algorithms: &[String],
+        algorithms: &[SigningAlgorithm],
         client_id: &str,
         bearer_audiences: &[String],
         skew_secs: u64,
-    ) -> Result<Self, VerifierError> {
+    ) -> Self {
         let issuers = provider.accepted_issuers().to_vec();
         let build = |alg: Algorithm, auds: &[String]| {
             let mut v = Validation::new(alg);
@@ -237,20 +227,14 @@ impl TokenVerifier {
         let mut id_validations = Vec::new();
         let mut bearer_validations = Vec::new();
         let mut logout_validations = Vec::new();
-        for name in algorithms {
-            let alg: Algorithm = name
-                .parse()
-                .map_err(|_| VerifierError::UnknownAlgorithm(name.clone()))?;
-            if alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
-                return Err(VerifierError::Symmetric(name.clone()));
-            }
+        for alg in algorithms.iter().map(|a| a.jwt()) {
             id_validations.push((alg, build(alg, &[client_id.to_string()])));
             bearer_validations.push((alg, build(alg, bearer_audiences)));
             let mut logout = build(alg, &[client_id.to_string()]);
             logout.set_required_spec_claims(&["iss", "aud"]);
             logout_validations.push((alg, logout));
         }
-        Ok(TokenVerifier {
+        TokenVerifier {
             provider,
             client_id: client_id.to_string(),
             trusted_audiences: Vec::new(),
@@ -260,7 +244,7 @@ impl TokenVerifier {
             id_validations,
             bearer_validations,
             logout_validations,
-        })
+        }
     }
 
     /// Audiences besides the client id that an ID token may carry without
