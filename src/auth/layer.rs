@@ -218,6 +218,7 @@ impl OidcLayerBuilder {
                 p.clock_skew.as_secs(),
             )
             .with_trusted_audiences(dialect.trusted_audiences())
+            .with_max_id_token_age(p.id_token_max_age.as_secs())
             .with_clock(clock.clone()),
         );
         let identity_headers =

@@ -127,6 +127,10 @@ pub struct ProviderConfig {
     /// Clock skew tolerated on `exp`, `nbf`, `iat`. Default `60s`.
     #[serde(default = "default_clock_skew", deserialize_with = "duration")]
     pub clock_skew: Duration,
+    /// Longest time since an ID token's `iat` at login (OpenID Connect Core
+    /// §3.1.3.7 step 10), beyond `clock_skew`. Default `10m`.
+    #[serde(default = "default_id_token_max_age", deserialize_with = "duration")]
+    pub id_token_max_age: Duration,
     /// Oracle IDCS: the issuer ID tokens carry. Default `https://identity.oraclecloud.com/`.
     pub expected_issuer: Option<String>,
     /// Janrain Capture: `https://<app>.<region>.janraincapture.com`.
@@ -493,6 +497,9 @@ fn default_jwks_min_refresh() -> Duration {
 }
 fn default_clock_skew() -> Duration {
     Duration::from_secs(60)
+}
+fn default_id_token_max_age() -> Duration {
+    Duration::from_secs(600)
 }
 
 #[cfg(test)]
