@@ -144,6 +144,8 @@ mod html;
 pub mod identity;
 mod io;
 pub mod metrics;
+#[cfg(test)]
+mod properties;
 pub(crate) mod provider;
 pub mod proxy;
 pub(crate) mod random;
