@@ -319,13 +319,27 @@ pub struct SessionConfig {
     /// Store. Default `memory`.
     #[serde(default = "default_store")]
     pub store: SessionStoreKind,
-    /// At least 32 random bytes, base64: keys the login-state cookies.
+    /// At least 32 random bytes, base64: seals the login-state cookies and
+    /// sessions (cookie store, Redis values).
     pub secret: Secret,
+    /// Older secrets that still open what they sealed but never seal
+    /// (rotation without signing everyone out); at most 8. Default none.
+    #[serde(default)]
+    pub previous_secrets: Vec<Secret>,
     /// Session lifetime. Default `8h`.
     #[serde(default = "default_lifetime", deserialize_with = "duration")]
     pub lifetime: Duration,
-    /// Redis URL for `store = "redis"`.
+    /// Redis URL for `store = "redis"` (`redis://` or `rediss://` for TLS).
     pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key (and of the invalidation channel).
+    /// Default `oidc-gateway:`.
+    #[serde(default = "default_redis_key_prefix")]
+    pub redis_key_prefix: String,
+    /// Longest time a gateway serves a session from its local cache without
+    /// asking Redis (logouts are pushed sooner; `0s` disables the cache).
+    /// Default `2s`, at most `60s`.
+    #[serde(default = "default_redis_cache_ttl", deserialize_with = "duration")]
+    pub redis_cache_ttl: Duration,
     /// How long a login attempt may take (at most 10 minutes). Default `10m`.
     #[serde(default = "default_login_timeout", deserialize_with = "duration")]
     pub login_timeout: Duration,
@@ -339,6 +353,18 @@ pub struct SessionConfig {
     /// refresh token only). Default `60s`.
     #[serde(default = "default_refresh_margin", deserialize_with = "duration")]
     pub refresh_margin: Duration,
+}
+
+impl SessionConfig {
+    /// The decoded `previous_secrets` (validated to be at least 32 bytes).
+    pub fn previous_session_secrets(
+        &self,
+    ) -> Result<Vec<crate::secret::SessionSecret>, crate::secret::SessionSecretError> {
+        self.previous_secrets
+            .iter()
+            .map(|s| crate::secret::SessionSecret::from_base64(s.expose()))
+            .collect()
+    }
 }
 
 /// `[bearer]`.
@@ -477,6 +503,12 @@ fn default_clock_skew() -> Duration {
 }
 fn default_store() -> SessionStoreKind {
     SessionStoreKind::Memory
+}
+fn default_redis_key_prefix() -> String {
+    "oidc-gateway:".into()
+}
+fn default_redis_cache_ttl() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_lifetime() -> Duration {
     Duration::from_secs(8 * 3600)
@@ -884,12 +916,55 @@ impl GatewayConfig {
             Some(_) => problem("session.secret", "must decode to at least 32 bytes".into()),
             None => problem("session.secret", "must be base64".into()),
         }
-        match se.store {
-            SessionStoreKind::Memory => {}
-            SessionStoreKind::Redis | SessionStoreKind::Cookie => problem(
-                "session.store",
-                "only \"memory\" is supported by this build".into(),
-            ),
+        if se.previous_secrets.len() > crate::session::seal::MAX_PREVIOUS_SECRETS {
+            problem(
+                "session.previous_secrets",
+                format!(
+                    "at most {} secrets",
+                    crate::session::seal::MAX_PREVIOUS_SECRETS
+                ),
+            );
+        }
+        for (i, old) in se.previous_secrets.iter().enumerate() {
+            match base64_decode_any(old.expose()) {
+                Some(bytes) if bytes.len() >= 32 => {}
+                Some(_) => problem(
+                    &format!("session.previous_secrets[{i}]"),
+                    "must decode to at least 32 bytes".into(),
+                ),
+                None => problem(
+                    &format!("session.previous_secrets[{i}]"),
+                    "must be base64".into(),
+                ),
+            }
+        }
+        if se.store == SessionStoreKind::Redis {
+            match se.redis_url.as_ref().map(|u| url::Url::parse(u.expose())) {
+                None => problem(
+                    "session.redis_url",
+                    "is required with store = \"redis\"".into(),
+                ),
+                // The URL may hold a password: never echo it.
+                Some(Err(_)) => problem("session.redis_url", "is not a URL".into()),
+                Some(Ok(u)) if !matches!(u.scheme(), "redis" | "rediss") => problem(
+                    "session.redis_url",
+                    "must start with redis:// or rediss://".into(),
+                ),
+                Some(Ok(u)) if u.host_str().is_none_or(str::is_empty) => {
+                    problem("session.redis_url", "has no host".into())
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+        let prefix = &se.redis_key_prefix;
+        if prefix.is_empty() || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            problem(
+                "session.redis_key_prefix",
+                "must be 1 to 64 visible ASCII characters".into(),
+            );
+        }
+        if se.redis_cache_ttl > Duration::from_secs(60) {
+            problem("session.redis_cache_ttl", "must be at most 60s".into());
         }
         if se.lifetime < Duration::from_secs(60) {
             problem("session.lifetime", "must be at least 1m".into());

@@ -332,7 +332,9 @@ fn default_store(
     clock: &SharedClock,
 ) -> Result<Arc<dyn SessionStore>, LayerError> {
     let se = &config.session;
-    let previous: Vec<SessionSecret> = Vec::new();
+    let previous = se
+        .previous_session_secrets()
+        .map_err(LayerError::SessionSecret)?;
     Ok(match se.store {
         SessionStoreKind::Memory => {
             Arc::new(MemoryStore::new(se.max_sessions, se.lifetime).with_clock(clock.clone()))
@@ -346,7 +348,9 @@ fn default_store(
                     "session.redis_url is required for store = \"redis\"",
                 ))
             })?;
-            let options = RedisStoreOptions::new(url);
+            let mut options = RedisStoreOptions::new(url);
+            options.key_prefix = se.redis_key_prefix.clone();
+            options.cache_ttl = se.redis_cache_ttl;
             Arc::new(
                 RedisStore::connect(options, secret, &previous, clock.clone())
                     .map_err(LayerError::SessionStore)?,
