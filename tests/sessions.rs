@@ -381,6 +381,19 @@ async fn redis_session_survives_gateway_restart_and_dump_holds_no_token() {
         let ttl: i64 = redis::cmd("PTTL").arg(k).query_async(&mut c).await.unwrap();
         assert!(ttl > 0, "{k} has no TTL");
     }
+    // Bytes per session (value, key and index sets; Redis's own accounting).
+    let mut bytes = 0u64;
+    for k in &keys {
+        let used: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(k)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        bytes += used.unwrap_or(0);
+    }
+    eprintln!("redis: {} keys, {bytes} bytes for one session", keys.len());
+    assert!(bytes < 8 * 1024, "{bytes} bytes for one session");
     let session_id = cookie.split_once('=').unwrap().1;
     redis.stop().await;
     let dump = redis.dump();
