@@ -179,33 +179,7 @@ impl IdentityHeaders {
     /// once into a single shared buffer.
     #[must_use]
     pub fn precompute(&self, identity: &Identity) -> PrecomputedHeaders {
-        let mut buf = Vec::with_capacity(128);
-        let mut spans = [(0u16, 0u16); 4];
-        let claims = [
-            Some(identity.subject.as_str()),
-            identity.email.as_deref(),
-            identity.preferred_username.as_deref(),
-        ];
-        for (slot, value) in claims.into_iter().enumerate() {
-            if let Some(v) = value.filter(|v| !v.is_empty()) {
-                let start = buf.len();
-                encode_into(v, false, &mut buf);
-                spans[slot] = span(start, buf.len());
-            }
-        }
-        let start = buf.len();
-        for g in identity.groups.iter().filter(|g| !g.is_empty()) {
-            if buf.len() > start {
-                buf.push(b',');
-            }
-            encode_into(g, true, &mut buf);
-        }
-        spans[3] = span(start, buf.len());
-        buf.shrink_to_fit();
-        PrecomputedHeaders {
-            buf: Bytes::from(buf),
-            spans,
-        }
+        PrecomputedHeaders::of(identity)
     }
 
     /// Strips (see [`IdentityHeaders::strip`]), then sets precomputed
@@ -274,6 +248,39 @@ pub struct PrecomputedHeaders {
 }
 
 impl PrecomputedHeaders {
+    /// The encoded identity headers of `identity` (they depend on the
+    /// claims only; the names are applied by [`IdentityHeaders`]).
+    #[must_use]
+    pub fn of(identity: &Identity) -> PrecomputedHeaders {
+        let mut buf = Vec::with_capacity(128);
+        let mut spans = [(0u16, 0u16); 4];
+        let claims = [
+            Some(identity.subject.as_str()),
+            identity.email.as_deref(),
+            identity.preferred_username.as_deref(),
+        ];
+        for (slot, value) in claims.into_iter().enumerate() {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                let start = buf.len();
+                encode_into(v, false, &mut buf);
+                spans[slot] = span(start, buf.len());
+            }
+        }
+        let start = buf.len();
+        for g in identity.groups.iter().filter(|g| !g.is_empty()) {
+            if buf.len() > start {
+                buf.push(b',');
+            }
+            encode_into(g, true, &mut buf);
+        }
+        spans[3] = span(start, buf.len());
+        buf.shrink_to_fit();
+        PrecomputedHeaders {
+            buf: Bytes::from(buf),
+            spans,
+        }
+    }
+
     /// Number of headers.
     #[must_use]
     pub fn len(&self) -> usize {

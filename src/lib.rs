@@ -7,7 +7,8 @@
 //! hyper or tonic services.
 //!
 //! The layer sends browsers through the authorization-code flow (state,
-//! nonce, PKCE S256) and keeps a server-side session; API clients present
+//! nonce, PKCE S256) and keeps a session (in memory, in Redis, or sealed in
+//! the cookie); API clients present
 //! `Authorization: Bearer <JWT>`, validated against the provider's keys and
 //! cached until `exp`. Authenticated requests reach the inner service with an
 //! `Arc<`[`Identity`]`>` in their extensions and the identity headers
@@ -117,7 +118,8 @@
 //! - [`auth`]: the layer ([`OidcLayer`], [`OidcLayerBuilder`]), its service
 //!   and future.
 //! - [`session`]: the [`SessionStore`] trait, [`session::Session`] and the
-//!   in-memory store.
+//!   stores: in-memory, cookie (sealed in the cookie) and Redis (shared by
+//!   replicas).
 //! - [`identity`]: the [`Identity`] handed to the inner service.
 //! - [`clock`]: the injectable time source.
 //! - [`proxy`], [`server`]: the reverse proxy and the rustls/hyper accept

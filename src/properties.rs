@@ -259,7 +259,7 @@ fn json_value(depth: u32) -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| Value::from(n)),
+        any::<i64>().prop_map(Value::from),
         Just(serde_json::json!(1e300)),
         Just(serde_json::json!(-1)),
         "[a-zA-Z0-9._ -]{0,20}".prop_map(Value::String),

@@ -101,6 +101,15 @@ impl SessionSecret {
     pub(crate) fn derive_cookie_key(&self) -> cookie::Key {
         cookie::Key::derive_from(&self.0)
     }
+
+    /// 32 bytes derived from the secret with HKDF-SHA256 for the purpose
+    /// named by `info` (distinct purposes get independent keys).
+    pub(crate) fn derive(&self, info: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's 8160-byte limit: cannot fail.
+        let _ = hkdf::Hkdf::<sha2::Sha256>::new(None, &self.0).expand(info, &mut out);
+        out
+    }
 }
 
 impl fmt::Debug for SessionSecret {

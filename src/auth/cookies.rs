@@ -36,7 +36,9 @@ impl CookieSettings {
 
     /// Whether `name` is one of the gateway's cookies.
     pub(crate) fn is_gateway_cookie(&self, name: &str) -> bool {
-        name == self.session_name || name.starts_with(&self.login_prefix)
+        name == self.session_name
+            || name.starts_with(&self.login_prefix)
+            || chunk_index(name, &self.session_name).is_some()
     }
 
     /// `Set-Cookie` value for a cookie `name=value` living `max_age` seconds.
@@ -66,6 +68,15 @@ impl CookieSettings {
     pub(crate) fn clear(&self, name: &str) -> HeaderValue {
         self.set(name, "", 0, SameSite::Lax)
     }
+}
+
+/// Index of a session chunk cookie `<base>-<n>` (one or two digits).
+pub(crate) fn chunk_index(name: &str, base: &str) -> Option<usize> {
+    let digits = name.strip_prefix(base)?.strip_prefix('-')?;
+    if digits.is_empty() || digits.len() > 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Every `name=value` pair in the `Cookie` headers, values as sent.
@@ -146,7 +157,9 @@ mod tests {
         );
         h.append(
             COOKIE,
-            HeaderValue::from_static("__Host-oidc-gateway-login-abc=x; c=3"),
+            HeaderValue::from_static(
+                "__Host-oidc-gateway-login-abc=x; c=3; __Host-oidc-gateway-1=y",
+            ),
         );
         strip_gateway_cookies(&mut h, &settings());
         let all: Vec<_> = h.get_all(COOKIE).iter().collect();

@@ -3,10 +3,11 @@
 //! `/userinfo`, `/auth` (forward-auth) and `/backchannel_logout`.
 
 use super::authn::Authenticator;
+use super::cookies::add_set_cookie;
 use super::layer::Core;
 use super::params::{read_form, single_params};
 use super::policy::{normalize_path, RouteTable};
-use super::responses::{forbidden, json_error, unauthorized};
+use super::responses::{forbidden, json_error, store_unavailable, unauthorized};
 use crate::body::{BoxError, ResponseBody};
 use crate::identity::IdentityHeaders;
 use crate::metrics::{AuthOutcome, Metrics};
@@ -81,7 +82,12 @@ fn no_store(resp: &mut Response<ResponseBody>) {
 
 /// `/userinfo`: the current identity as JSON.
 async fn userinfo(authn: &Authenticator, req: &Parts) -> Response<ResponseBody> {
-    let outcome = authn.resolve(&authn.credential(&req.headers)).await;
+    let outcome = authn
+        .resolve(&authn.credential(&req.headers), &req.headers)
+        .await;
+    if outcome.unavailable {
+        return store_unavailable(&req.method, &req.headers);
+    }
     let Some(who) = outcome.who else {
         return unauthorized(outcome.invalid_token);
     };
@@ -90,6 +96,9 @@ async fn userinfo(authn: &Authenticator, req: &Parts) -> Response<ResponseBody> 
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     no_store(&mut resp);
+    for c in outcome.set_cookies {
+        add_set_cookie(resp.headers_mut(), c);
+    }
     resp
 }
 
@@ -107,8 +116,11 @@ impl ForwardAuth<'_> {
     async fn check(&self, req: &Parts) -> Response<ResponseBody> {
         let outcome = self
             .authn
-            .resolve(&self.authn.credential(&req.headers))
+            .resolve(&self.authn.credential(&req.headers), &req.headers)
             .await;
+        if outcome.unavailable {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+        }
         let Some(who) = outcome.who else {
             self.metrics.record_auth(AuthOutcome::Unauthenticated);
             return unauthorized(outcome.invalid_token);
@@ -132,6 +144,9 @@ impl ForwardAuth<'_> {
         *resp.status_mut() = StatusCode::ACCEPTED;
         self.identity_headers
             .apply_precomputed(who.headers(), resp.headers_mut());
+        for c in outcome.set_cookies {
+            add_set_cookie(resp.headers_mut(), c);
+        }
         resp
     }
 }

@@ -23,14 +23,16 @@ use super::login::state::LoginManager;
 use super::login::{ClientSettings, LoginFlow, SessionIssuer};
 use super::policy::RouteTable;
 use super::service::Oidc;
+use super::session_cookie::SessionCookies;
 use crate::clock::{Clock, SharedClock};
-use crate::config::{OidcConfig, ResponseMode};
+use crate::config::{OidcConfig, ResponseMode, SessionStoreKind};
 use crate::identity::IdentityHeaders;
 use crate::metrics::Metrics;
 use crate::provider::client::ClientCredentials;
 use crate::provider::http::ProviderHttp;
 use crate::provider::{dialect, Provider};
-use crate::session::{MemoryStore, SessionStore};
+use crate::secret::SessionSecret;
+use crate::session::{CookieStore, MemoryStore, RedisStore, RedisStoreOptions, SessionStore};
 use crate::token::TokenVerifier;
 use std::fmt;
 use std::sync::Arc;
@@ -55,6 +57,9 @@ pub enum LayerError {
     /// An identity header name in `[headers]`.
     #[error("headers: {0}")]
     HeaderName(#[source] http::header::InvalidHeaderName),
+    /// The session store of `session.store` (e.g. `session.redis_url`).
+    #[error("session.store")]
+    SessionStore(#[source] crate::session::StoreError),
 }
 
 /// The assembled parts, shared by every clone of the service. Each
@@ -119,15 +124,18 @@ impl OidcLayer {
         }
     }
 
-    /// Whether the provider's metadata and keys are loaded (for `/readyz`).
+    /// Whether the provider's metadata and keys are loaded and the session
+    /// store answers (for `/readyz`).
     pub fn is_ready(&self) -> bool {
-        self.core.provider.is_ready()
+        self.core.provider.is_ready() && self.core.store.is_available()
     }
 
-    /// A readiness probe that can be moved into another service.
+    /// A readiness probe that can be moved into another service: the
+    /// provider is loaded and the session store answers.
     pub fn readiness(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
         let provider = self.core.provider.clone();
-        Arc::new(move || provider.is_ready())
+        let store = self.core.store.clone();
+        Arc::new(move || provider.is_ready() && store.is_available())
     }
 
     /// Number of live sessions in the store.
@@ -227,17 +235,15 @@ impl OidcLayerBuilder {
             config.session_cookie_name(),
             config.is_https(),
         ));
-        let store = store.unwrap_or_else(|| {
-            Arc::new(
-                MemoryStore::new(config.session.max_sessions, config.session.lifetime)
-                    .with_clock(clock.clone()),
-            )
-        });
+        let store = match store {
+            Some(store) => store,
+            None => default_store(&config, &config.session.secret, &clock)?,
+        };
         let form_post = p.response_mode == ResponseMode::FormPost;
         let refresh_margin = config.session.refresh_margin.as_secs();
 
         let authn = Authenticator::new(
-            cookies.session_name.clone(),
+            SessionCookies::new(cookies.clone(), store.clone()),
             store.clone(),
             config.bearer.enabled.then(|| BearerAuth {
                 cache: BearerCache::with_clock(config.bearer.cache_capacity, clock.clone()),
@@ -277,7 +283,7 @@ impl OidcLayerBuilder {
             ),
             sessions: SessionIssuer {
                 store: store.clone(),
-                cookies: cookies.clone(),
+                cookies: SessionCookies::new(cookies.clone(), store.clone()),
                 identity_headers: identity_headers.clone(),
                 lifetime: config.session.lifetime,
                 refresh_margin,
@@ -308,4 +314,38 @@ impl OidcLayerBuilder {
             core: Arc::new(core),
         })
     }
+}
+
+/// The store `session.store` names: memory (bounded by
+/// `session.max_sessions`), cookie or Redis, keyed from `session.secret`
+/// (and `session.previous_secrets`, which only open).
+fn default_store(
+    config: &OidcConfig,
+    secret: &SessionSecret,
+    clock: &SharedClock,
+) -> Result<Arc<dyn SessionStore>, LayerError> {
+    let se = &config.session;
+    let previous = &se.previous_secrets;
+    Ok(match se.store {
+        SessionStoreKind::Memory => {
+            Arc::new(MemoryStore::new(se.max_sessions, se.lifetime).with_clock(clock.clone()))
+        }
+        SessionStoreKind::Cookie => {
+            Arc::new(CookieStore::new(secret, previous, se.lifetime).with_clock(clock.clone()))
+        }
+        SessionStoreKind::Redis => {
+            let url = se.redis_url.clone().ok_or_else(|| {
+                LayerError::SessionStore(crate::session::StoreError::message(
+                    "session.redis_url is required for store = \"redis\"",
+                ))
+            })?;
+            let mut options = RedisStoreOptions::new(url);
+            options.key_prefix = se.redis_key_prefix.clone();
+            options.cache_ttl = se.redis_cache_ttl;
+            Arc::new(
+                RedisStore::connect(options, secret, previous, clock.clone())
+                    .map_err(LayerError::SessionStore)?,
+            )
+        }
+    })
 }

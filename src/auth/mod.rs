@@ -11,6 +11,7 @@
 //! | `authn` | credential → identity (session cookie, bearer token, refresh) |
 //! | `login` | start, callback, sign-out; login-attempt cookies; return URLs |
 //! | `endpoints` | `/userinfo`, `/auth` (forward-auth), back-channel logout, dispatch |
+//! | `session_cookie` | how the request and response carry the session (id or sealed chunks) |
 //! | `cookies`, `params`, `responses` | cookie headers, endpoint parameters, pages |
 //!
 //! Arrows point down only: `auth` → [`provider`](crate::provider),
@@ -27,6 +28,7 @@ mod params;
 pub(crate) mod policy;
 mod responses;
 mod service;
+pub(crate) mod session_cookie;
 
 pub use future::ResponseFuture;
 pub use layer::{LayerError, OidcLayer, OidcLayerBuilder};

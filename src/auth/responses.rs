@@ -71,6 +71,25 @@ pub(crate) fn redirect(location: &str) -> Response<ResponseBody> {
     resp
 }
 
+/// 503 when the session store cannot answer: a page for browser
+/// navigation, JSON otherwise; `Retry-After: 1` either way.
+pub(crate) fn store_unavailable(method: &Method, headers: &HeaderMap) -> Response<ResponseBody> {
+    let mut resp = if is_navigation(method, headers) {
+        html_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Temporarily unavailable",
+            "Your session cannot be checked right now. Please try again in a moment.",
+        )
+    } else {
+        json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+    };
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    resp
+}
+
 /// Browser navigation: GET/HEAD whose `Accept` includes `text/html`.
 pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
     (method == Method::GET || method == Method::HEAD)

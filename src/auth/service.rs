@@ -9,13 +9,13 @@
 //! future.
 
 use super::authn::{Authenticated, Outcome, Resolved};
-use super::cookies::strip_gateway_cookies;
+use super::cookies::{add_set_cookie, strip_gateway_cookies};
 use super::endpoints;
 use super::future::ResponseFuture;
 use super::layer::Core;
 use super::login::return_to::original_url;
 use super::policy::normalize_path;
-use super::responses::{forbidden, is_navigation, json_error, unauthorized};
+use super::responses::{forbidden, is_navigation, json_error, store_unavailable, unauthorized};
 use crate::body::{BoxError, ResponseBody};
 use crate::config::RouteAuth;
 use crate::metrics::{AuthOutcome, RouteKind};
@@ -179,6 +179,7 @@ where
             Resolved::Done(Outcome {
                 who: None,
                 invalid_token,
+                ..
             }) => {
                 let resp = core.unauthenticated(&req, invalid_token);
                 ResponseFuture::ready(resp, metrics, RouteKind::Protected)
@@ -188,7 +189,10 @@ where
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let core = self.core.clone();
                 let fut = async move {
-                    let outcome = core.authn.resolve(&credential).await;
+                    let outcome = core.authn.resolve(&credential, req.headers()).await;
+                    if outcome.unavailable {
+                        return Ok(store_unavailable(req.method(), req.headers()));
+                    }
                     let Some(who) = outcome.who else {
                         return Ok(core.unauthenticated(&req, outcome.invalid_token));
                     };
@@ -205,8 +209,12 @@ where
                     }
                     core.admit(&mut req, &who);
                     std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
-                    let resp = inner.call(req).await?;
-                    Ok(resp.map(crate::body::boxed))
+                    let mut resp = inner.call(req).await?.map(crate::body::boxed);
+                    // A refreshed or resealed cookie session travels back.
+                    for c in outcome.set_cookies {
+                        add_set_cookie(resp.headers_mut(), c);
+                    }
+                    Ok(resp)
                 };
                 ResponseFuture::boxed(Box::pin(fut), metrics, RouteKind::Protected)
             }

@@ -28,16 +28,30 @@ pub struct SessionConfig {
     /// Store. Default `memory`.
     #[serde(default = "default_store")]
     pub store: SessionStoreKind,
-    /// The key that seals the login-state cookies: at least 32 random bytes,
-    /// written in base64 (standard or URL-safe, padded or not), decoded
-    /// when the configuration is loaded.
+    /// The key that seals the login-state cookies and sessions (cookie
+    /// store, Redis values): at least 32 random bytes, written in base64
+    /// (standard or URL-safe, padded or not), decoded when the
+    /// configuration is loaded.
     #[serde(deserialize_with = "session_secret")]
     pub secret: SessionSecret,
+    /// Older secrets that still open what they sealed but never seal
+    /// (rotation without signing everyone out); at most 8. Default none.
+    #[serde(default, deserialize_with = "previous_session_secrets")]
+    pub previous_secrets: Vec<SessionSecret>,
     /// Session lifetime. Default `8h`.
     #[serde(default = "default_lifetime", deserialize_with = "duration")]
     pub lifetime: Duration,
-    /// Redis URL for `store = "redis"`.
+    /// Redis URL for `store = "redis"` (`redis://` or `rediss://` for TLS).
     pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key (and of the invalidation channel).
+    /// Default `oidc-gateway:`.
+    #[serde(default = "default_redis_key_prefix")]
+    pub redis_key_prefix: String,
+    /// Longest time a gateway serves a session from its local cache without
+    /// asking Redis (logouts are pushed sooner; `0s` disables the cache).
+    /// Default `2s`, at most `60s`.
+    #[serde(default = "default_redis_cache_ttl", deserialize_with = "duration")]
+    pub redis_cache_ttl: Duration,
     /// How long a login attempt may take (at most 10 minutes). Default `10m`.
     #[serde(default = "default_login_timeout", deserialize_with = "duration")]
     pub login_timeout: Duration,
@@ -59,13 +73,63 @@ fn session_secret<'de, D: Deserializer<'de>>(d: D) -> Result<SessionSecret, D::E
     SessionSecret::from_base64(text.expose()).map_err(serde::de::Error::custom)
 }
 
+/// Decodes `session.previous_secrets`; messages never contain a value and
+/// name the entry (`previous_secrets[i]`).
+fn previous_session_secrets<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<SessionSecret>, D::Error> {
+    struct Decoded(SessionSecret);
+    impl<'de> Deserialize<'de> for Decoded {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            session_secret(d).map(Decoded)
+        }
+    }
+    let decoded = Vec::<Decoded>::deserialize(d)?;
+    Ok(decoded.into_iter().map(|s| s.0).collect())
+}
+
+fn default_redis_key_prefix() -> String {
+    "oidc-gateway:".into()
+}
+
+fn default_redis_cache_ttl() -> Duration {
+    Duration::from_secs(2)
+}
+
 impl Section for SessionConfig {
     fn validate(&self, at: &mut At<'_>) {
-        match self.store {
-            SessionStoreKind::Memory => {}
-            SessionStoreKind::Redis | SessionStoreKind::Cookie => {
-                at.add("store", "only \"memory\" is supported by this build")
+        if self.previous_secrets.len() > crate::session::seal::MAX_PREVIOUS_SECRETS {
+            at.add(
+                "previous_secrets",
+                format!(
+                    "at most {} secrets",
+                    crate::session::seal::MAX_PREVIOUS_SECRETS
+                ),
+            );
+        }
+        if self.store == SessionStoreKind::Redis {
+            match self.redis_url.as_ref().map(|u| url::Url::parse(u.expose())) {
+                None => at.add("redis_url", "is required with store = \"redis\""),
+                // The URL may hold a password: never echo it.
+                Some(Err(_)) => at.add("redis_url", "is not a URL"),
+                Some(Ok(u)) if !matches!(u.scheme(), "redis" | "rediss") => {
+                    at.add("redis_url", "must start with redis:// or rediss://")
+                }
+                Some(Ok(u)) if u.host_str().is_none_or(str::is_empty) => {
+                    at.add("redis_url", "has no host")
+                }
+                Some(Ok(_)) => {}
             }
+        }
+        let prefix = &self.redis_key_prefix;
+        if prefix.is_empty() || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            at.add(
+                "redis_key_prefix",
+                "must be 1 to 64 visible ASCII characters",
+            );
+        }
+        if self.redis_cache_ttl > Duration::from_secs(60) {
+            at.add("redis_cache_ttl", "must be at most 60s");
         }
         if self.lifetime < Duration::from_secs(60) {
             at.add("lifetime", "must be at least 1m");

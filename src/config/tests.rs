@@ -623,3 +623,61 @@ fn oidc_config_applies_the_gateway_rules_with_the_same_key_paths() {
         ["provider.client_id: missing"]
     );
 }
+
+fn with_session(extra: &str) -> String {
+    MINIMAL.replace("[session]\n", &format!("[session]\n{extra}\n"))
+}
+
+#[test]
+fn config_session_stores_load_with_defaults() {
+    let e = env(&[("SECRET", "s")]);
+    let c = GatewayConfig::from_toml_str(&with_session("store = \"cookie\""), &e).unwrap();
+    assert_eq!(c.session.store, SessionStoreKind::Cookie);
+    assert!(c.session.previous_secrets.is_empty());
+    let c = GatewayConfig::from_toml_str(
+        &with_session(
+            "store = \"redis\"\nredis_url = \"rediss://:pw@redis.internal:6380/2\"\n\
+             previous_secrets = [\"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=\"]",
+        ),
+        &e,
+    )
+    .unwrap();
+    assert_eq!(c.session.redis_key_prefix, "oidc-gateway:");
+    assert_eq!(c.session.redis_cache_ttl, Duration::from_secs(2));
+    assert_eq!(c.session.previous_secrets.len(), 1);
+}
+
+#[test]
+fn config_session_store_problems_name_the_key_without_secrets() {
+    let e = env(&[("SECRET", "s")]);
+    for (extra, expected) in [
+        (
+            "store = \"redis\"",
+            "session.redis_url: is required with store = \"redis\"",
+        ),
+        (
+            "store = \"redis\"\nredis_url = \"http://:hunter2@h:1\"",
+            "session.redis_url: must start with redis:// or rediss://",
+        ),
+        (
+            "store = \"redis\"\nredis_url = \"hunter2\"",
+            "session.redis_url: is not a URL",
+        ),
+        (
+            "previous_secrets = [\"aHVudGVyMg==\"]",
+            "session.previous_secrets[0]: must decode to at least 32 bytes",
+        ),
+        (
+            "redis_key_prefix = \"\"",
+            "session.redis_key_prefix: must be 1 to 64 visible ASCII characters",
+        ),
+        (
+            "redis_cache_ttl = \"2m\"",
+            "session.redis_cache_ttl: must be at most 60s",
+        ),
+    ] {
+        let p = problems(&with_session(extra), &e);
+        assert_eq!(p, [expected], "{extra}");
+        assert!(!p.concat().contains("hunter2"));
+    }
+}

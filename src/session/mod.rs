@@ -4,10 +4,29 @@
 //! The browser holds a random 256-bit session id in the session cookie; the
 //! store is keyed by the SHA-256 of that id, so a leaked store listing does
 //! not yield usable cookies. A login always creates a fresh id.
+//!
+//! Three stores come with the crate:
+//!
+//! - [`MemoryStore`]: in-process (moka), lost on restart; one process only.
+//! - [`CookieStore`]: stateless; the whole session sealed (AES-256-GCM) in
+//!   the cookie itself, which the store reads through [`SessionSealer`].
+//! - [`RedisStore`]: shared by any number of processes, with a short local
+//!   read cache and cross-process invalidation and refresh locks.
+//!
+//! A store that keeps sessions itself implements only the required methods
+//! of [`SessionStore`]; the provided ones (cache bypass, cross-process
+//! refresh lock, cookie sealing, availability) have defaults that fit an
+//! in-process store.
 
+mod codec;
+mod cookie;
 mod memory;
+mod redis;
+pub mod seal;
 
+pub use cookie::{CookieStore, CHUNK_BYTES, MAX_CHUNKS, REVOCATION_CAPACITY};
 pub use memory::MemoryStore;
+pub use redis::{RedisStore, RedisStoreOptions};
 
 use crate::identity::{Identity, PrecomputedHeaders};
 use crate::secret::Secret;
@@ -157,6 +176,73 @@ impl SessionLookup {
     }
 }
 
+/// A lock that serializes refreshes of one session, held until
+/// [`RefreshLock::release`] (or dropped; a cross-process lock then expires
+/// by itself).
+#[must_use]
+pub struct RefreshLock {
+    release: Option<Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>>,
+}
+
+impl std::fmt::Debug for RefreshLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshLock").finish_non_exhaustive()
+    }
+}
+
+impl RefreshLock {
+    /// No lock beyond the session's own in-process one.
+    pub fn none() -> Self {
+        RefreshLock { release: None }
+    }
+
+    /// A lock released by running `release` (which owns any guard).
+    pub fn with_release(release: impl FnOnce() -> BoxFuture<'static, ()> + Send + 'static) -> Self {
+        RefreshLock {
+            release: Some(Box::new(release)),
+        }
+    }
+
+    /// Releases the lock.
+    pub async fn release(mut self) {
+        if let Some(release) = self.release.take() {
+            release().await;
+        }
+    }
+}
+
+/// A session opened from the session cookie by a [`SessionSealer`].
+#[derive(Debug)]
+pub struct Opened {
+    /// The session's store key (sealed inside the cookie).
+    pub key: SessionKey,
+    /// The session.
+    pub session: Arc<Session>,
+    /// The cookie should be written again (a newer copy of the session, a
+    /// rotated secret, or the idle timer to be reset).
+    pub reseal: bool,
+}
+
+/// Stores that keep the session in the cookie itself: seal a session into
+/// cookie values and open them again.
+pub trait SessionSealer: Send + Sync {
+    /// `session` (stored under `key`) sealed for the cookie `name`: one
+    /// value, or several when it is too large for one cookie (at most
+    /// [`SessionSealer::max_chunks`]).
+    fn seal(
+        &self,
+        name: &str,
+        key: &SessionKey,
+        session: &Session,
+    ) -> Result<Vec<String>, StoreError>;
+    /// The session sealed in the values of cookie `name`, in chunk order;
+    /// `None` when they do not open (tampered, reordered, incomplete,
+    /// expired, revoked, or sealed with an unknown key).
+    fn open(&self, name: &str, chunks: &[&str]) -> Option<Opened>;
+    /// Most cookies one session is split into.
+    fn max_chunks(&self) -> usize;
+}
+
 /// Where sessions live.
 pub trait SessionStore: Send + Sync + 'static {
     /// The session stored under `key`, if any and not expired.
@@ -180,6 +266,30 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Whether the store holds no session.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Like [`SessionStore::load`], but from the authoritative copy,
+    /// bypassing any local cache (refresh reads with it). Default: `load`.
+    fn load_fresh(&self, key: &SessionKey) -> SessionLookup {
+        self.load(key)
+    }
+    /// Serializes refreshes of the session under `key` among every process
+    /// sharing the store (so a rotating refresh token is spent once).
+    /// Default: no lock beyond the in-process one every session has.
+    fn lock_refresh(
+        &self,
+        key: &SessionKey,
+    ) -> BoxFuture<'static, Result<RefreshLock, StoreError>> {
+        let _ = key;
+        Box::pin(async { Ok(RefreshLock::none()) })
+    }
+    /// For stores that keep the session in the cookie itself: how it is
+    /// sealed. Default `None`: the cookie carries a random session id.
+    fn sealer(&self) -> Option<&dyn SessionSealer> {
+        None
+    }
+    /// Whether the store can be used now (for readiness). Default `true`.
+    fn is_available(&self) -> bool {
+        true
     }
 }
 

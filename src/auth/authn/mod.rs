@@ -14,14 +14,14 @@ mod refresh;
 pub(crate) use bearer::{BearerCache, Principal};
 pub(crate) use refresh::SessionRefresher;
 
-use crate::auth::cookies::request_cookie;
+use crate::auth::session_cookie::{Presented, SessionCookies};
 use crate::clock::SharedClock;
 use crate::identity::{IdentityHeaders, PrecomputedHeaders};
 use crate::metrics::{AuthOutcome, Metrics};
-use crate::session::{key_for_cookie, Session, SessionKey, SessionLookup, SessionStore};
+use crate::session::{Opened, Session, SessionKey, SessionLookup, SessionStore, StoreError};
 use crate::token::TokenVerifier;
 use http::header::AUTHORIZATION;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use std::sync::Arc;
 
 /// Who a request was authenticated as.
@@ -60,31 +60,54 @@ impl Authenticated {
 pub(crate) enum Credential {
     None,
     Bearer(String),
+    /// A session id, to look up in the store.
     Session(SessionKey),
+    /// A session sealed in the cookie, already opened.
+    Sealed(Opened),
 }
 
 /// The outcome of authentication: who, or whether a presented bearer
-/// token was refused (`invalid_token`).
+/// token was refused (`invalid_token`), or whether the session store could
+/// not answer (`unavailable`: 503, not "signed out").
 pub(crate) struct Outcome {
     pub(crate) who: Option<Authenticated>,
     pub(crate) invalid_token: bool,
+    pub(crate) unavailable: bool,
+    /// `Set-Cookie` values the response must carry: a cookie-sealed session
+    /// that was refreshed or resealed.
+    pub(crate) set_cookies: Vec<HeaderValue>,
 }
 
 impl Outcome {
     const ANONYMOUS: Outcome = Outcome {
         who: None,
         invalid_token: false,
+        unavailable: false,
+        set_cookies: Vec::new(),
     };
     const INVALID_TOKEN: Outcome = Outcome {
         who: None,
         invalid_token: true,
+        unavailable: false,
+        set_cookies: Vec::new(),
+    };
+    const UNAVAILABLE: Outcome = Outcome {
+        who: None,
+        invalid_token: false,
+        unavailable: true,
+        set_cookies: Vec::new(),
     };
 
     fn found(who: Authenticated) -> Self {
         Outcome {
             who: Some(who),
-            invalid_token: false,
+            ..Outcome::ANONYMOUS
         }
+    }
+
+    fn store_failed(e: &StoreError) -> Self {
+        tracing::warn!(error = %e, "session store unavailable");
+        Outcome::UNAVAILABLE
     }
 }
 
@@ -102,7 +125,7 @@ pub(crate) struct BearerAuth {
 
 /// Credential → identity, for sessions and bearer tokens.
 pub(crate) struct Authenticator {
-    session_cookie: String,
+    cookies: SessionCookies,
     store: Arc<dyn SessionStore>,
     bearer: Option<BearerAuth>,
     refresher: SessionRefresher,
@@ -113,7 +136,7 @@ pub(crate) struct Authenticator {
 
 impl Authenticator {
     pub(crate) fn new(
-        session_cookie: String,
+        cookies: SessionCookies,
         store: Arc<dyn SessionStore>,
         bearer: Option<BearerAuth>,
         refresher: SessionRefresher,
@@ -122,7 +145,7 @@ impl Authenticator {
         clock: SharedClock,
     ) -> Self {
         Authenticator {
-            session_cookie,
+            cookies,
             store,
             bearer,
             refresher,
@@ -151,9 +174,10 @@ impl Authenticator {
                 }
             }
         }
-        match request_cookie(headers, &self.session_cookie).and_then(key_for_cookie) {
-            Some(key) => Credential::Session(key),
-            None => Credential::None,
+        match self.cookies.read(headers) {
+            Presented::Reference(key) => Credential::Session(key),
+            Presented::Sealed(opened) => Credential::Sealed(opened),
+            Presented::None => Credential::None,
         }
     }
 
@@ -177,12 +201,20 @@ impl Authenticator {
                 }),
                 SessionLookup::Pending(_) => Resolved::Pending,
             },
+            Credential::Sealed(o) => {
+                if o.reseal || o.session.needs_refresh(self.clock.now_secs()) {
+                    Resolved::Pending
+                } else {
+                    Resolved::Done(Outcome::found(Authenticated::Session(o.session.clone())))
+                }
+            }
         }
     }
 
     /// Full authentication, awaiting the store, a refresh or the token
-    /// validation. Records the bearer metrics it decides.
-    pub(crate) async fn resolve(&self, credential: &Credential) -> Outcome {
+    /// validation. Records the bearer metrics it decides. `request` is the
+    /// request's headers (for the session cookies a rewrite replaces).
+    pub(crate) async fn resolve(&self, credential: &Credential, request: &HeaderMap) -> Outcome {
         match credential {
             Credential::None => Outcome::ANONYMOUS,
             Credential::Bearer(token) => {
@@ -216,30 +248,52 @@ impl Authenticator {
                 }
             }
             Credential::Session(key) => {
-                let Some(session) = self.load_session(key).await else {
-                    return Outcome::ANONYMOUS;
+                let session = match self.load_session(key).await {
+                    Ok(Some(s)) => s,
+                    Ok(None) => return Outcome::ANONYMOUS,
+                    Err(e) => return Outcome::store_failed(&e),
                 };
                 match self
                     .refresher
-                    .refresh_if_needed(&*self.store, key, session)
+                    .refresh_if_needed(&*self.store, key, session, false)
                     .await
                 {
-                    Some(s) => Outcome::found(Authenticated::Session(s)),
-                    None => Outcome::ANONYMOUS,
+                    Ok(Some(s)) => Outcome::found(Authenticated::Session(s)),
+                    Ok(None) => Outcome::ANONYMOUS,
+                    Err(e) => Outcome::store_failed(&e),
                 }
+            }
+            Credential::Sealed(o) => {
+                let fresh = match self
+                    .refresher
+                    .refresh_if_needed(&*self.store, &o.key, o.session.clone(), true)
+                    .await
+                {
+                    Ok(Some(s)) => s,
+                    Ok(None) => return Outcome::ANONYMOUS,
+                    Err(e) => return Outcome::store_failed(&e),
+                };
+                let mut outcome = Outcome::found(Authenticated::Session(fresh.clone()));
+                if o.reseal || !Arc::ptr_eq(&fresh, &o.session) {
+                    let now = self.clock.now_secs();
+                    match self.cookies.issue(request, "", &o.key, &fresh, now) {
+                        Ok(set) => outcome.set_cookies = set,
+                        Err(e) => tracing::warn!(error = %e, "session cookie not rewritten"),
+                    }
+                }
+                outcome
             }
         }
     }
 
-    /// The session stored under `key`, awaiting a remote store; a failed
-    /// lookup counts as no session.
-    pub(crate) async fn load_session(&self, key: &SessionKey) -> Option<Arc<Session>> {
-        match self.store.load(key).wait().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "session store lookup failed");
-                None
-            }
+    /// The session stored under `key`, awaiting a remote store.
+    pub(crate) async fn load_session(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
+        match self.store.load(key) {
+            SessionLookup::Ready(s) => Ok(s),
+            SessionLookup::Pending(fut) => fut.await,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Refreshing a session's access token before it expires (OpenID Connect
-//! Core §12): single-flight per session, and a refreshed ID token must name
+//! Core §12): single-flight per session (also across processes sharing a
+//! store), and a refreshed ID token must name
 //! the same issuer and subject.
 
 use crate::clock::SharedClock;
@@ -7,7 +8,7 @@ use crate::identity::{IdentityHeaders, IdentitySource};
 use crate::provider::client::{self, ClientCredentials};
 use crate::provider::Provider;
 use crate::secret::Secret;
-use crate::session::{Session, SessionKey, SessionStore};
+use crate::session::{Session, SessionKey, SessionLookup, SessionStore, StoreError};
 use crate::token::TokenVerifier;
 use std::sync::Arc;
 
@@ -24,27 +25,64 @@ pub(crate) struct SessionRefresher {
 
 impl SessionRefresher {
     /// Refreshes the session's access token when it is about to expire.
-    /// Single-flight per session: concurrent callers wait on the session's
-    /// lock, and all but the first find the refreshed session in the store.
-    /// A failed refresh ends the session (`None`).
+    ///
+    /// Single-flight: concurrent callers in this process wait on the
+    /// session's lock, then every process sharing the store on
+    /// [`SessionStore::lock_refresh`]; whoever comes after the refresh finds
+    /// the refreshed session (read past any cache with
+    /// [`SessionStore::load_fresh`]) and uses it. `from_cookie`: the session
+    /// was opened from the cookie, so a store that does not know it is not
+    /// a sign-out. A failed refresh ends the session (`Ok(None)`); a store
+    /// that cannot answer is an error.
     pub(crate) async fn refresh_if_needed(
         &self,
         store: &dyn SessionStore,
         key: &SessionKey,
         session: Arc<Session>,
-    ) -> Option<Arc<Session>> {
+        from_cookie: bool,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
         if !session.needs_refresh(self.clock.now_secs()) {
-            return Some(session);
+            return Ok(Some(session));
         }
-        let state = session.refresh.as_ref()?;
+        let Some(state) = session.refresh.as_ref() else {
+            return Ok(Some(session));
+        };
         let _guard = state.lock.lock().await;
-        let current = store.load(key).wait().await.ok().flatten();
-        match current {
-            Some(c) if !Arc::ptr_eq(&c, &session) => return Some(c),
-            None => return None,
-            Some(_) => {}
+        // Refreshed by another request of this process meanwhile?
+        if let SessionLookup::Ready(Some(c)) = store.load(key) {
+            if !c.needs_refresh(self.clock.now_secs()) {
+                return Ok(Some(c));
+            }
         }
-        let meta = self.provider.metadata()?;
+        let lock = store.lock_refresh(key).await?;
+        let result = self.refresh_locked(store, key, &session, from_cookie).await;
+        lock.release().await;
+        result
+    }
+
+    async fn refresh_locked(
+        &self,
+        store: &dyn SessionStore,
+        key: &SessionKey,
+        session: &Arc<Session>,
+        from_cookie: bool,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
+        let current = match store.load_fresh(key) {
+            SessionLookup::Ready(s) => s,
+            SessionLookup::Pending(f) => f.await?,
+        };
+        let session = match current {
+            Some(c) if !c.needs_refresh(self.clock.now_secs()) => return Ok(Some(c)),
+            Some(c) => c,
+            None if from_cookie => session.clone(),
+            None => return Ok(None),
+        };
+        let Some(state) = session.refresh.as_ref() else {
+            return Ok(Some(session));
+        };
+        let Some(meta) = self.provider.metadata() else {
+            return Ok(None);
+        };
         let result = client::refresh(
             self.provider.http(),
             meta.token_endpoint.as_str(),
@@ -57,7 +95,7 @@ impl SessionRefresher {
             Err(e) => {
                 tracing::info!(error = %e, "refresh failed: session ended");
                 let _ = store.remove(key).await;
-                return None;
+                return Ok(None);
             }
         };
         let now = self.clock.now_secs();
@@ -81,7 +119,7 @@ impl SessionRefresher {
                     Err(e) => {
                         tracing::warn!(reason = %e, "refreshed id token refused: session ended");
                         let _ = store.remove(key).await;
-                        return None;
+                        return Ok(None);
                     }
                 }
             }
@@ -109,8 +147,8 @@ impl SessionRefresher {
         let fresh = Arc::new(fresh);
         if let Err(e) = store.save(*key, fresh.clone()).await {
             tracing::error!(error = %e, "session store write failed after refresh");
-            return None;
+            return Err(e);
         }
-        Some(fresh)
+        Ok(Some(fresh))
     }
 }

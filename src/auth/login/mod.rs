@@ -9,9 +9,10 @@
 pub(crate) mod return_to;
 pub(crate) mod state;
 
-use crate::auth::cookies::{add_set_cookie, request_cookie, CookieSettings, SameSite};
+use crate::auth::cookies::add_set_cookie;
 use crate::auth::params::{query_param, read_form, single_params};
 use crate::auth::responses::{html_page, redirect};
+use crate::auth::session_cookie::{Presented, SessionCookies};
 use crate::body::{BoxError, ResponseBody};
 use crate::clock::SharedClock;
 use crate::identity::{Identity, IdentityHeaders, IdentitySource};
@@ -20,7 +21,7 @@ use crate::provider::client::{sanitize_code, ClientCredentials, TokenResponse};
 use crate::provider::dialect::{DynDialect, LoginContext};
 use crate::provider::Provider;
 use crate::secret::Secret;
-use crate::session::{key_for_cookie, new_session_id, Session, SessionStore};
+use crate::session::{new_session_id, Session, SessionStore};
 use crate::token::TokenVerifier;
 use bytes::Bytes;
 use http::request::Parts;
@@ -44,7 +45,7 @@ pub(crate) struct ClientSettings {
 /// Stores the session a login establishes and sets its cookie.
 pub(crate) struct SessionIssuer {
     pub(crate) store: Arc<dyn SessionStore>,
-    pub(crate) cookies: Arc<CookieSettings>,
+    pub(crate) cookies: SessionCookies,
     pub(crate) identity_headers: Arc<IdentityHeaders>,
     pub(crate) lifetime: Duration,
     pub(crate) refresh_margin: u64,
@@ -98,12 +99,23 @@ impl SessionIssuer {
             );
         }
         let session = Arc::new(session);
-        if let Some(old) =
-            request_cookie(headers, &self.cookies.session_name).and_then(key_for_cookie)
-        {
+        if let Some(old) = self.cookies.presented_key(headers) {
             let _ = self.store.remove(&old).await;
         }
         let (id, key) = new_session_id();
+        let set_cookies = match self.cookies.issue(headers, &id, &key, &session, now) {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::error!(error = %e, "session cookie could not be written");
+                let mut resp = login_failed(
+                    &self.metrics,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The session is too large to be kept.",
+                );
+                add_set_cookie(resp.headers_mut(), clear_login);
+                return resp;
+            }
+        };
         if let Err(e) = self.store.save(key, session).await {
             tracing::error!(error = %e, "session store write failed");
             let mut resp = login_failed(
@@ -117,15 +129,9 @@ impl SessionIssuer {
         self.metrics.record_auth(AuthOutcome::LoginSucceeded);
         self.metrics.set_sessions(self.store.len());
         let mut resp = redirect(return_to);
-        add_set_cookie(
-            resp.headers_mut(),
-            self.cookies.set(
-                &self.cookies.session_name,
-                &id,
-                self.lifetime.as_secs(),
-                SameSite::Lax,
-            ),
-        );
+        for c in set_cookies {
+            add_set_cookie(resp.headers_mut(), c);
+        }
         add_set_cookie(resp.headers_mut(), clear_login);
         resp
     }
@@ -321,10 +327,19 @@ impl LoginFlow {
         let sessions = &self.sessions;
         let rd = safe_return_to(query_param(req, "rd").as_deref()).to_string();
         let mut id_token_hint = None;
-        if let Some(key) =
-            request_cookie(&req.headers, &sessions.cookies.session_name).and_then(key_for_cookie)
-        {
-            let session = sessions.store.load(&key).wait().await.ok().flatten();
+        let presented = match sessions.cookies.read(&req.headers) {
+            Presented::Reference(key) => Some((key, None)),
+            Presented::Sealed(o) => Some((o.key, Some(o.session))),
+            Presented::None => None,
+        };
+        if let Some((key, opened)) = presented {
+            let session = match opened {
+                Some(s) => Some(s),
+                None => match sessions.store.load(&key) {
+                    crate::session::SessionLookup::Ready(s) => s,
+                    crate::session::SessionLookup::Pending(f) => f.await.ok().flatten(),
+                },
+            };
             id_token_hint = session.and_then(|s| s.id_token.clone());
             if let Err(e) = sessions.store.remove(&key).await {
                 tracing::error!(error = %e, "session store delete failed");
@@ -353,10 +368,9 @@ impl LoginFlow {
             None => rd,
         };
         let mut resp = redirect(&location);
-        add_set_cookie(
-            resp.headers_mut(),
-            sessions.cookies.clear(&sessions.cookies.session_name),
-        );
+        for c in sessions.cookies.clear(&req.headers) {
+            add_set_cookie(resp.headers_mut(), c);
+        }
         resp
     }
 }
