@@ -16,7 +16,9 @@
 //!
 //! [`ProviderRules`]: crate::provider::ProviderRules
 
-use super::authn::{Authenticator, BearerAuth, BearerCache, SessionRefresher};
+use super::authn::{
+    Authenticator, BearerAuth, BearerCache, IntrospectionSettings, Introspector, SessionRefresher,
+};
 use super::cookies::CookieSettings;
 use super::endpoints::BackchannelLogout;
 use super::login::state::LoginManager;
@@ -150,6 +152,12 @@ impl<S> tower_layer::Layer<S> for OidcLayer {
     }
 }
 
+/// The introspector's settings when `bearer.introspection = true`.
+fn introspection_settings(_config: &OidcConfig) -> Option<IntrospectionSettings> {
+    // The [bearer] introspection keys come with the configuration commit.
+    None
+}
+
 /// Builds an [`OidcLayer`]; see [`OidcLayer::builder`].
 #[must_use]
 pub struct OidcLayerBuilder {
@@ -250,6 +258,16 @@ impl OidcLayerBuilder {
             config.bearer.enabled.then(|| BearerAuth {
                 cache: BearerCache::with_clock(config.bearer.cache_capacity, clock.clone()),
                 verifier: verifier.clone(),
+                introspector: introspection_settings(&config).map(|settings| {
+                    Introspector::new(
+                        provider.clone(),
+                        credentials.clone(),
+                        verifier.clone(),
+                        identity_headers.clone(),
+                        settings,
+                        clock.clone(),
+                    )
+                }),
             }),
             SessionRefresher {
                 provider: provider.clone(),

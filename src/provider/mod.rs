@@ -22,6 +22,7 @@ pub(crate) mod client;
 pub(crate) mod client_assertion;
 pub(crate) mod dialect;
 pub(crate) mod http;
+pub(crate) mod introspection;
 pub(crate) mod userinfo;
 
 use self::client::ClientCredentials;
@@ -89,6 +90,9 @@ pub struct ProviderMetadata {
     pub jwks_uri: Option<Url>,
     /// RP-initiated logout, when offered.
     pub end_session_endpoint: Option<Url>,
+    /// RFC 7662 token introspection, when the OpenID discovery document
+    /// names it (RFC 8414 metadata is consulted later, only when needed).
+    pub introspection_endpoint: Option<Url>,
     /// RFC 9207: the provider sends `iss` with authorization responses.
     pub iss_parameter_supported: bool,
 }
@@ -101,6 +105,7 @@ struct DiscoveryDocument {
     userinfo_endpoint: Option<String>,
     jwks_uri: Option<String>,
     end_session_endpoint: Option<String>,
+    introspection_endpoint: Option<String>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
 }
@@ -565,6 +570,17 @@ impl Provider {
                 &o.end_session_endpoint,
                 doc.end_session_endpoint,
             )?,
+            // Optional and only used by bearer introspection: an unusable
+            // value is ignored (RFC 8414 metadata may still name one).
+            introspection_endpoint: endpoint(
+                "introspection_endpoint",
+                &None,
+                doc.introspection_endpoint,
+            )
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "discovery introspection_endpoint ignored");
+                None
+            }),
             iss_parameter_supported: doc.authorization_response_iss_parameter_supported,
             issuer: doc.issuer,
         })
