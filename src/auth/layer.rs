@@ -21,6 +21,7 @@ use super::authn::{
 };
 use super::cookies::CookieSettings;
 use super::endpoints::BackchannelLogout;
+use super::login::logout::LogoutStates;
 use super::login::state::LoginManager;
 use super::login::{ClientSettings, LoginFlow, SessionIssuer};
 use super::policy::RouteTable;
@@ -290,6 +291,7 @@ impl OidcLayerBuilder {
                 client_id: p.client_id.clone(),
                 public_url: config.public_url.as_str().trim_end_matches('/').to_string(),
                 redirect_uri: config.redirect_uri(),
+                prefix: config.prefix.clone(),
                 scopes: p.scopes.clone(),
                 form_post,
             },
@@ -301,6 +303,7 @@ impl OidcLayerBuilder {
                 form_post,
                 clock.clone(),
             ),
+            logout_states: LogoutStates::new(&secret, clock.clone()),
             sessions: SessionIssuer {
                 store: store.clone(),
                 cookies: cookies.clone(),
