@@ -36,10 +36,10 @@ use serde::{Deserialize, Serialize};
 
 /// Who made a request, once authenticated.
 ///
-/// The tower layer puts this in the request's extensions
-/// (`req.extensions().get::<Identity>()`) for every authenticated request,
-/// and the session store keeps it; it is also the JSON of
-/// `/oauth2/userinfo`.
+/// The tower layer puts it in the request's extensions as an
+/// `Arc<Identity>` (`req.extensions().get::<Arc<Identity>>()`, or axum's
+/// `Extension<Arc<Identity>>`) for every authenticated request, and the
+/// session store keeps it; it is also the JSON of `/oauth2/userinfo`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// Stable subject (`sub` claim, or the provider's equivalent).
@@ -66,6 +66,28 @@ pub struct Identity {
     pub expires_at: Option<u64>,
     /// Whether this came from a browser session or a bearer token.
     pub source: IdentitySource,
+}
+
+impl Identity {
+    /// An identity with only its subject and issuer; every optional claim
+    /// absent, no expiry.
+    pub fn new(
+        subject: impl Into<String>,
+        issuer: impl Into<String>,
+        source: IdentitySource,
+    ) -> Self {
+        Identity {
+            subject: subject.into(),
+            email: None,
+            email_verified: None,
+            preferred_username: None,
+            groups: Vec::new(),
+            name: None,
+            issuer: issuer.into(),
+            expires_at: None,
+            source,
+        }
+    }
 }
 
 /// How an [`Identity`] was established.

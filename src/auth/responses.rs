@@ -1,6 +1,7 @@
 //! Responses the gateway produces itself: error pages, JSON errors, redirects.
 
 use crate::body::{full, ResponseBody};
+use crate::html::escape_html;
 use http::header::ACCEPT;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -91,22 +92,6 @@ pub(crate) fn forbidden(method: &Method, headers: &HeaderMap) -> Response<Respon
     } else {
         json_error(StatusCode::FORBIDDEN, "forbidden")
     }
-}
-
-/// Escapes `<>&"'` for HTML text and attributes.
-pub(crate) fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

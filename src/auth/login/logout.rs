@@ -14,7 +14,8 @@
 //! and is checked again when opened.
 
 use super::return_to::safe_return_to;
-use crate::auth::responses::{escape_html, html_page, redirect};
+use crate::auth::responses::{html_page, redirect};
+use crate::html::escape_html;
 use crate::body::ResponseBody;
 use crate::clock::SharedClock;
 use crate::random::random_token;

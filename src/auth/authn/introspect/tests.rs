@@ -77,12 +77,11 @@ mod against_the_dev_provider {
         let verifier = Arc::new(
             TokenVerifier::new(
                 provider.clone(),
-                &["RS256".to_string()],
+                &[crate::config::SigningAlgorithm::RS256],
                 op.client_id(),
                 &[op.client_id().to_string()],
                 SKEW,
             )
-            .unwrap()
             .with_clock(clock.clone()),
         );
         let headers = Arc::new(IdentityHeaders::new(&HeaderNamesConfig::default()).unwrap());
