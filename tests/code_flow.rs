@@ -778,7 +778,11 @@ async fn sign_out_deletes_session_clears_cookie_and_redirects_to_provider() {
     let back = back.location().expect("end_session redirects back");
     assert_eq!(back.path(), "/oauth2/signed_out", "{back}");
     let signed_out = Resp::of(client.get(back).send().await.unwrap()).await;
-    assert_eq!(signed_out.header("location"), Some("/bye"), "{signed_out:?}");
+    assert_eq!(
+        signed_out.header("location"),
+        Some("/bye"),
+        "{signed_out:?}"
+    );
     let cleared = out.cookie_line("oidc-gateway").expect("cookie cleared");
     assert!(
         out.cookie("oidc-gateway").unwrap().is_empty()
@@ -834,8 +838,7 @@ async fn sign_out_foreign_rd_returns_to_root() {
             "rd={rd}"
         );
         let back = Resp::of(client.get(loc).send().await.unwrap()).await;
-        let signed_out =
-            Resp::of(client.get(back.location().unwrap()).send().await.unwrap()).await;
+        let signed_out = Resp::of(client.get(back.location().unwrap()).send().await.unwrap()).await;
         assert_eq!(signed_out.header("location"), Some("/"), "rd={rd}");
     }
 }

@@ -148,9 +148,14 @@ impl<S> tower_layer::Layer<S> for OidcLayer {
 }
 
 /// The introspector's settings when `bearer.introspection = true`.
-fn introspection_settings(_config: &OidcConfig) -> Option<IntrospectionSettings> {
-    // The [bearer] introspection keys come with the configuration commit.
-    None
+fn introspection_settings(config: &OidcConfig) -> Option<IntrospectionSettings> {
+    let b = &config.bearer;
+    b.introspection.then(|| IntrospectionSettings {
+        endpoint: b.introspection_endpoint.clone(),
+        cache_ttl: b.introspection_cache,
+        capacity: b.cache_capacity,
+        limits: Default::default(),
+    })
 }
 
 /// Builds an [`OidcLayer`]; see [`OidcLayer::builder`].
@@ -228,6 +233,8 @@ impl OidcLayerBuilder {
             )
             .with_trusted_audiences(dialect.trusted_audiences())
             .with_max_id_token_age(p.id_token_max_age.as_secs())
+            .with_accept_id_tokens(config.bearer.accept_id_tokens)
+            .with_required_scopes(config.bearer.required_scopes.clone())
             .with_clock(clock.clone()),
         );
         let identity_headers =

@@ -15,9 +15,9 @@
 
 use super::return_to::safe_return_to;
 use crate::auth::responses::{html_page, redirect};
-use crate::html::escape_html;
 use crate::body::ResponseBody;
 use crate::clock::SharedClock;
+use crate::html::escape_html;
 use crate::random::random_token;
 use crate::secret::SessionSecret;
 use http::{Response, StatusCode};

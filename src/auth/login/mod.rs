@@ -371,7 +371,10 @@ impl LoginFlow {
 
     /// The one `post_logout_redirect_uri`: `public_url + prefix + /signed_out`.
     pub(crate) fn signed_out_uri(&self) -> String {
-        format!("{}{}/signed_out", self.client.public_url, self.client.prefix)
+        format!(
+            "{}{}/signed_out",
+            self.client.public_url, self.client.prefix
+        )
     }
 
     /// `/signed_out?state=…`: where the provider sends the browser after
