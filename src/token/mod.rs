@@ -249,6 +249,7 @@ pub(crate) struct Introspection {
     username: Option<String>,
     token_type: Option<String>,
     token_use: Option<String>,
+    typ: Option<String>,
     cnf: Option<IgnoredAny>,
     exp: Option<serde_json::Number>,
     nbf: Option<serde_json::Number>,
@@ -267,6 +268,15 @@ impl Introspection {
     /// `active` (and well-typed members) is malformed.
     pub(crate) fn from_json(body: &[u8]) -> Result<Self, TokenError> {
         serde_json::from_slice(body).map_err(|_| TokenError::Malformed)
+    }
+
+    /// Whether the answer says it is about a bearer access token (see
+    /// [`TokenVerifier::check_introspection`]).
+    fn is_bearer_access_token(&self) -> bool {
+        let bearer = |t: &Option<String>| t.as_deref().map(|t| t.eq_ignore_ascii_case("bearer"));
+        let access = self.token_use.as_deref().map(|t| t == "access_token");
+        let says = [bearer(&self.token_type), access, bearer(&self.typ)];
+        self.cnf.is_none() && !says.contains(&Some(false)) && says.contains(&Some(true))
     }
 
     /// `exp`, when it is a valid time.
@@ -551,10 +561,14 @@ impl TokenVerifier {
     /// (RFC 7662 §2.2, and RFC 9068's rules where they carry over):
     ///
     /// - `active` must be `true`;
-    /// - `token_type`, when present, must be `Bearer` (`DPoP`, refresh
-    ///   tokens… are refused), `token_use`, when present, `access_token`,
-    ///   and a sender-constrained token (`cnf`) is refused, as the gateway
-    ///   cannot check its proof;
+    /// - it must say it is about a bearer access token: `token_type` is
+    ///   `Bearer`, or (without `token_type`) `token_use` is `access_token`
+    ///   (Ory Hydra) or the `typ` claim is `Bearer` (Keycloak); any of them
+    ///   naming something else refuses it. RFC 7662 makes `token_type`
+    ///   optional, but an answer that names no type cannot be told from a
+    ///   refresh token's (oidc-provider sends none for refresh tokens);
+    /// - a sender-constrained token (`cnf`: DPoP, mTLS) is refused, as the
+    ///   gateway cannot check its proof;
     /// - `exp` and `nbf`, when present, as for JWTs (with the clock skew);
     /// - `iss`, when present, must be the provider's issuer;
     /// - `aud`, when present, must contain an accepted bearer audience; a
@@ -569,16 +583,7 @@ impl TokenVerifier {
         if !answer.active {
             return Err(TokenError::Inactive);
         }
-        if answer
-            .token_type
-            .as_deref()
-            .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
-            || answer
-                .token_use
-                .as_deref()
-                .is_some_and(|t| t != "access_token")
-            || answer.cnf.is_some()
-        {
+        if !answer.is_bearer_access_token() {
             return Err(TokenError::WrongType);
         }
         let exp = answer.exp.as_ref().map(secs).transpose()?;

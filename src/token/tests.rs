@@ -693,7 +693,7 @@ fn introspection_malformed_answer_is_refused() {
 }
 
 #[test]
-fn introspection_only_bearer_access_tokens_are_accepted() {
+fn introspection_only_answers_about_bearer_access_tokens_are_accepted() {
     let f = fixture();
     for (member, value) in [
         ("token_type", json!("refresh_token")),
@@ -709,7 +709,20 @@ fn introspection_only_bearer_access_tokens_are_accepted() {
     }
     assert!(introspect(&f, &with(active(), "token_type", json!("bearer"))).is_ok());
     assert!(introspect(&f, &with(active(), "token_use", json!("access_token"))).is_ok());
-    assert!(introspect(&f, &without(active(), "token_type")).is_ok());
+    // No word on the type: as oidc-provider answers for a refresh token.
+    let untyped = without(active(), "token_type");
+    assert_eq!(introspect(&f, &untyped).unwrap_err(), TokenError::WrongType);
+    let hydra = with(untyped.clone(), "token_use", json!("access_token"));
+    assert!(introspect(&f, &hydra).is_ok());
+    let keycloak = with(untyped.clone(), "typ", json!("Bearer"));
+    assert!(introspect(&f, &keycloak).is_ok());
+    let keycloak_refresh = with(untyped, "typ", json!("Refresh"));
+    assert_eq!(
+        introspect(&f, &keycloak_refresh).unwrap_err(),
+        TokenError::WrongType
+    );
+    let mixed = with(active(), "token_use", json!("refresh_token"));
+    assert_eq!(introspect(&f, &mixed).unwrap_err(), TokenError::WrongType);
 }
 
 #[test]
