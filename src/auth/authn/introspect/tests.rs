@@ -3,10 +3,6 @@
 //! concurrency bound, where the endpoint comes from, and hostile answers.
 
 use super::*;
-use crate::clock::{system_now_secs, Clock, ManualClock};
-use crate::config::{HeaderNamesConfig, ProviderConfig};
-use crate::provider::http::ProviderHttp;
-use crate::provider::ProviderRules;
 
 #[test]
 fn jwt_shape_is_three_or_five_parts_with_a_json_header() {
@@ -33,7 +29,11 @@ fn b64token_is_rfc6750_characters_and_bounded() {
 #[cfg(feature = "devtools")]
 mod against_the_dev_provider {
     use super::*;
+    use crate::clock::{system_now_secs, Clock, ManualClock};
+    use crate::config::{HeaderNamesConfig, ProviderConfig};
     use crate::devtools::provider::{ClientAuth, DevProvider, Fault};
+    use crate::provider::http::ProviderHttp;
+    use crate::provider::ProviderRules;
     use serde_json::json;
 
     const SKEW: u64 = 60;
