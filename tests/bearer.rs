@@ -2,7 +2,9 @@
 //! bearer JWTs are validated against the provider's JWKS (`iss`, `aud`,
 //! `exp`, `nbf`, allowed algorithms), cached until `exp` and never
 //! re-validated from cache once expired, and random `kid`s cannot make the
-//! gateway hammer the JWKS endpoint.
+//! gateway hammer the JWKS endpoint. ID tokens are not access tokens;
+//! opaque tokens are introspected (RFC 7662), cached, and a flood of them
+//! reaches the provider as a bounded number of concurrent calls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use oidc_gateway::devtools::provider::{corrupt_signature, SigningAlg};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use serde_json::{json, Value};
-use support::{jwt_claims, now_secs, random_token, Harness, Options, Resp, Signer};
+use support::{jwt_claims, now_secs, random_token, Fault, Harness, Options, Resp, Signer};
 
 async fn get_with_token(h: &Harness, path: &str, token: &str) -> Resp {
     Resp::of(
@@ -339,4 +341,241 @@ async fn bearer_flood_after_refresh_window_fetches_jwks_once() {
         (1..=2).contains(&fetches),
         "{fetches} JWKS fetches for 100 random kids"
     );
+}
+
+// ===== token discipline: an ID token is not an access token =====
+
+/// The ID token the gateway received at login, as it leaves in the
+/// sign-out URL (`id_token_hint`), where it ends up in provider logs.
+async fn leaked_id_token(h: &Harness) -> String {
+    let (client, _jar) = h.browser();
+    h.login(&client, "/").await;
+    let out = Resp::of(client.get(h.url("/oauth2/sign_out")).send().await.unwrap()).await;
+    let loc = out.location().unwrap();
+    loc.query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.into_owned())
+        .expect("id_token_hint")
+}
+
+#[tokio::test]
+async fn bearer_id_token_refused_by_default() {
+    let h = Harness::start().await;
+    let id_token = leaked_id_token(&h).await;
+    assert_eq!(
+        jwt_claims(&id_token)["aud"],
+        "gateway",
+        "aud is an accepted audience"
+    );
+    assert_invalid_token(
+        &get_with_token(&h, "/api", &id_token).await,
+        "login ID token",
+    );
+    // Minted without nonce or at_hash: still no grant claims, still refused.
+    let bare = h.op.mint_id_token(json!({}));
+    assert_invalid_token(&get_with_token(&h, "/api", &bare).await, "bare ID token");
+    assert_eq!(h.echo.request_count(), 0);
+    // Twin: the access token of the same provider and audience is accepted.
+    let at = h.op.mint_access_token(json!({}));
+    assert_eq!(get_with_token(&h, "/api", &at).await.status, 200);
+}
+
+#[tokio::test]
+async fn bearer_id_token_accepted_when_configured() {
+    let h = Harness::with(Options {
+        bearer: "accept_id_tokens = true".into(),
+        ..Options::default()
+    })
+    .await;
+    let id_token = leaked_id_token(&h).await;
+    let resp = get_with_token(&h, "/api", &id_token).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(h.last_upstream()["headers"]["x-auth-request-user"], "alice");
+}
+
+#[tokio::test]
+async fn bearer_required_scopes_refuse_tokens_without_them() {
+    let h = Harness::with(Options {
+        bearer: "required_scopes = [\"api:read\"]\nintrospection = true".into(),
+        ..Options::default()
+    })
+    .await;
+    let without = h.op.mint_access_token(json!({}));
+    assert_invalid_token(
+        &get_with_token(&h, "/api", &without).await,
+        "jwt without scope",
+    );
+    let with = h.op.mint_access_token(json!({"scope": "openid api:read"}));
+    assert_eq!(get_with_token(&h, "/api", &with).await.status, 200);
+    let opaque_without = h.op.mint_opaque_token(json!({}));
+    assert_invalid_token(
+        &get_with_token(&h, "/api", &opaque_without).await,
+        "opaque without scope",
+    );
+    let opaque_with = h.op.mint_opaque_token(json!({"scope": "api:read"}));
+    assert_eq!(get_with_token(&h, "/api", &opaque_with).await.status, 200);
+}
+
+// ===== opaque tokens: RFC 7662 introspection =====
+
+fn introspecting() -> Options {
+    Options {
+        bearer: "introspection = true".into(),
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn bearer_opaque_token_introspected_200_with_identity_headers_then_cached() {
+    let h = Harness::with(introspecting()).await;
+    let token =
+        h.op.mint_opaque_token(json!({"sub": "bob", "groups": ["users", "ops"]}));
+    let resp = get_with_token(&h, "/api/things", &token).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let hd = &h.last_upstream()["headers"];
+    assert_eq!(hd["x-auth-request-user"], "bob");
+    assert_eq!(hd["x-auth-request-email"], "bob@example.com");
+    assert_eq!(hd["x-auth-request-groups"], "users,ops");
+    assert!(!resp.sets_session(h.cookie));
+    for _ in 0..3 {
+        assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
+    }
+    assert_eq!(h.op.counters().introspection, 1, "answers are cached");
+    // Forward-auth takes opaque tokens too.
+    let fa = Resp::of(
+        h.api()
+            .get(h.url("/oauth2/auth"))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(fa.status, 202);
+    assert_eq!(fa.header("x-auth-request-user"), Some("bob"));
+}
+
+#[tokio::test]
+async fn bearer_opaque_token_refused_without_introspection() {
+    let h = Harness::start().await;
+    let token = h.op.mint_opaque_token(json!({}));
+    assert_invalid_token(
+        &get_with_token(&h, "/api", &token).await,
+        "opaque, introspection off",
+    );
+    assert_eq!(h.op.counters().introspection, 0);
+}
+
+#[tokio::test]
+async fn bearer_jwt_shaped_token_is_never_introspected() {
+    let h = Harness::with(introspecting()).await;
+    let bad = corrupt_signature(&h.op.mint_access_token(json!({})));
+    assert_invalid_token(&get_with_token(&h, "/api", &bad).await, "forged JWT");
+    let id_token = h.op.mint_id_token(json!({}));
+    assert_invalid_token(&get_with_token(&h, "/api", &id_token).await, "ID token");
+    assert_eq!(h.op.counters().introspection, 0);
+}
+
+#[tokio::test]
+async fn bearer_opaque_hostile_introspection_answers_401() {
+    let h = Harness::with(Options {
+        bearer: "introspection = true".into(),
+        provider: "http_timeout = \"1s\"\nmax_response_bytes = 65536".into(),
+        ..Options::default()
+    })
+    .await;
+    let now = now_secs();
+    let faults = [
+        (
+            "active false",
+            Fault::IntrospectionClaims(json!({"active": false})),
+        ),
+        (
+            "wrong aud",
+            Fault::IntrospectionClaims(json!({"aud": "some-other-api"})),
+        ),
+        (
+            "wrong iss",
+            Fault::IntrospectionClaims(json!({"iss": "https://attacker.example"})),
+        ),
+        (
+            "expired",
+            Fault::IntrospectionClaims(json!({"exp": now - 3600, "iat": now - 7200})),
+        ),
+        (
+            "refresh token",
+            Fault::IntrospectionClaims(json!({"token_type": "refresh_token"})),
+        ),
+        ("malformed", Fault::MalformedIntrospectionResponse),
+        ("oversized", Fault::OversizedIntrospectionResponse(1 << 20)),
+        ("slow", Fault::IntrospectionDelay(Duration::from_secs(3))),
+        ("unavailable", Fault::IntrospectionUnavailable),
+    ];
+    for (what, fault) in faults {
+        h.op.clear_faults();
+        h.op.set_fault(fault);
+        let token = h.op.mint_opaque_token(json!({}));
+        assert_invalid_token(&get_with_token(&h, "/api", &token).await, what);
+    }
+    assert_eq!(h.echo.request_count(), 0, "nothing reached the upstream");
+    // Twin: the same provider, no fault.
+    h.op.clear_faults();
+    let token = h.op.mint_opaque_token(json!({}));
+    assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
+}
+
+#[tokio::test]
+async fn bearer_opaque_endpoint_found_in_rfc8414_metadata() {
+    let h = Harness::with(Options {
+        faults_before_start: vec![Fault::IntrospectionOnlyInRfc8414],
+        ..introspecting()
+    })
+    .await;
+    let token = h.op.mint_opaque_token(json!({}));
+    assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
+}
+
+/// Sends `tokens` concurrently; every one must be refused with 401.
+async fn flood(h: &Harness, tokens: Vec<String>) {
+    let mut set = tokio::task::JoinSet::new();
+    for token in tokens {
+        let client = h.api();
+        let url = h.url("/api");
+        set.spawn(async move {
+            client
+                .get(url)
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), 401);
+    }
+}
+
+#[tokio::test]
+async fn bearer_flood_of_random_opaque_tokens_is_bounded_at_the_provider() {
+    let h = Harness::with(introspecting()).await;
+    h.op.set_fault(Fault::IntrospectionDelay(Duration::from_millis(100)));
+    flood(&h, (0..300).map(|_| random_token(24)).collect()).await;
+    let c = h.op.counters();
+    assert!(
+        c.introspection_max_in_flight <= 16,
+        "{} introspections in flight at once",
+        c.introspection_max_in_flight
+    );
+    assert!(c.introspection <= 300, "{c:?}");
+    // One made-up token sent 200 times: one call (single flight, then the
+    // negative cache).
+    h.op.reset_counters();
+    let same = random_token(24);
+    flood(&h, (0..200).map(|_| same.clone()).collect()).await;
+    assert_eq!(h.op.counters().introspection, 1);
+    // Tokens that are no RFC 6750 b64token never reach the provider.
+    h.op.reset_counters();
+    flood(&h, (0..50).map(|i| format!("not,a;token{i}")).collect()).await;
+    assert_eq!(h.op.counters().introspection, 0);
+    assert_eq!(h.echo.request_count(), 0);
 }

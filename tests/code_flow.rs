@@ -768,9 +768,20 @@ async fn sign_out_deletes_session_clears_cookie_and_redirects_to_provider() {
     let claims = jwt_claims(&hint);
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["aud"], "gateway");
+    // The one registered URI; rd travels in the sealed state.
     assert_eq!(
         query_param(&loc, "post_logout_redirect_uri"),
-        Some(h.url("/bye"))
+        Some(h.url("/oauth2/signed_out"))
+    );
+    assert!(!query_param(&loc, "state").unwrap().contains("bye"));
+    let back = Resp::of(client.get(loc.clone()).send().await.unwrap()).await;
+    let back = back.location().expect("end_session redirects back");
+    assert_eq!(back.path(), "/oauth2/signed_out", "{back}");
+    let signed_out = Resp::of(client.get(back).send().await.unwrap()).await;
+    assert_eq!(
+        signed_out.header("location"),
+        Some("/bye"),
+        "{signed_out:?}"
     );
     let cleared = out.cookie_line("oidc-gateway").expect("cookie cleared");
     assert!(
@@ -823,9 +834,56 @@ async fn sign_out_foreign_rd_returns_to_root() {
         let loc = out.location().unwrap();
         assert_eq!(
             query_param(&loc, "post_logout_redirect_uri"),
-            Some(h.url("/")),
+            Some(h.url("/oauth2/signed_out")),
             "rd={rd}"
         );
+        let back = Resp::of(client.get(loc).send().await.unwrap()).await;
+        let signed_out = Resp::of(client.get(back.location().unwrap()).send().await.unwrap()).await;
+        assert_eq!(signed_out.header("location"), Some("/"), "rd={rd}");
+    }
+}
+
+/// RP-Initiated Logout 1.0 §2–3: providers accept only an exactly
+/// registered post_logout_redirect_uri, so every sign-out names the same one
+/// and the local `rd` comes back in the sealed, single-use `state`.
+#[tokio::test]
+async fn sign_out_any_rd_uses_one_post_logout_uri_and_returns_to_rd_once() {
+    let h = Harness::start().await;
+    for rd in ["/bye", "/app/page?q=1", "/"] {
+        let (client, _jar) = h.browser();
+        h.login(&client, "/").await;
+        let encoded: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        let out = Resp::of(
+            client
+                .get(h.url(&format!("/oauth2/sign_out?rd={encoded}")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let loc = out.location().unwrap();
+        assert_eq!(
+            query_param(&loc, "post_logout_redirect_uri"),
+            Some(h.url("/oauth2/signed_out")),
+            "rd={rd}"
+        );
+        let back = Resp::of(client.get(loc).send().await.unwrap()).await;
+        let back = back.location().unwrap();
+        let done = Resp::of(client.get(back.clone()).send().await.unwrap()).await;
+        assert_eq!(done.status, 302, "{done:?}");
+        assert_eq!(done.header("location"), Some(rd));
+        // The state is single use: a replay shows the signed-out page.
+        let again = Resp::of(client.get(back).send().await.unwrap()).await;
+        assert_eq!(again.status, 200, "{again:?}");
+        assert!(again.body.contains("Signed out"), "{again:?}");
+        assert!(again.body.contains("href=\"/oauth2/start\""), "{again:?}");
+    }
+    // Without a state (or with a forged one): the page, never a redirect.
+    let (client, _jar) = h.browser();
+    for path in ["/oauth2/signed_out", "/oauth2/signed_out?state=forged"] {
+        let r = Resp::of(client.get(h.url(path)).send().await.unwrap()).await;
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert!(r.header("location").is_none());
     }
 }
 

@@ -555,10 +555,17 @@ async fn idcs_logout_goes_through_userlogout() {
         "{to}"
     );
     assert!(param(&to, "id_token_hint").is_some());
-    assert_eq!(param(&to, "post_logout_redirect_uri"), Some(s.url("/bye")));
+    assert_eq!(
+        param(&to, "post_logout_redirect_uri"),
+        Some(s.url("/oauth2/signed_out"))
+    );
     let r = s.get(to.as_str()).await;
     assert_eq!(r.status(), 302);
-    assert_eq!(support::location(&r).unwrap().as_str(), s.url("/bye"));
+    let back = support::location(&r).unwrap();
+    assert_eq!(back.path(), "/oauth2/signed_out", "{back}");
+    let r = s.get(back.as_str()).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/bye");
     assert_eq!(op.count(|c| &c.logout), 1);
     assert_eq!(s.gw.session_count(), 0);
 }

@@ -106,6 +106,11 @@ struct ProviderOptions {
     /// `private_key_jwt`: the PEM key whose public half is registered for
     /// the client, and its `kid`.
     client_key: Option<(PathBuf, Option<String>)>,
+    /// Registered post_logout_redirect_uris (exact match).
+    post_logout_redirect_uris: Vec<String>,
+    /// No default resource: access tokens are opaque (oidc-provider's
+    /// default for resource-less requests), checked by introspection.
+    opaque_access_tokens: bool,
 }
 
 /// `node server.mjs` on a free loopback port; killed on drop.
@@ -139,6 +144,12 @@ impl NodeProvider {
         }
         if let Some(origin) = &opts.post_logout_origin {
             cmd.args(["--post-logout-origin", origin]);
+        }
+        for uri in &opts.post_logout_redirect_uris {
+            cmd.args(["--post-logout-redirect-uri", uri]);
+        }
+        if opts.opaque_access_tokens {
+            cmd.arg("--no-default-resource");
         }
         if let Some(uri) = &opts.backchannel_logout_uri {
             cmd.args(["--backchannel-logout-uri", uri]);
@@ -480,6 +491,7 @@ async fn oidc_provider_harness_issues_tokens() {
         backchannel_logout_uri: Some(format!("{}/backchannel", rp.origin())),
         access_token_ttl: None,
         client_key: None,
+        ..ProviderOptions::default()
     })
     .await;
 
@@ -774,6 +786,7 @@ async fn start_env_full(access_token_ttl: Option<u64>, pkjwt: Option<PrivateKeyJ
         backchannel_logout_uri: Some(format!("{public_url}/oauth2/backchannel_logout")),
         access_token_ttl,
         client_key: pkjwt.as_ref().map(|k| (k.op_key.clone(), k.kid.clone())),
+        ..ProviderOptions::default()
     })
     .await;
     let meta = op.discovery().await;
@@ -1377,4 +1390,163 @@ async fn rp_private_key_jwt_wrong_key_refused_by_real_provider() {
     );
     assert!(!logs.contains("grant.success"), "{logs}");
     drop(env);
+}
+
+// ===== opaque tokens, token discipline, one post-logout URI =====
+
+/// A gateway whose provider issues opaque access tokens (no resource
+/// indicator) and registers exactly one post_logout_redirect_uri,
+/// `public_url + /oauth2/signed_out`; `[bearer]` introspects and accepts the
+/// default audience `[client_id]` (so the ID token's `aud` is accepted too).
+async fn start_env_opaque() -> Env {
+    let upstream = EchoUpstream::spawn().await;
+    let main_port = free_port();
+    let admin_port = free_port();
+    let public_url = format!("http://127.0.0.1:{main_port}");
+    let op = NodeProvider::start(ProviderOptions {
+        redirect_uris: vec![
+            format!("{public_url}/oauth2/callback"),
+            HARNESS_REDIRECT.into(),
+        ],
+        post_logout_redirect_uris: vec![format!("{public_url}/oauth2/signed_out")],
+        opaque_access_tokens: true,
+        ..ProviderOptions::default()
+    })
+    .await;
+    let meta = op.discovery().await;
+    let toml = gateway_toml(main_port, admin_port, &upstream.url(), &op).replace(
+        &format!("audiences = [\"{RESOURCE}\"]"),
+        "introspection = true",
+    );
+    assert!(toml.contains("introspection = true"));
+    let gw = GatewayProcess::start(
+        &toml,
+        &public_url,
+        &format!("http://127.0.0.1:{admin_port}"),
+    )
+    .await;
+    Env {
+        gw,
+        op,
+        _upstream: upstream,
+        public_url,
+        meta,
+    }
+}
+
+async fn bearer_status(env: &Env, token: &str) -> (u16, String) {
+    let resp = api_client(None)
+        .get(env.url("/api/things"))
+        .header(ACCEPT, "application/json")
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let www = resp
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, www)
+}
+
+/// The real provider's opaque access token is checked at its RFC 7662
+/// introspection endpoint (found in discovery) and accepted with the
+/// identity it names; its ID token (whose `aud` is the accepted client id),
+/// its refresh token and made-up tokens are refused with `invalid_token`.
+#[tokio::test]
+async fn rp_opaque_access_token_through_introspection_and_id_token_refused() {
+    let env = start_env_opaque().await;
+    assert!(
+        env.meta["introspection_endpoint"].is_string(),
+        "{}",
+        env.meta
+    );
+    let tokens = direct_code_flow(&env.op, "bob", "openid email profile offline_access").await;
+    let at = tokens.access_token().to_owned();
+    assert_eq!(at.split('.').count(), 1, "an opaque access token: {at}");
+
+    for _ in 0..2 {
+        let resp = api_client(None)
+            .get(env.url("/api/things?x=1"))
+            .header(ACCEPT, "application/json")
+            .header(AUTHORIZATION, format!("Bearer {at}"))
+            .send()
+            .await
+            .unwrap();
+        let seen = echoed(resp).await;
+        assert_eq!(seen.header("x-auth-request-user"), Some("bob"), "{seen:?}");
+        assert_eq!(
+            seen.header("x-auth-request-email"),
+            Some("bob@example.com"),
+            "{seen:?}"
+        );
+    }
+
+    let id_token = tokens.id_token().to_owned();
+    let refresh = tokens.body["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_owned();
+    for (what, token) in [
+        ("ID token", id_token),
+        ("refresh token", refresh),
+        ("made-up opaque token", random_token(32)),
+    ] {
+        let (status, www) = bearer_status(&env, &token).await;
+        assert_eq!(status, 401, "{what}\n{}", env.op.logs());
+        assert!(www.contains(r#"error="invalid_token""#), "{what}: {www}");
+    }
+    // The access token still works: nothing above poisoned the cache.
+    assert_eq!(bearer_status(&env, &at).await.0, 200);
+}
+
+/// RP-Initiated Logout 1.0 with exactly one registered
+/// post_logout_redirect_uri: sign-outs with different `rd` values all end
+/// at the provider's logout, come back to `/oauth2/signed_out` and go on to
+/// their `rd`.
+#[tokio::test]
+async fn rp_initiated_logout_many_rd_values_one_registered_uri() {
+    let env = start_env_opaque().await;
+    for (i, rd) in ["/bye", "/app/page?q=1", "/"].into_iter().enumerate() {
+        let (client, _jar) = browser(None);
+        env.browser_login(&client, "/app/", &format!("dana{i}"))
+            .await;
+        let encoded: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        let resp = client
+            .get(env.url(&format!("/oauth2/sign_out?rd={encoded}")))
+            .header(ACCEPT, "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302, "sign_out rd={rd}");
+        let to = location(&resp).expect("sign_out Location");
+        let q = query_map(&to);
+        assert_eq!(
+            q.get("post_logout_redirect_uri"),
+            Some(&format!("{}/oauth2/signed_out", env.public_url)),
+            "{to}"
+        );
+        let (exit, _) = walk_provider(&client, &env.op.issuer, to, "unused").await;
+        let Exit::Redirect(back) = exit else {
+            panic!(
+                "rd={rd}: the provider did not send the browser back: {exit:?}\n{}",
+                env.op.logs()
+            );
+        };
+        assert_eq!(back.path(), "/oauth2/signed_out", "{back}");
+        let resp = client
+            .get(back)
+            .header(ACCEPT, "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302, "rd={rd}");
+        assert_eq!(
+            resp.headers()["location"].to_str().unwrap(),
+            rd,
+            "signed_out goes on to rd"
+        );
+    }
 }

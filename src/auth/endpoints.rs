@@ -1,5 +1,5 @@
 //! The gateway's own endpoints under `server.prefix`: `/start`,
-//! `/callback`, `/sign_out` (the [`LoginFlow`](super::login::LoginFlow)),
+//! `/callback`, `/sign_out`, `/signed_out` (the [`LoginFlow`](super::login::LoginFlow)),
 //! `/userinfo`, `/auth` (forward-auth) and `/backchannel_logout`.
 
 use super::authn::Authenticator;
@@ -40,6 +40,8 @@ where
             Some(r) => r,
             None => core.login.sign_out(&parts).await,
         },
+        "/signed_out" => only(&parts, &[Method::GET, Method::HEAD])
+            .unwrap_or_else(|| core.login.signed_out(&parts)),
         "/userinfo" => match only(&parts, &[Method::GET, Method::HEAD]) {
             Some(r) => r,
             None => userinfo(&core.authn, &parts).await,

@@ -16,9 +16,12 @@
 //!
 //! [`ProviderRules`]: crate::provider::ProviderRules
 
-use super::authn::{Authenticator, BearerAuth, BearerCache, SessionRefresher};
+use super::authn::{
+    Authenticator, BearerAuth, BearerCache, IntrospectionSettings, Introspector, SessionRefresher,
+};
 use super::cookies::CookieSettings;
 use super::endpoints::BackchannelLogout;
+use super::login::logout::LogoutStates;
 use super::login::state::LoginManager;
 use super::login::{ClientSettings, LoginFlow, SessionIssuer};
 use super::policy::RouteTable;
@@ -152,6 +155,17 @@ impl<S> tower_layer::Layer<S> for OidcLayer {
     }
 }
 
+/// The introspector's settings when `bearer.introspection = true`.
+fn introspection_settings(config: &OidcConfig) -> Option<IntrospectionSettings> {
+    let b = &config.bearer;
+    b.introspection.then(|| IntrospectionSettings {
+        endpoint: b.introspection_endpoint.clone(),
+        cache_ttl: b.introspection_cache,
+        capacity: b.cache_capacity,
+        limits: Default::default(),
+    })
+}
+
 /// Builds an [`OidcLayer`]; see [`OidcLayer::builder`].
 #[must_use]
 pub struct OidcLayerBuilder {
@@ -227,6 +241,8 @@ impl OidcLayerBuilder {
             )
             .with_trusted_audiences(dialect.trusted_audiences())
             .with_max_id_token_age(p.id_token_max_age.as_secs())
+            .with_accept_id_tokens(config.bearer.accept_id_tokens)
+            .with_required_scopes(config.bearer.required_scopes.clone())
             .with_clock(clock.clone()),
         );
         let identity_headers =
@@ -248,6 +264,16 @@ impl OidcLayerBuilder {
             config.bearer.enabled.then(|| BearerAuth {
                 cache: BearerCache::with_clock(config.bearer.cache_capacity, clock.clone()),
                 verifier: verifier.clone(),
+                introspector: introspection_settings(&config).map(|settings| {
+                    Introspector::new(
+                        provider.clone(),
+                        credentials.clone(),
+                        verifier.clone(),
+                        identity_headers.clone(),
+                        settings,
+                        clock.clone(),
+                    )
+                }),
             }),
             SessionRefresher {
                 provider: provider.clone(),
@@ -270,6 +296,7 @@ impl OidcLayerBuilder {
                 client_id: p.client_id.clone(),
                 public_url: config.public_url.as_str().trim_end_matches('/').to_string(),
                 redirect_uri: config.redirect_uri(),
+                prefix: config.prefix.clone(),
                 scopes: p.scopes.clone(),
                 form_post,
             },
@@ -281,6 +308,7 @@ impl OidcLayerBuilder {
                 form_post,
                 clock.clone(),
             ),
+            logout_states: LogoutStates::new(&config.session.secret, clock.clone()),
             sessions: SessionIssuer {
                 store: store.clone(),
                 cookies: SessionCookies::new(cookies.clone(), store.clone()),

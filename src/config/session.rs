@@ -3,9 +3,11 @@
 
 use super::duration;
 use super::problems::{At, Section};
+use super::provider::check_provider_url;
 use crate::secret::{Secret, SessionSecret};
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
+use url::Url;
 
 // ===== [session] =====
 
@@ -154,9 +156,30 @@ pub struct BearerConfig {
     pub enabled: bool,
     /// Accepted `aud` values. Default `[client_id]`.
     pub audiences: Option<Vec<String>>,
-    /// Most validated tokens kept in the cache. Default 100000.
+    /// Most validated tokens (and, with introspection, answers) kept in
+    /// the cache. Default 100000.
     #[serde(default = "default_bearer_cache")]
     pub cache_capacity: u64,
+    /// Accept an ID token of this client as a bearer token. Default `false`:
+    /// an ID token is not an access token (RFC 9068 §4, RFC 8725 §3.11).
+    #[serde(default)]
+    pub accept_id_tokens: bool,
+    /// Check opaque (non-JWT) bearer tokens at the provider's RFC 7662
+    /// introspection endpoint. Default `false`.
+    #[serde(default)]
+    pub introspection: bool,
+    /// The introspection endpoint. Default: `introspection_endpoint` from
+    /// OpenID discovery, else from the RFC 8414 metadata at
+    /// `/.well-known/oauth-authorization-server`.
+    pub introspection_endpoint: Option<Url>,
+    /// Longest time an introspection answer is reused (never past the
+    /// token's `exp`; refusals are reused for at most 10s). Default `60s`.
+    #[serde(default = "default_introspection_cache", deserialize_with = "duration")]
+    pub introspection_cache: Duration,
+    /// Scopes every bearer token (JWT or introspected) must have been
+    /// granted (`scope` / `scp`). Default: none.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
 }
 
 impl Default for BearerConfig {
@@ -165,6 +188,11 @@ impl Default for BearerConfig {
             enabled: true,
             audiences: None,
             cache_capacity: default_bearer_cache(),
+            accept_id_tokens: false,
+            introspection: false,
+            introspection_endpoint: None,
+            introspection_cache: default_introspection_cache(),
+            required_scopes: Vec::new(),
         }
     }
 }
@@ -173,6 +201,30 @@ impl Section for BearerConfig {
     fn validate(&self, at: &mut At<'_>) {
         if self.audiences.as_ref().is_some_and(Vec::is_empty) {
             at.add("audiences", "must not be empty (omit it for [client_id])");
+        }
+        if let Some(url) = &self.introspection_endpoint {
+            if let Err(e) = check_provider_url(url) {
+                at.add("introspection_endpoint", e.to_string());
+            }
+            if !self.introspection {
+                at.add(
+                    "introspection_endpoint",
+                    "is only used with introspection = true",
+                );
+            }
+        }
+        if self.introspection_cache > Duration::from_secs(3600) {
+            at.add("introspection_cache", "must be at most 1h");
+        }
+        if self
+            .required_scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(' ') || s.len() > 256)
+        {
+            at.add(
+                "required_scopes",
+                "each scope must be a non-empty word without spaces",
+            );
         }
     }
 }
@@ -248,6 +300,9 @@ fn yes() -> bool {
 }
 fn default_bearer_cache() -> u64 {
     100_000
+}
+fn default_introspection_cache() -> Duration {
+    Duration::from_secs(60)
 }
 fn h_user() -> String {
     "X-Auth-Request-User".into()

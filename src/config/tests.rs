@@ -681,3 +681,42 @@ fn config_session_store_problems_name_the_key_without_secrets() {
         assert!(!p.concat().contains("hunter2"));
     }
 }
+
+#[test]
+fn config_bearer_token_discipline_and_introspection_keys() {
+    let e = env(&[("SECRET", "s")]);
+    let c = GatewayConfig::from_toml_str(MINIMAL, &e).unwrap();
+    assert!(
+        !c.bearer.accept_id_tokens,
+        "ID tokens are refused by default"
+    );
+    assert!(!c.bearer.introspection);
+    assert_eq!(c.bearer.introspection_endpoint, None);
+    assert_eq!(c.bearer.introspection_cache, Duration::from_secs(60));
+    assert!(c.bearer.required_scopes.is_empty());
+
+    let text = MINIMAL.to_string()
+        + "\n[bearer]\naccept_id_tokens = true\nintrospection = true\n\
+           introspection_endpoint = \"https://idp.example.com/introspect\"\n\
+           introspection_cache = \"5m\"\nrequired_scopes = [\"api:read\"]\n";
+    let c = GatewayConfig::from_toml_str(&text, &e).unwrap();
+    assert!(c.bearer.accept_id_tokens && c.bearer.introspection);
+    assert_eq!(
+        c.bearer.introspection_endpoint.as_ref().map(|u| u.as_str()),
+        Some("https://idp.example.com/introspect")
+    );
+    assert_eq!(c.bearer.introspection_cache, Duration::from_secs(300));
+    assert_eq!(c.bearer.required_scopes, ["api:read"]);
+}
+
+#[test]
+fn config_bad_introspection_keys_are_problems() {
+    let text = MINIMAL.to_string()
+        + "\n[bearer]\nintrospection_endpoint = \"http://idp.example.com/introspect\"\n\
+           introspection_cache = \"2h\"\nrequired_scopes = [\"a b\"]\n";
+    let p = problems(&text, &env(&[("SECRET", "s")]));
+    let has = |key: &str| p.iter().any(|m| m.starts_with(key));
+    assert!(has("bearer.introspection_endpoint"), "{p:?}");
+    assert!(has("bearer.introspection_cache"), "{p:?}");
+    assert!(has("bearer.required_scopes"), "{p:?}");
+}

@@ -5,7 +5,10 @@
 //! §4.3); explicitly configured endpoints override what discovery says. The
 //! JWKS is cached; a token with an unknown `kid` triggers at most one refetch
 //! per `jwks_min_refresh_interval`, so a flood of random kids cannot become a
-//! flood of JWKS fetches.
+//! flood of JWKS fetches. Only those on-demand fetches count against the
+//! limit: the start-up and periodic fetches do not, so a provider that rotates
+//! its keys right after a scheduled fetch is followed at the first unknown
+//! `kid`, and only repeated misses wait.
 //!
 //! Provider dialects (see [`crate::provider::dialect`]) change three things here:
 //! `janrain-capture` and `oauth2` have no discovery (their endpoints come
@@ -19,6 +22,7 @@ pub(crate) mod client;
 pub(crate) mod client_assertion;
 pub(crate) mod dialect;
 pub(crate) mod http;
+pub(crate) mod introspection;
 pub(crate) mod userinfo;
 
 use self::client::ClientCredentials;
@@ -30,7 +34,8 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use parking_lot::RwLock;
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use url::Url;
 
 /// Why provider metadata or keys could not be loaded.
@@ -88,6 +93,9 @@ pub struct ProviderMetadata {
     pub jwks_uri: Option<Url>,
     /// RP-initiated logout, when offered.
     pub end_session_endpoint: Option<Url>,
+    /// RFC 7662 token introspection, when the OpenID discovery document
+    /// names it (RFC 8414 metadata is consulted later, only when needed).
+    pub introspection_endpoint: Option<Url>,
     /// RFC 9207: the provider sends `iss` with authorization responses.
     pub iss_parameter_supported: bool,
 }
@@ -100,6 +108,7 @@ struct DiscoveryDocument {
     userinfo_endpoint: Option<String>,
     jwks_uri: Option<String>,
     end_session_endpoint: Option<String>,
+    introspection_endpoint: Option<String>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
 }
@@ -254,7 +263,9 @@ impl KeySet {
 }
 
 struct RefreshState {
-    last_fetch: Option<Instant>,
+    /// The last fetch caused by an unknown `kid` (scheduled fetches do not
+    /// count: they must not delay following a key rotation).
+    last_miss_fetch: Option<Instant>,
 }
 
 /// How discovery's `issuer` member is checked.
@@ -363,7 +374,9 @@ impl Provider {
             overrides: rules.overrides,
             metadata: RwLock::new(None),
             keys: RwLock::new(Arc::new(KeySet::default())),
-            refresh: tokio::sync::Mutex::new(RefreshState { last_fetch: None }),
+            refresh: tokio::sync::Mutex::new(RefreshState {
+                last_miss_fetch: None,
+            }),
             min_refresh: rules.min_key_refresh,
         }
     }
@@ -428,15 +441,15 @@ impl Provider {
         if metadata.jwks_uri.is_none() {
             return Ok(());
         }
-        let mut state = self.refresh.lock().await;
-        self.fetch_keys(&metadata).await?;
-        state.last_fetch = Some(Instant::now());
-        Ok(())
+        let _state = self.refresh.lock().await;
+        self.fetch_keys(&metadata).await
     }
 
-    /// Refetches the JWKS unless one was fetched less than
-    /// `jwks_min_refresh_interval` ago, or another caller refreshed the keys
-    /// while this one waited. Returns the current keys either way.
+    /// Refetches the JWKS for a token whose key is not in the set, unless
+    /// another such refetch happened less than `jwks_min_refresh_interval`
+    /// ago, or another caller refreshed the keys while this one waited.
+    /// Scheduled fetches neither count nor block: the first unknown `kid`
+    /// after one is followed. Returns the current keys either way.
     pub async fn refresh_keys(&self, seen_generation: u64) -> Arc<KeySet> {
         let mut state = self.refresh.lock().await;
         let current = self.keys();
@@ -444,7 +457,7 @@ impl Provider {
             return current;
         }
         if state
-            .last_fetch
+            .last_miss_fetch
             .is_some_and(|t| t.elapsed() < self.min_refresh)
         {
             return current;
@@ -452,20 +465,20 @@ impl Provider {
         let Some(meta) = self.metadata() else {
             return current;
         };
-        state.last_fetch = Some(Instant::now());
+        state.last_miss_fetch = Some(Instant::now());
         if let Err(e) = self.fetch_keys(&meta).await {
             tracing::warn!(error = %e, "jwks refresh failed");
         }
         self.keys()
     }
 
-    /// Periodic refresh, ignoring the rate limit's caller accounting.
+    /// Periodic refresh. It does not count against the unknown-`kid`
+    /// limit (see [`Provider::refresh_keys`]).
     pub async fn refresh_keys_now(&self) -> Result<(), ProviderError> {
         let Some(meta) = self.metadata() else {
             return Err(ProviderError::NotReady);
         };
-        let mut state = self.refresh.lock().await;
-        state.last_fetch = Some(Instant::now());
+        let _state = self.refresh.lock().await;
         self.fetch_keys(&meta).await
     }
 
@@ -574,6 +587,17 @@ impl Provider {
                 &o.end_session_endpoint,
                 doc.end_session_endpoint,
             )?,
+            // Optional and only used by bearer introspection: an unusable
+            // value is ignored (RFC 8414 metadata may still name one).
+            introspection_endpoint: endpoint(
+                "introspection_endpoint",
+                &None,
+                doc.introspection_endpoint,
+            )
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "discovery introspection_endpoint ignored");
+                None
+            }),
             iss_parameter_supported: doc.authorization_response_iss_parameter_supported,
             issuer: doc.issuer,
         })
@@ -671,6 +695,47 @@ mod tests {
         // A key whose JWK names RS256 is not used for PS256.
         assert_eq!(set.candidates(Some("r1"), Algorithm::PS256).count(), 0);
         assert_eq!(set.candidates(None, Algorithm::RS256).count(), 1);
+    }
+
+    /// A provider that rotates its keys right after the gateway's scheduled
+    /// fetch is followed at the first unknown `kid`; only a repeated miss
+    /// within `jwks_min_refresh_interval` waits.
+    #[cfg(feature = "devtools")]
+    #[tokio::test]
+    async fn unknown_kid_right_after_a_scheduled_fetch_is_refetched_once() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let op = crate::devtools::provider::DevProvider::builder()
+            .start()
+            .await
+            .unwrap();
+        let config: ProviderConfig = toml::from_str(&format!(
+            "issuer = \"{}\"\nclient_id = \"{}\"\njwks_min_refresh_interval = \"1h\"",
+            op.issuer(),
+            op.client_id()
+        ))
+        .unwrap();
+        let http = ProviderHttp::new(None, Duration::from_secs(5), 1 << 20).unwrap();
+        let provider = Provider::new(ProviderRules::discovered(&config), http);
+        provider.load().await.unwrap();
+        provider.refresh_keys_now().await.unwrap();
+        op.rotate_keys().unwrap();
+        let new_kid = op.rsa_kid();
+        op.reset_counters();
+
+        let keys = provider.refresh_keys(provider.key_generation()).await;
+        assert_eq!(op.counters().jwks, 1, "the first miss is followed");
+        assert_eq!(keys.candidates(Some(&new_kid), Algorithm::RS256).count(), 1);
+
+        let _ = provider.refresh_keys(provider.key_generation()).await;
+        assert_eq!(
+            op.counters().jwks,
+            1,
+            "a repeated miss waits for the window"
+        );
+        // Scheduled fetches still happen, and do not open the window.
+        provider.refresh_keys_now().await.unwrap();
+        let _ = provider.refresh_keys(provider.key_generation()).await;
+        assert_eq!(op.counters().jwks, 2);
     }
 
     #[test]

@@ -5,6 +5,27 @@
 //! `alg: none` and HMAC with a public key as secret are refused. Signature
 //! keys only come from the provider's JWKS (`jku`, `x5u` and embedded `jwk`
 //! headers are ignored).
+//!
+//! # Access tokens, not ID tokens
+//!
+//! An ID token is not an access token (RFC 9068 §4, RFC 8725 §3.11): unless
+//! [`TokenVerifier::with_accept_id_tokens`] says otherwise, a bearer JWT that
+//! is an ID token of this client is refused. A verified bearer JWT counts as
+//! an ID token of this client when, in this order:
+//!
+//! 1. its header `typ` is `at+jwt` (RFC 9068 §2.1): an access token;
+//! 2. its payload `typ` claim (Keycloak) is `ID`: an ID token, or `Bearer`:
+//!    an access token;
+//! 3. its `aud` does not contain the client id: not an ID token of this
+//!    client (an ID token's `aud` always does, Core §2);
+//! 4. it carries a claim only ID tokens carry (`nonce`, `at_hash`, `c_hash`,
+//!    `s_hash`, Core §2 and §3.3.2.11): an ID token;
+//! 5. it carries none of the claims an access token names its grant with
+//!    (`scope`, `scp`, `client_id`, RFC 9068 §2.2): an ID token;
+//! 6. otherwise: an access token.
+//!
+//! The same rule is applied to nothing else: introspected tokens are access
+//! tokens by the provider's word (see [`TokenVerifier::check_introspection`]).
 
 use crate::clock::SharedClock;
 use crate::config::SigningAlgorithm;
@@ -12,14 +33,16 @@ use crate::identity::{Identity, IdentitySource};
 use crate::provider::Provider;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::fmt;
 use std::sync::Arc;
 
 /// `typ` header values accepted on ID tokens (or none).
 const ID_TOKEN_TYPES: &[&str] = &["JWT"];
-/// `typ` header values accepted on bearer access tokens (or none); ID tokens
-/// (`JWT`) are accepted when their `aud` is an accepted bearer audience.
+/// `typ` header values accepted on bearer access tokens (or none); a `JWT`
+/// or untyped token is then told apart from an ID token by its claims
+/// (module docs).
 const ACCESS_TOKEN_TYPES: &[&str] = &["JWT", "at+jwt", "application/at+jwt"];
 /// `typ` header values accepted on back-channel logout tokens (or none).
 const LOGOUT_TOKEN_TYPES: &[&str] = &["JWT", "logout+jwt", "application/logout+jwt"];
@@ -67,6 +90,13 @@ pub enum TokenError {
     WrongType,
     /// The provider's keys are not loaded.
     ProviderNotReady,
+    /// An ID token presented as a bearer access token.
+    IdTokenAsBearer,
+    /// A `bearer.required_scopes` scope is not granted.
+    InsufficientScope,
+    /// The introspection endpoint says the token is not active, or the
+    /// token is not a bearer access token by its answer.
+    Inactive,
 }
 
 impl fmt::Display for TokenError {
@@ -88,6 +118,9 @@ impl fmt::Display for TokenError {
             TokenError::MissingClaim(c) => return write!(f, "token claim {c} is missing"),
             TokenError::WrongType => "token type is not accepted here",
             TokenError::ProviderNotReady => "provider keys are not loaded",
+            TokenError::IdTokenAsBearer => "an id token is not an access token",
+            TokenError::InsufficientScope => "token lacks a required scope",
+            TokenError::Inactive => "token is not active",
         };
         f.write_str(s)
     }
@@ -135,6 +168,130 @@ struct Claims {
     name: Option<String>,
     groups: Option<OneOrMany>,
     sid: Option<String>,
+    // What tells ID tokens and access tokens apart (module docs).
+    at_hash: Option<IgnoredAny>,
+    c_hash: Option<IgnoredAny>,
+    s_hash: Option<IgnoredAny>,
+    typ: Option<serde_json::Value>,
+    scope: Option<serde_json::Value>,
+    scp: Option<serde_json::Value>,
+    client_id: Option<IgnoredAny>,
+}
+
+impl Claims {
+    fn audiences(&self) -> &[String] {
+        self.aud.as_ref().map(OneOrMany::as_slice).unwrap_or(&[])
+    }
+
+    /// Whether this verified bearer JWT is an ID token of `client_id`, by the
+    /// rule in the module docs.
+    fn is_id_token_of(&self, header_typ: Option<&str>, client_id: &str) -> bool {
+        if header_typ.is_some_and(is_access_token_type) {
+            return false;
+        }
+        match self.typ.as_ref().and_then(serde_json::Value::as_str) {
+            Some(t) if t.eq_ignore_ascii_case("ID") => return true,
+            Some(t) if t.eq_ignore_ascii_case("Bearer") => return false,
+            _ => {}
+        }
+        if !self.audiences().iter().any(|a| a == client_id) {
+            return false;
+        }
+        if self.nonce.is_some()
+            || self.at_hash.is_some()
+            || self.c_hash.is_some()
+            || self.s_hash.is_some()
+        {
+            return true;
+        }
+        self.scope.is_none() && self.scp.is_none() && self.client_id.is_none()
+    }
+
+    /// The granted scopes: `scope` (a space-separated string, RFC 8693
+    /// §4.2) or `scp` (a list or a string, as Azure and Okta send it).
+    fn scopes(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for v in [&self.scope, &self.scp].into_iter().flatten() {
+            collect_scopes(v, &mut out);
+        }
+        out
+    }
+}
+
+/// `at+jwt` or `application/at+jwt` (RFC 9068 §2.1).
+fn is_access_token_type(typ: &str) -> bool {
+    typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
+/// Scopes from a `scope` string or an `scp` list, at most 256.
+fn collect_scopes<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::String(s) => out.extend(s.split(' ').filter(|s| !s.is_empty())),
+        serde_json::Value::Array(a) => out.extend(a.iter().filter_map(|x| x.as_str())),
+        _ => {}
+    }
+    out.truncate(256);
+}
+
+/// Whether every one of `required` is among `granted`.
+pub(crate) fn has_scopes(granted: &[&str], required: &[String]) -> bool {
+    required.iter().all(|r| granted.iter().any(|g| g == r))
+}
+
+/// An RFC 7662 §2.2 introspection answer, as the gateway reads it: the
+/// standard members plus the profile claims providers add. `active` is
+/// required and must be a JSON boolean.
+#[derive(Deserialize)]
+pub(crate) struct Introspection {
+    active: bool,
+    scope: Option<serde_json::Value>,
+    client_id: Option<String>,
+    username: Option<String>,
+    token_type: Option<String>,
+    token_use: Option<String>,
+    typ: Option<String>,
+    cnf: Option<IgnoredAny>,
+    exp: Option<serde_json::Number>,
+    nbf: Option<serde_json::Number>,
+    sub: Option<String>,
+    aud: Option<OneOrMany>,
+    iss: Option<String>,
+    email: Option<String>,
+    email_verified: Option<BoolOrString>,
+    preferred_username: Option<String>,
+    name: Option<String>,
+    groups: Option<OneOrMany>,
+}
+
+impl Introspection {
+    /// Parses an answer body; anything but a JSON object with a boolean
+    /// `active` (and well-typed members) is malformed.
+    pub(crate) fn from_json(body: &[u8]) -> Result<Self, TokenError> {
+        serde_json::from_slice(body).map_err(|_| TokenError::Malformed)
+    }
+
+    /// Whether the answer says it is about a bearer access token (see
+    /// [`TokenVerifier::check_introspection`]).
+    fn is_bearer_access_token(&self) -> bool {
+        let bearer = |t: &Option<String>| t.as_deref().map(|t| t.eq_ignore_ascii_case("bearer"));
+        let access = self.token_use.as_deref().map(|t| t == "access_token");
+        let says = [bearer(&self.token_type), access, bearer(&self.typ)];
+        self.cnf.is_none() && !says.contains(&Some(false)) && says.contains(&Some(true))
+    }
+
+    /// `exp`, when it is a valid time.
+    pub(crate) fn exp(&self) -> Option<u64> {
+        self.exp.as_ref().and_then(|n| secs(n).ok())
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): non-negative seconds, fractions dropped.
+fn secs(n: &serde_json::Number) -> Result<u64, TokenError> {
+    match (n.as_u64(), n.as_f64()) {
+        (Some(v), _) => Ok(v),
+        (None, Some(f)) if (0.0..1e15).contains(&f) => Ok(f as u64),
+        _ => Err(TokenError::Malformed),
+    }
 }
 
 /// What else a verified ID token says, beyond the identity.
@@ -157,6 +314,12 @@ pub struct TokenVerifier {
     /// Longest time since an ID token's `iat` at login.
     max_id_token_age: u64,
     clock: SharedClock,
+    /// Accepted `aud` values of bearer tokens.
+    bearer_audiences: Vec<String>,
+    /// Accept ID tokens of this client as bearer tokens (default: no).
+    accept_id_tokens: bool,
+    /// Scopes every bearer token must have been granted.
+    required_scopes: Vec<String>,
     id_validations: Vec<(Algorithm, Validation)>,
     bearer_validations: Vec<(Algorithm, Validation)>,
     logout_validations: Vec<(Algorithm, Validation)>,
@@ -241,6 +404,9 @@ impl TokenVerifier {
             skew: skew_secs,
             max_id_token_age: DEFAULT_MAX_ID_TOKEN_AGE_SECS,
             clock: crate::clock::system(),
+            bearer_audiences: bearer_audiences.to_vec(),
+            accept_id_tokens: false,
+            required_scopes: Vec::new(),
             id_validations,
             bearer_validations,
             logout_validations,
@@ -251,6 +417,20 @@ impl TokenVerifier {
     /// an `azp` claim (for Oracle IDCS: its issuer).
     pub fn with_trusted_audiences(mut self, audiences: Vec<String>) -> Self {
         self.trusted_audiences = audiences;
+        self
+    }
+
+    /// Whether bearer tokens that are ID tokens of this client (by the rule
+    /// in the [module docs](self)) are accepted. Default `false`.
+    pub fn with_accept_id_tokens(mut self, accept: bool) -> Self {
+        self.accept_id_tokens = accept;
+        self
+    }
+
+    /// Scopes every bearer token (JWT or introspected) must carry in its
+    /// `scope` (or `scp`). Default: none.
+    pub fn with_required_scopes(mut self, scopes: Vec<String>) -> Self {
+        self.required_scopes = scopes;
         self
     }
 
@@ -313,8 +493,8 @@ impl TokenVerifier {
         token: &str,
         expected_nonce: Option<&str>,
     ) -> Result<(Identity, IdTokenInfo), TokenError> {
-        let claims: Claims = self
-            .verify(token, &self.id_validations, ID_TOKEN_TYPES)
+        let (claims, _) = self
+            .verify::<Claims>(token, &self.id_validations, ID_TOKEN_TYPES)
             .await?;
         let now = self.check_times(claims.exp, claims.nbf)?;
         let iat = claims
@@ -339,7 +519,7 @@ impl TokenVerifier {
                 return Err(TokenError::WrongNonce);
             }
         }
-        let auds = claims.aud.as_ref().map(OneOrMany::as_slice).unwrap_or(&[]);
+        let auds = claims.audiences();
         match claims.azp.as_deref() {
             Some(azp) if azp != self.client_id => return Err(TokenError::WrongAuthorizedParty),
             None if auds
@@ -361,12 +541,102 @@ impl TokenVerifier {
     }
 
     /// Verifies a bearer access token: signature, `iss`, `aud` among the
-    /// accepted audiences, `exp`, `nbf`, `sub`.
+    /// accepted audiences, `exp`, `nbf`, `sub`; that it is not an ID token
+    /// of this client (unless accepted) and has the required scopes.
     pub async fn verify_access_token(&self, token: &str) -> Result<Identity, TokenError> {
-        let claims: Claims = self
-            .verify(token, &self.bearer_validations, ACCESS_TOKEN_TYPES)
+        let (claims, typ) = self
+            .verify::<Claims>(token, &self.bearer_validations, ACCESS_TOKEN_TYPES)
             .await?;
         self.check_times(claims.exp, claims.nbf)?;
+        if !self.accept_id_tokens && claims.is_id_token_of(typ.as_deref(), &self.client_id) {
+            return Err(TokenError::IdTokenAsBearer);
+        }
+        if !has_scopes(&claims.scopes(), &self.required_scopes) {
+            return Err(TokenError::InsufficientScope);
+        }
+        identity_from(claims, IdentitySource::Bearer)
+    }
+
+    /// Checks an RFC 7662 introspection answer for an opaque bearer token
+    /// (RFC 7662 §2.2, and RFC 9068's rules where they carry over):
+    ///
+    /// - `active` must be `true`;
+    /// - it must say it is about a bearer access token: `token_type` is
+    ///   `Bearer`, or (without `token_type`) `token_use` is `access_token`
+    ///   (Ory Hydra) or the `typ` claim is `Bearer` (Keycloak); any of them
+    ///   naming something else refuses it. RFC 7662 makes `token_type`
+    ///   optional, but an answer that names no type cannot be told from a
+    ///   refresh token's (oidc-provider sends none for refresh tokens);
+    /// - a sender-constrained token (`cnf`: DPoP, mTLS) is refused, as the
+    ///   gateway cannot check its proof;
+    /// - `exp` and `nbf`, when present, as for JWTs (with the clock skew);
+    /// - `iss`, when present, must be the provider's issuer;
+    /// - `aud`, when present, must contain an accepted bearer audience; a
+    ///   token without `aud` is accepted only when its `client_id` is one of
+    ///   them (by default: issued to the gateway's own client);
+    /// - the required scopes must be granted (`scope`);
+    /// - `sub` is required: it is the identity.
+    pub(crate) fn check_introspection(
+        &self,
+        answer: Introspection,
+    ) -> Result<Identity, TokenError> {
+        if !answer.active {
+            return Err(TokenError::Inactive);
+        }
+        if !answer.is_bearer_access_token() {
+            return Err(TokenError::WrongType);
+        }
+        let exp = answer.exp.as_ref().map(secs).transpose()?;
+        let nbf = answer.nbf.as_ref().map(secs).transpose()?;
+        self.check_times(exp, nbf)?;
+        let issuer = match answer.iss {
+            Some(iss) if self.provider.accepted_issuers().contains(&iss) => iss,
+            Some(_) => return Err(TokenError::WrongIssuer),
+            None => self.provider.issuer().to_string(),
+        };
+        let audience_ok = match &answer.aud {
+            Some(aud) => aud
+                .as_slice()
+                .iter()
+                .any(|a| self.bearer_audiences.contains(a)),
+            None => answer
+                .client_id
+                .as_ref()
+                .is_some_and(|c| self.bearer_audiences.contains(c)),
+        };
+        if !audience_ok {
+            return Err(TokenError::WrongAudience);
+        }
+        let mut granted = Vec::new();
+        if let Some(scope) = &answer.scope {
+            collect_scopes(scope, &mut granted);
+        }
+        if !has_scopes(&granted, &self.required_scopes) {
+            return Err(TokenError::InsufficientScope);
+        }
+        let claims = Claims {
+            iss: issuer,
+            sub: answer.sub,
+            aud: None,
+            exp,
+            nbf,
+            iat: None,
+            nonce: None,
+            azp: None,
+            email: answer.email,
+            email_verified: answer.email_verified,
+            preferred_username: answer.preferred_username.or(answer.username),
+            name: answer.name,
+            groups: answer.groups,
+            sid: None,
+            at_hash: None,
+            c_hash: None,
+            s_hash: None,
+            typ: None,
+            scope: None,
+            scp: None,
+            client_id: None,
+        };
         identity_from(claims, IdentitySource::Bearer)
     }
 
@@ -374,8 +644,8 @@ impl TokenVerifier {
     /// signature, `iss`, `aud`, `iat`, `jti`, the logout `events` member,
     /// `sid` or `sub`, and no `nonce`. Single use of `jti` is the caller's.
     pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, TokenError> {
-        let raw: RawLogoutClaims = self
-            .verify(token, &self.logout_validations, LOGOUT_TOKEN_TYPES)
+        let (raw, _) = self
+            .verify::<RawLogoutClaims>(token, &self.logout_validations, LOGOUT_TOKEN_TYPES)
             .await?;
         let now = self.check_times(raw.exp, raw.nbf)?;
         let iat = raw
@@ -414,12 +684,13 @@ impl TokenVerifier {
         })
     }
 
+    /// The verified claims and the header's `typ`.
     async fn verify<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         validations: &[(Algorithm, Validation)],
         types: &[&str],
-    ) -> Result<T, TokenError> {
+    ) -> Result<(T, Option<String>), TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
@@ -454,7 +725,7 @@ impl TokenVerifier {
         // Without a kid, try the (few) keys that fit the algorithm.
         for key in keys.candidates_for(&header).take(5) {
             match jsonwebtoken::decode::<T>(token, key.decoding_key(), validation) {
-                Ok(data) => return Ok(data.claims),
+                Ok(data) => return Ok((data.claims, header.typ.clone())),
                 Err(e) => {
                     last = map_error(e.kind());
                     if last != TokenError::BadSignature {

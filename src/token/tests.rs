@@ -27,6 +27,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(|v| v)
+}
+
+/// [`fixture`] with the verifier adjusted by `adjust`.
+fn fixture_with(adjust: impl FnOnce(TokenVerifier) -> TokenVerifier) -> Fixture {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -50,6 +55,7 @@ fn fixture() -> Fixture {
         userinfo_endpoint: None,
         jwks_uri: Some(url("/jwks")),
         end_session_endpoint: None,
+        introspection_endpoint: None,
         iss_parameter_supported: false,
     };
     let http = ProviderHttp::new(None, Duration::from_millis(200), 1 << 20).unwrap();
@@ -68,6 +74,7 @@ fn fixture() -> Fixture {
         SKEW,
     )
     .with_clock(clock.clone());
+    let verifier = adjust(verifier);
     Fixture {
         key: EncodingKey::from_ec_der(pkcs8.as_ref()),
         clock,
@@ -468,4 +475,331 @@ async fn refreshed_id_token_must_keep_issuer_and_subject() {
         .verify_refreshed_id_token(&other, &first)
         .await
         .is_err());
+}
+// === token discipline: an ID token is not an access token ===
+
+async fn as_bearer(f: &Fixture, typ: Option<&str>, claims: Value) -> Result<Identity, TokenError> {
+    f.verifier
+        .verify_access_token(&f.sign_typed(typ, &claims))
+        .await
+}
+
+#[tokio::test]
+async fn bearer_id_token_of_this_client_is_refused() {
+    let f = fixture();
+    assert_eq!(
+        as_bearer(&f, Some("JWT"), id_claims()).await.unwrap_err(),
+        TokenError::IdTokenAsBearer
+    );
+    assert_eq!(
+        as_bearer(&f, None, id_claims()).await.unwrap_err(),
+        TokenError::IdTokenAsBearer,
+        "untyped"
+    );
+}
+
+#[tokio::test]
+async fn bearer_id_token_accepted_only_when_configured() {
+    let f = fixture_with(|v| v.with_accept_id_tokens(true));
+    let identity = as_bearer(&f, Some("JWT"), id_claims()).await.unwrap();
+    assert_eq!(identity.subject, "alice");
+}
+
+#[tokio::test]
+async fn bearer_id_token_without_nonce_is_refused_by_its_hashes_or_missing_grant() {
+    let f = fixture();
+    // A refreshed ID token carries no nonce; at_hash still marks it.
+    let refreshed = with(without(id_claims(), "nonce"), "at_hash", json!("x"));
+    assert_eq!(
+        as_bearer(&f, Some("JWT"), refreshed).await.unwrap_err(),
+        TokenError::IdTokenAsBearer
+    );
+    for hash in ["c_hash", "s_hash"] {
+        let claims = with(
+            with(without(id_claims(), "nonce"), "scope", json!("openid")),
+            hash,
+            json!("x"),
+        );
+        assert_eq!(
+            as_bearer(&f, None, claims).await.unwrap_err(),
+            TokenError::IdTokenAsBearer,
+            "{hash}"
+        );
+    }
+    // Nor nonce nor hashes: no scope / scp / client_id names a grant.
+    let bare = with(without(id_claims(), "nonce"), "auth_time", json!(NOW));
+    assert_eq!(
+        as_bearer(&f, Some("JWT"), bare).await.unwrap_err(),
+        TokenError::IdTokenAsBearer
+    );
+}
+
+#[tokio::test]
+async fn bearer_jwt_for_the_client_naming_its_grant_is_an_access_token() {
+    let f = fixture();
+    let base = without(id_claims(), "nonce");
+    for (member, value) in [
+        ("scope", json!("openid profile")),
+        ("scp", json!(["openid"])),
+        ("client_id", json!("some-app")),
+    ] {
+        let claims = with(base.clone(), member, value);
+        assert!(
+            as_bearer(&f, Some("JWT"), claims).await.is_ok(),
+            "{member} names a grant"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bearer_at_jwt_type_is_an_access_token_whatever_it_carries() {
+    let f = fixture();
+    // RFC 9068 §2.1 explicit typing wins over every claim.
+    for typ in ["at+jwt", "application/at+jwt"] {
+        assert!(as_bearer(&f, Some(typ), id_claims()).await.is_ok(), "{typ}");
+    }
+}
+
+#[tokio::test]
+async fn bearer_payload_typ_claim_decides_as_keycloak_types_it() {
+    let f = fixture();
+    let id = with(access_claims(), "typ", json!("ID"));
+    assert_eq!(
+        as_bearer(&f, Some("JWT"), id).await.unwrap_err(),
+        TokenError::IdTokenAsBearer,
+        "typ ID, even for another audience"
+    );
+    let access = with(id_claims(), "typ", json!("Bearer"));
+    assert!(as_bearer(&f, Some("JWT"), access).await.is_ok());
+}
+
+#[tokio::test]
+async fn bearer_jwt_for_another_audience_is_not_an_id_token_of_this_client() {
+    let f = fixture();
+    // aud "api" only: even with a nonce it is no ID token of ours.
+    let claims = with(access_claims(), "nonce", json!("n"));
+    assert!(as_bearer(&f, Some("JWT"), claims).await.is_ok());
+}
+
+#[tokio::test]
+async fn bearer_required_scopes_must_all_be_granted() {
+    let f = fixture_with(|v| v.with_required_scopes(vec!["read".into(), "write".into()]));
+    let ok = [
+        json!({"scope": "read write admin"}),
+        json!({"scp": ["write", "read"]}),
+        json!({"scp": "read write"}),
+        json!({"scope": "read", "scp": ["write"]}),
+    ];
+    for extra in ok {
+        let mut claims = access_claims();
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        assert!(
+            as_bearer(&f, Some("at+jwt"), claims).await.is_ok(),
+            "{extra}"
+        );
+    }
+    let refused = [
+        json!({}),
+        json!({"scope": "read"}),
+        json!({"scope": "readwrite"}),
+        json!({"scope": "read  writer"}),
+        json!({"scope": 7}),
+    ];
+    for extra in refused {
+        let mut claims = access_claims();
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        assert_eq!(
+            as_bearer(&f, Some("at+jwt"), claims).await.unwrap_err(),
+            TokenError::InsufficientScope,
+            "{extra}"
+        );
+    }
+}
+
+// === RFC 7662 introspection answers ===
+
+fn active() -> Value {
+    json!({
+        "active": true, "sub": "svc", "aud": "api", "iss": ISSUER,
+        "exp": NOW + 60, "iat": NOW, "scope": "read", "client_id": "app",
+        "token_type": "Bearer", "username": "svc-user", "email": "svc@example.com",
+        "groups": ["ops"],
+    })
+}
+
+fn introspect(f: &Fixture, answer: &Value) -> Result<Identity, TokenError> {
+    let parsed = Introspection::from_json(answer.to_string().as_bytes())?;
+    f.verifier.check_introspection(parsed)
+}
+
+#[test]
+fn introspection_active_answer_gives_identity() {
+    let f = fixture();
+    let identity = introspect(&f, &active()).unwrap();
+    assert_eq!(identity.subject, "svc");
+    assert_eq!(identity.preferred_username.as_deref(), Some("svc-user"));
+    assert_eq!(identity.email.as_deref(), Some("svc@example.com"));
+    assert_eq!(identity.groups, vec!["ops".to_string()]);
+    assert_eq!(identity.issuer, ISSUER);
+    assert_eq!(identity.expires_at, Some(NOW + 60));
+    assert_eq!(identity.source, IdentitySource::Bearer);
+    // preferred_username wins over username.
+    let named = with(active(), "preferred_username", json!("pu"));
+    assert_eq!(
+        introspect(&f, &named)
+            .unwrap()
+            .preferred_username
+            .as_deref(),
+        Some("pu")
+    );
+}
+
+#[test]
+fn introspection_inactive_answer_is_refused() {
+    let f = fixture();
+    assert_eq!(
+        introspect(&f, &json!({"active": false})).unwrap_err(),
+        TokenError::Inactive
+    );
+    assert_eq!(
+        introspect(&f, &with(active(), "active", json!(false))).unwrap_err(),
+        TokenError::Inactive
+    );
+}
+
+#[test]
+fn introspection_malformed_answer_is_refused() {
+    let f = fixture();
+    for bad in [
+        json!({"sub": "svc"}),
+        json!({"active": "true", "sub": "svc"}),
+        json!({"active": 1}),
+        json!([true]),
+        with(active(), "exp", json!("soon")),
+        with(active(), "exp", json!(-5)),
+        with(active(), "sub", json!(42)),
+    ] {
+        assert_eq!(
+            introspect(&f, &bad).unwrap_err(),
+            TokenError::Malformed,
+            "{bad}"
+        );
+    }
+    assert!(Introspection::from_json(b"<html>").is_err());
+}
+
+#[test]
+fn introspection_only_answers_about_bearer_access_tokens_are_accepted() {
+    let f = fixture();
+    for (member, value) in [
+        ("token_type", json!("refresh_token")),
+        ("token_type", json!("DPoP")),
+        ("token_use", json!("refresh_token")),
+        ("cnf", json!({"jkt": "abc"})),
+    ] {
+        assert_eq!(
+            introspect(&f, &with(active(), member, value.clone())).unwrap_err(),
+            TokenError::WrongType,
+            "{member} = {value}"
+        );
+    }
+    assert!(introspect(&f, &with(active(), "token_type", json!("bearer"))).is_ok());
+    assert!(introspect(&f, &with(active(), "token_use", json!("access_token"))).is_ok());
+    // No word on the type: as oidc-provider answers for a refresh token.
+    let untyped = without(active(), "token_type");
+    assert_eq!(introspect(&f, &untyped).unwrap_err(), TokenError::WrongType);
+    let hydra = with(untyped.clone(), "token_use", json!("access_token"));
+    assert!(introspect(&f, &hydra).is_ok());
+    let keycloak = with(untyped.clone(), "typ", json!("Bearer"));
+    assert!(introspect(&f, &keycloak).is_ok());
+    let keycloak_refresh = with(untyped, "typ", json!("Refresh"));
+    assert_eq!(
+        introspect(&f, &keycloak_refresh).unwrap_err(),
+        TokenError::WrongType
+    );
+    let mixed = with(active(), "token_use", json!("refresh_token"));
+    assert_eq!(introspect(&f, &mixed).unwrap_err(), TokenError::WrongType);
+}
+
+#[test]
+fn introspection_exp_and_nbf_are_checked_with_the_skew_on_a_pinned_clock() {
+    let f = fixture();
+    let answer = active();
+    f.clock.set(NOW + 60 + SKEW);
+    assert!(introspect(&f, &answer).is_ok());
+    f.clock.set(NOW + 60 + SKEW + 1);
+    assert_eq!(introspect(&f, &answer).unwrap_err(), TokenError::Expired);
+    f.clock.set(NOW);
+    let early = with(active(), "nbf", json!(NOW + SKEW + 1));
+    assert_eq!(introspect(&f, &early).unwrap_err(), TokenError::NotYetValid);
+    let in_leeway = with(active(), "nbf", json!(NOW + SKEW));
+    assert!(introspect(&f, &in_leeway).is_ok());
+    // Without exp the answer itself is the only word (the cache bounds it).
+    let no_exp = without(active(), "exp");
+    assert_eq!(introspect(&f, &no_exp).unwrap().expires_at, None);
+}
+
+#[test]
+fn introspection_issuer_must_be_the_providers_when_present() {
+    let f = fixture();
+    assert_eq!(
+        introspect(
+            &f,
+            &with(active(), "iss", json!("https://attacker.example"))
+        )
+        .unwrap_err(),
+        TokenError::WrongIssuer
+    );
+    assert_eq!(
+        introspect(&f, &without(active(), "iss")).unwrap().issuer,
+        ISSUER
+    );
+}
+
+#[test]
+fn introspection_audience_or_client_id_must_be_accepted() {
+    let f = fixture();
+    assert_eq!(
+        introspect(&f, &with(active(), "aud", json!("billing"))).unwrap_err(),
+        TokenError::WrongAudience
+    );
+    assert!(introspect(&f, &with(active(), "aud", json!(["billing", "api"]))).is_ok());
+    // No aud: only a token issued to an accepted client (here: ours).
+    let no_aud = without(active(), "aud");
+    assert_eq!(
+        introspect(&f, &no_aud).unwrap_err(),
+        TokenError::WrongAudience,
+        "client_id app is not an accepted audience"
+    );
+    assert!(introspect(&f, &with(no_aud.clone(), "client_id", json!(CLIENT))).is_ok());
+    assert_eq!(
+        introspect(&f, &without(no_aud, "client_id")).unwrap_err(),
+        TokenError::WrongAudience
+    );
+}
+
+#[test]
+fn introspection_needs_sub_and_the_required_scopes() {
+    let f = fixture_with(|v| v.with_required_scopes(vec!["read".into()]));
+    assert_eq!(
+        introspect(&f, &without(active(), "sub")).unwrap_err(),
+        TokenError::MissingClaim("sub")
+    );
+    assert_eq!(
+        introspect(&f, &with(active(), "sub", json!(""))).unwrap_err(),
+        TokenError::MissingClaim("sub")
+    );
+    assert!(introspect(&f, &active()).is_ok());
+    assert_eq!(
+        introspect(&f, &with(active(), "scope", json!("write"))).unwrap_err(),
+        TokenError::InsufficientScope
+    );
+    assert_eq!(
+        introspect(&f, &without(active(), "scope")).unwrap_err(),
+        TokenError::InsufficientScope
+    );
 }

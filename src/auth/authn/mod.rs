@@ -9,9 +9,11 @@
 //! the same decision functions; there is one way to accept a credential.
 
 pub(crate) mod bearer;
+pub(crate) mod introspect;
 mod refresh;
 
 pub(crate) use bearer::{BearerCache, Principal};
+pub(crate) use introspect::{IntrospectionSettings, Introspector};
 pub(crate) use refresh::SessionRefresher;
 
 use crate::auth::session_cookie::{Presented, SessionCookies};
@@ -117,10 +119,12 @@ pub(crate) enum Resolved {
     Pending,
 }
 
-/// Bearer-token acceptance: the verifier and the cache of its answers.
+/// Bearer-token acceptance: the verifier and the cache of its answers, and
+/// the introspector for opaque tokens (`bearer.introspection = true`).
 pub(crate) struct BearerAuth {
     pub(crate) cache: BearerCache,
     pub(crate) verifier: Arc<TokenVerifier>,
+    pub(crate) introspector: Option<Introspector>,
 }
 
 /// Credential → identity, for sessions and bearer tokens.
@@ -229,6 +233,36 @@ impl Authenticator {
                 let Some(bearer) = bearer else {
                     return Outcome::INVALID_TOKEN;
                 };
+                // Opaque tokens go to the introspection endpoint; JWT-shaped
+                // ones are only ever verified locally.
+                if let Some(introspector) = bearer
+                    .introspector
+                    .as_ref()
+                    .filter(|_| !introspect::is_jwt_shaped(token))
+                {
+                    return match introspector.authenticate(token).await {
+                        Ok((p, cached)) => {
+                            self.metrics.record_auth(if cached {
+                                AuthOutcome::BearerCached
+                            } else {
+                                AuthOutcome::BearerValidated
+                            });
+                            Outcome::found(Authenticated::Bearer(p))
+                        }
+                        Err(e) => {
+                            self.metrics.record_auth(AuthOutcome::BearerInvalid);
+                            match e {
+                                introspect::IntrospectionFailure::Refused(_) => {
+                                    tracing::info!(reason = %e, "opaque bearer token refused")
+                                }
+                                introspect::IntrospectionFailure::Unavailable(_) => {
+                                    tracing::warn!(error = %e, "opaque bearer token not introspected")
+                                }
+                            }
+                            Outcome::INVALID_TOKEN
+                        }
+                    };
+                }
                 match bearer.verifier.verify_access_token(token).await {
                     Ok(identity) => {
                         self.metrics.record_auth(AuthOutcome::BearerValidated);

@@ -1,11 +1,13 @@
 //! The browser login: `/start` and the redirect to the provider, the
-//! `/callback` that completes it and opens a session, and `/sign_out`.
+//! `/callback` that completes it and opens a session, `/sign_out`, and
+//! `/signed_out` where the provider sends the browser back ([`logout`]).
 //!
 //! The flow owns the per-attempt state ([`state::LoginManager`]), the
 //! provider [`Dialect`](crate::provider::dialect::Dialect) chosen for this
 //! gateway, and a [`SessionIssuer`] that stores the new session and sets its
 //! cookie. The dialect sees only a [`LoginContext`], never this flow.
 
+pub(crate) mod logout;
 pub(crate) mod return_to;
 pub(crate) mod state;
 
@@ -38,6 +40,8 @@ pub(crate) struct ClientSettings {
     pub(crate) public_url: String,
     /// `public_url + prefix + /callback`.
     pub(crate) redirect_uri: String,
+    /// The gateway's endpoint prefix (`/oauth2`).
+    pub(crate) prefix: String,
     pub(crate) scopes: Vec<String>,
     pub(crate) form_post: bool,
 }
@@ -145,6 +149,7 @@ pub(crate) struct LoginFlow {
     pub(crate) credentials: ClientCredentials,
     pub(crate) client: ClientSettings,
     pub(crate) attempts: LoginManager,
+    pub(crate) logout_states: logout::LogoutStates,
     pub(crate) sessions: SessionIssuer,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) clock: SharedClock,
@@ -322,10 +327,15 @@ impl LoginFlow {
     }
 
     /// `/sign_out?rd=PATH`: ends the session here, then at the provider when
-    /// it has an end_session_endpoint.
+    /// it has an end_session_endpoint. The provider is always given the
+    /// same `post_logout_redirect_uri`, `public_url + prefix + /signed_out`;
+    /// `rd` travels in the sealed, single-use `state` ([`logout`]). Without
+    /// an end_session_endpoint the browser goes to `rd` when one was given,
+    /// else to the signed-out page.
     pub(crate) async fn sign_out(&self, req: &Parts) -> Response<ResponseBody> {
         let sessions = &self.sessions;
-        let rd = safe_return_to(query_param(req, "rd").as_deref()).to_string();
+        let rd_param = query_param(req, "rd");
+        let rd = safe_return_to(rd_param.as_deref()).to_string();
         let mut id_token_hint = None;
         let presented = match sessions.cookies.read(&req.headers) {
             Presented::Reference(key) => Some((key, None)),
@@ -358,20 +368,35 @@ impl LoginFlow {
                         q.append_pair("id_token_hint", hint.expose());
                     }
                     q.append_pair("client_id", &self.client.client_id);
-                    q.append_pair(
-                        "post_logout_redirect_uri",
-                        &format!("{}{rd}", self.client.public_url),
-                    );
+                    q.append_pair("post_logout_redirect_uri", &self.signed_out_uri());
+                    q.append_pair("state", &self.logout_states.seal(&rd));
                 }
                 url.to_string()
             }
-            None => rd,
+            None if rd_param.is_some() => rd,
+            None => format!("{}/signed_out", self.client.prefix),
         };
         let mut resp = redirect(&location);
         for c in sessions.cookies.clear(&req.headers) {
             add_set_cookie(resp.headers_mut(), c);
         }
         resp
+    }
+
+    /// The one `post_logout_redirect_uri`: `public_url + prefix + /signed_out`.
+    pub(crate) fn signed_out_uri(&self) -> String {
+        format!(
+            "{}{}/signed_out",
+            self.client.public_url, self.client.prefix
+        )
+    }
+
+    /// `/signed_out?state=…`: where the provider sends the browser after
+    /// logout; on to the `rd` sealed in `state`, or the signed-out page.
+    pub(crate) fn signed_out(&self, req: &Parts) -> Response<ResponseBody> {
+        let state = query_param(req, "state");
+        self.logout_states
+            .signed_out(state.as_deref(), &format!("{}/start", self.client.prefix))
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::claims::profile;
 use super::faults::{Fault, ATTACKER_ISSUER};
-use super::{authorize, bump, now, token, Shared};
+use super::{authorize, bump, introspect, now, token, Shared};
 use crate::devtools::http::{self as h, escape_html, Resp};
 
 /// Largest form body the provider reads.
@@ -28,6 +28,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
         "/token" if post => token::token(&shared, req).await,
         "/userinfo" if get || post => userinfo(&shared, &req),
         "/end_session" if get || post => end_session(&shared, req).await,
+        "/introspect" if post => introspect::introspect(&shared, req).await,
+        "/.well-known/oauth-authorization-server" if get => {
+            introspect::authorization_server_metadata(&shared)
+        }
         "/" if get => index(&shared),
         "/.well-known/openid-configuration"
         | "/jwks"
@@ -36,6 +40,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
         | "/token"
         | "/userinfo"
         | "/end_session"
+        | "/introspect"
+        | "/.well-known/oauth-authorization-server"
         | "/" => h::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => h::text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -94,6 +100,9 @@ fn discovery(shared: &Shared) -> Resp {
     let mut doc = discovery_document(shared);
     if shared.faults.has(&Fault::DiscoveryIssuerMismatch) {
         doc["issuer"] = json!(ATTACKER_ISSUER);
+    }
+    if !shared.faults.has(&Fault::IntrospectionOnlyInRfc8414) {
+        doc["introspection_endpoint"] = json!(format!("{}/introspect", shared.issuer));
     }
     h::json(StatusCode::OK, &doc)
 }

@@ -99,6 +99,24 @@ pub enum Fault {
     UserinfoUnavailable,
     /// `/userinfo` returns a `sub` that differs from the token's.
     UserinfoSubMismatch,
+
+    // --- introspection (RFC 7662) and RFC 8414 metadata ---
+    /// The discovery document does not name the introspection endpoint
+    /// (only `/.well-known/oauth-authorization-server` does).
+    IntrospectionOnlyInRfc8414,
+    /// `/introspect` answers 500.
+    IntrospectionUnavailable,
+    /// `/introspect` waits this long before answering.
+    IntrospectionDelay(Duration),
+    /// `/introspect` answers 200 with a body that is not JSON.
+    MalformedIntrospectionResponse,
+    /// `/introspect` answers 200 with a JSON body of at least this many
+    /// bytes (the real answer padded with a huge member).
+    OversizedIntrospectionResponse(usize),
+    /// These members are merged over every active introspection answer
+    /// (e.g. `{"active": false}`, `{"aud": "other"}`, `{"exp": 1}`); a
+    /// `null` member removes one.
+    IntrospectionClaims(serde_json::Value),
 }
 
 /// The set of active faults.

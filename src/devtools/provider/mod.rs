@@ -19,6 +19,8 @@
 //! | `POST /token` | `authorization_code` and `refresh_token` grants; `client_secret_basic` / `client_secret_post`, or `private_key_jwt` with [`ClientAuth::PrivateKeyJwt`] |
 //! | `GET\|POST /userinfo` | claims for a Bearer access token |
 //! | `GET\|POST /end_session` | RP-initiated logout |
+//! | `POST /introspect` | RFC 7662 introspection (client-authenticated) of opaque tokens from [`DevProvider::mint_opaque_token`] and of its JWT access tokens |
+//! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata (always names the introspection endpoint) |
 //!
 //! # Example
 //! ```no_run
@@ -40,6 +42,7 @@ mod authorize;
 mod claims;
 mod endpoints;
 mod faults;
+mod introspect;
 mod keys;
 mod token;
 
@@ -145,6 +148,10 @@ pub struct Counters {
     pub userinfo: usize,
     /// Requests to `/end_session`.
     pub end_session: usize,
+    /// Requests to `/introspect`.
+    pub introspection: usize,
+    /// Most `/introspect` requests that were in flight at once.
+    pub introspection_max_in_flight: usize,
 }
 
 #[derive(Debug, Default)]
@@ -160,6 +167,9 @@ pub(crate) struct CounterCells {
     pub(crate) refresh: AtomicUsize,
     pub(crate) userinfo: AtomicUsize,
     pub(crate) end_session: AtomicUsize,
+    pub(crate) introspection: AtomicUsize,
+    pub(crate) introspection_in_flight: AtomicUsize,
+    pub(crate) introspection_max_in_flight: AtomicUsize,
 }
 
 pub(crate) fn bump(counter: &AtomicUsize) {
@@ -181,6 +191,8 @@ impl CounterCells {
             refresh: get(&self.refresh),
             userinfo: get(&self.userinfo),
             end_session: get(&self.end_session),
+            introspection: get(&self.introspection),
+            introspection_max_in_flight: get(&self.introspection_max_in_flight),
         }
     }
 
@@ -197,6 +209,8 @@ impl CounterCells {
             &self.refresh,
             &self.userinfo,
             &self.end_session,
+            &self.introspection,
+            &self.introspection_max_in_flight,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -296,6 +310,8 @@ pub(crate) struct Shared {
     pub(crate) last_authorize: Mutex<Option<Vec<(String, String)>>>,
     /// The `sid` of the latest login (authorization code issued).
     pub(crate) last_sid: Mutex<Option<String>>,
+    /// Opaque access tokens and their introspection answers.
+    pub(crate) opaque: Mutex<HashMap<String, Value>>,
 }
 
 impl Shared {
@@ -564,6 +580,7 @@ impl DevProviderBuilder {
             counters: CounterCells::default(),
             last_authorize: Mutex::new(None),
             last_sid: Mutex::new(None),
+            opaque: Mutex::new(HashMap::new()),
         });
         let handler_shared = Arc::clone(&shared);
         let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
@@ -768,6 +785,33 @@ impl DevProvider {
             claims::id_token_claims(&self.shared, &user, &claims::IdTokenContext::default());
         keys::merge(&mut full, &claims);
         self.shared.sign(&self.shared.signer(), &Value::Null, &full)
+    }
+
+    /// A fresh opaque (non-JWT) access token that `/introspect` answers
+    /// for: `claims` merged over an active answer with valid defaults
+    /// (`active`, `iss`, `sub` = `alice`, `client_id` and `aud` = the client
+    /// id, `scope`, `token_type` = `Bearer`, `iat`, `exp` = now + the
+    /// access-token lifetime, and the user's profile claims). A `null`
+    /// member removes a default. After its `exp` it is inactive.
+    pub fn mint_opaque_token(&self, claims: Value) -> String {
+        let user = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or("alice")
+            .to_owned();
+        let mut answer = claims::access_token_claims(&self.shared, &user, "openid email profile");
+        keys::merge(
+            &mut answer,
+            &serde_json::json!({"active": true, "token_type": "Bearer", "nbf": null}),
+        );
+        keys::merge(&mut answer, &claims);
+        let token = crate::devtools::http::random_token(32);
+        let mut opaque = self.shared.opaque.lock();
+        if opaque.len() >= introspect::MAX_OPAQUE_TOKENS {
+            opaque.clear();
+        }
+        opaque.insert(token.clone(), answer);
+        token
     }
 
     /// Signs exactly `claims` with the current key and algorithm.

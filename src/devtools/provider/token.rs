@@ -19,7 +19,7 @@ use super::{bump, ClientAuth, RefreshGrant, Shared};
 use crate::devtools::http::{self as h, random_token, Resp};
 
 /// An OAuth error response (RFC 6749 §5.2).
-struct OAuthError {
+pub(crate) struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
@@ -28,7 +28,7 @@ struct OAuthError {
 }
 
 impl OAuthError {
-    fn bad_request(error: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(error: &'static str, description: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             error,
@@ -50,7 +50,7 @@ impl OAuthError {
         Self::bad_request("invalid_grant", description)
     }
 
-    fn into_response(self) -> Resp {
+    pub(crate) fn into_response(self) -> Resp {
         let mut resp = h::json_no_store(
             self.status,
             &json!({"error": self.error, "error_description": self.description}),
@@ -122,7 +122,13 @@ fn oversized(body: &Value, size: usize) -> Vec<u8> {
     out
 }
 
-async fn exchange(shared: &Shared, req: Request<Incoming>) -> Result<Value, OAuthError> {
+/// The form of a client-authenticated request (token, introspection):
+/// `application/x-www-form-urlencoded`, bounded, and authenticated with
+/// the client's method.
+pub(crate) async fn authenticated_form(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<Vec<(String, String)>, OAuthError> {
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -146,29 +152,40 @@ async fn exchange(shared: &Shared, req: Request<Incoming>) -> Result<Value, OAut
         .await
         .map_err(|_| OAuthError::bad_request("invalid_request", "request body too large"))?;
     let params = h::parse_form(&body);
+    {
+        let param = |name: &str| {
+            h::single(&params, name).map_err(|()| {
+                OAuthError::bad_request("invalid_request", format!("parameter {name} is repeated"))
+            })
+        };
+        match (param("client_assertion_type")?, param("client_assertion")?) {
+            (None, None) => authenticate_client(
+                shared,
+                authorization.as_deref(),
+                param("client_id")?,
+                param("client_secret")?,
+            )?,
+            (assertion_type, assertion) => {
+                if authorization.is_some() || param("client_secret")?.is_some() {
+                    return Err(OAuthError::bad_request(
+                        "invalid_request",
+                        "more than one client authentication method",
+                    ));
+                }
+                authenticate_assertion(shared, param("client_id")?, assertion_type, assertion)?;
+            }
+        }
+    }
+    Ok(params)
+}
+
+async fn exchange(shared: &Shared, req: Request<Incoming>) -> Result<Value, OAuthError> {
+    let params = authenticated_form(shared, req).await?;
     let param = |name: &str| {
         h::single(&params, name).map_err(|()| {
             OAuthError::bad_request("invalid_request", format!("parameter {name} is repeated"))
         })
     };
-
-    match (param("client_assertion_type")?, param("client_assertion")?) {
-        (None, None) => authenticate_client(
-            shared,
-            authorization.as_deref(),
-            param("client_id")?,
-            param("client_secret")?,
-        )?,
-        (assertion_type, assertion) => {
-            if authorization.is_some() || param("client_secret")?.is_some() {
-                return Err(OAuthError::bad_request(
-                    "invalid_request",
-                    "more than one client authentication method",
-                ));
-            }
-            authenticate_assertion(shared, param("client_id")?, assertion_type, assertion)?;
-        }
-    }
 
     match param("grant_type")? {
         Some("authorization_code") => authorization_code(

@@ -95,6 +95,7 @@ fn metadata(p: &ProviderConfig) -> Option<ProviderMetadata> {
         userinfo_endpoint: p.userinfo_endpoint.clone().or_else(|| at("/entity")),
         jwks_uri: None,
         end_session_endpoint: p.end_session_endpoint.clone(),
+        introspection_endpoint: None,
         iss_parameter_supported: false,
     })
 }

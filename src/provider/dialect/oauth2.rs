@@ -84,6 +84,7 @@ fn metadata(p: &ProviderConfig) -> Option<ProviderMetadata> {
         userinfo_endpoint: p.userinfo_endpoint.clone(),
         jwks_uri: p.jwks_uri.clone(),
         end_session_endpoint: p.end_session_endpoint.clone(),
+        introspection_endpoint: None,
         iss_parameter_supported: false,
     })
 }
