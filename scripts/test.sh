@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh Debian/Ubuntu
+# machine (Node.js >= 20 + the pinned npm oidc-provider, redis-server), then
+# runs `cargo test` with any arguments given (e.g. `--test sessions`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "$@"
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq "$@"
+  fi
+}
+
+# Node.js + npm run the real OpenID Provider (npm oidc-provider) in tests/.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then
+  echo "error: Node.js >= 20 is needed for tests/oidc-provider, found $(node -v 2>/dev/null || echo none)." >&2
+  echo "Debian 12's own nodejs package is 18. Install Node.js 20 or newer from NodeSource's" >&2
+  echo "Debian packages or with nvm, then run this again." >&2
+  exit 1
+fi
+npm ci --prefix tests/oidc-provider --no-audit --no-fund
+
+# redis-server: the Redis session store tests (tests/sessions.rs) start one
+# on a free loopback port.
+if ! command -v redis-server >/dev/null; then
+  apt_install redis-server
+fi
+
+cargo test "$@"
