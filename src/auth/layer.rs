@@ -23,6 +23,7 @@ use super::login::state::LoginManager;
 use super::login::{ClientSettings, LoginFlow, SessionIssuer};
 use super::policy::RouteTable;
 use super::service::Oidc;
+use super::upstream::UpstreamCredentials;
 use crate::clock::{Clock, SharedClock};
 use crate::config::{OidcConfig, ResponseMode};
 use crate::identity::IdentityHeaders;
@@ -74,6 +75,8 @@ pub(crate) struct Core {
     pub(crate) login: LoginFlow,
     pub(crate) logout: BackchannelLogout,
     pub(crate) metrics: Arc<Metrics>,
+    /// Tokens and assertion for the upstream; `None` when none is configured.
+    pub(crate) upstream: Option<Box<UpstreamCredentials>>,
     provider: Arc<Provider>,
     store: Arc<dyn SessionStore>,
     maintenance: Option<tokio::task::JoinHandle<()>>,
@@ -289,6 +292,7 @@ impl OidcLayerBuilder {
                 identity_headers: identity_headers.clone(),
                 lifetime: config.session.lifetime,
                 refresh_margin,
+                keep_access_token: false,
                 metrics: metrics.clone(),
                 clock: clock.clone(),
             },
@@ -308,6 +312,7 @@ impl OidcLayerBuilder {
             login,
             logout,
             metrics,
+            upstream: None,
             provider,
             store,
             maintenance,

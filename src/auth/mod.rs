@@ -17,6 +17,7 @@
 //! [`token`](crate::token), [`session`](crate::session) → `identity`,
 //! `secret`, `clock`, `metrics`.
 
+pub(crate) mod assertion;
 pub(crate) mod authn;
 pub(crate) mod cookies;
 mod endpoints;
@@ -27,7 +28,11 @@ mod params;
 pub(crate) mod policy;
 mod responses;
 mod service;
+pub(crate) mod upstream;
 
+pub use assertion::{AssertionKeyError, AssertionSigner};
 pub use future::ResponseFuture;
 pub use layer::{LayerError, OidcLayer, OidcLayerBuilder};
+pub use policy::MatchedRoute;
 pub use service::Oidc;
+pub use upstream::AuthorizationMode;

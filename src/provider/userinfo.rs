@@ -116,6 +116,7 @@ mod tests {
             issuer: "https://idp".into(),
             expires_at: None,
             source: IdentitySource::Session,
+            claims: Default::default(),
         }
     }
 

@@ -110,6 +110,7 @@ mod tests {
                 issuer: "https://idp".into(),
                 expires_at: Some(exp),
                 source: IdentitySource::Bearer,
+                claims: Default::default(),
             }),
             headers: PrecomputedHeaders::default(),
         })

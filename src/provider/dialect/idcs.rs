@@ -152,6 +152,7 @@ mod tests {
             issuer: "https://identity.oraclecloud.com/".into(),
             expires_at: None,
             source: IdentitySource::Session,
+            claims: Default::default(),
         }
     }
 
