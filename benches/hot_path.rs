@@ -18,7 +18,7 @@ use oidc_gateway::bench_internals::{
     normalize_path, now_secs, BearerCache, IdentityHeaders, Principal, Provider, ProviderHttp,
     ProviderRules, RouteTable, TokenVerifier,
 };
-use oidc_gateway::config::{GatewayConfig, ProcessEnv};
+use oidc_gateway::config::{GatewayConfig, ProcessEnv, SigningAlgorithm};
 use oidc_gateway::devtools::provider::{DevProvider, SigningAlg};
 use oidc_gateway::identity::IdentitySource;
 use oidc_gateway::session::{key_for_cookie, new_session_id, MemoryStore, Session, SessionStore};
@@ -219,9 +219,8 @@ fn tokens(c: &mut Criterion) {
         provider.load().await.unwrap();
         provider
     });
-    let algs = vec!["RS256".to_string(), "ES256".to_string()];
-    let verifier =
-        TokenVerifier::new(provider, &algs, "bench", &["bench".to_string()], 60).unwrap();
+    let algs = [SigningAlgorithm::RS256, SigningAlgorithm::ES256];
+    let verifier = TokenVerifier::new(provider, &algs, "bench", &["bench".to_string()], 60);
     let mut g = c.benchmark_group("token");
     g.bench_function("verify_access_token RS256 (uncached)", |b| {
         b.to_async(&env.rt).iter(|| async {

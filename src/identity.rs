@@ -37,10 +37,10 @@ use std::collections::BTreeMap;
 
 /// Who made a request, once authenticated.
 ///
-/// The tower layer puts this in the request's extensions
-/// (`req.extensions().get::<Identity>()`) for every authenticated request,
-/// and the session store keeps it; it is also the JSON of
-/// `/oauth2/userinfo`.
+/// The tower layer puts it in the request's extensions as an
+/// `Arc<Identity>` (`req.extensions().get::<Arc<Identity>>()`, or axum's
+/// `Extension<Arc<Identity>>`) for every authenticated request, and the
+/// session store keeps it; it is also the JSON of `/oauth2/userinfo`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// Stable subject (`sub` claim, or the provider's equivalent).
@@ -167,6 +167,29 @@ fn claim_scalar(v: &serde_json::Value) -> Option<String> {
         _ => return None,
     };
     (s.len() <= MAX_CLAIM_VALUE_LEN).then_some(s)
+}
+
+impl Identity {
+    /// An identity with only its subject and issuer; every optional claim
+    /// absent, no expiry.
+    pub fn new(
+        subject: impl Into<String>,
+        issuer: impl Into<String>,
+        source: IdentitySource,
+    ) -> Self {
+        Identity {
+            subject: subject.into(),
+            email: None,
+            email_verified: None,
+            preferred_username: None,
+            groups: Vec::new(),
+            name: None,
+            issuer: issuer.into(),
+            expires_at: None,
+            source,
+            claims: ExtraClaims(None),
+        }
+    }
 }
 
 /// How an [`Identity`] was established.

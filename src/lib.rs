@@ -140,7 +140,9 @@ pub mod config;
 #[cfg(feature = "devtools")]
 pub mod devtools;
 pub mod gateway;
+mod html;
 pub mod identity;
+mod io;
 pub mod metrics;
 pub(crate) mod provider;
 pub mod proxy;

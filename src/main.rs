@@ -113,9 +113,15 @@ where
 }
 
 fn print_problems(path: &Path, e: &ConfigError) {
-    eprintln!("{}: configuration is not valid:", path.display());
-    for p in e.problems() {
-        eprintln!("  {p}");
+    match e {
+        ConfigError::Invalid { problems, .. } => {
+            eprintln!("{}: configuration is not valid:", path.display());
+            for p in problems {
+                eprintln!("  {p}");
+            }
+        }
+        // No file, or an unreadable one: say so plainly (with what to do).
+        _ => eprintln!("oidc-gateway: {e}"),
     }
 }
 

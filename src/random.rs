@@ -15,7 +15,12 @@ pub fn fill_random(buf: &mut [u8]) {
 
 /// A random URL-safe token of 32 bytes (43 characters).
 pub fn random_token() -> String {
-    let mut raw = [0u8; 32];
+    random_token_of(32)
+}
+
+/// A random URL-safe token with `bytes` bytes of entropy.
+pub(crate) fn random_token_of(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
     fill_random(&mut raw);
     URL_SAFE_NO_PAD.encode(raw)
 }

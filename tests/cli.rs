@@ -345,6 +345,92 @@ fn check_missing_file_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A missing file is said plainly, with the two ways forward: `--config`
+/// and `demo`.
+#[test]
+fn check_missing_file_suggests_config_and_demo_exit_2() {
+    let dir = TempDir::new("cli-check");
+    let out = gateway()
+        .current_dir(dir.path())
+        .arg("check")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("no configuration file at gateway.toml"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--config PATH") && stderr.contains("oidc-gateway demo"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not valid"), "{stderr}");
+}
+
+/// A missing required key is named itself, not the key serde stopped at.
+#[test]
+fn check_missing_required_key_names_it_exit_2() {
+    let dir = TempDir::new("cli-check");
+    let config = write(
+        &dir,
+        "gateway.toml",
+        &format!(
+            r#"
+[server]
+public_url = "https://app.example.com"
+[upstream]
+connect_timeout = "1s"
+[provider]
+issuer = "https://idp.example.com"
+client_id = "gw"
+client_secret = "{SECRET}"
+[session]
+secret = "{}"
+"#,
+            random_base64(32)
+        ),
+    );
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("  upstream.url: missing\n"), "{stderr}");
+    assert!(!stderr.contains("connect_timeout"), "{stderr}");
+}
+
+/// A typo gets "did you mean" with the right key.
+#[test]
+fn check_unknown_key_suggests_the_closest_key_exit_2() {
+    let dir = TempDir::new("cli-check");
+    let config = write(
+        &dir,
+        "gateway.toml",
+        &format!(
+            r#"
+[server]
+public_url = "https://app.example.com"
+[upstream]
+url = "http://127.0.0.1:8080"
+conect_timeout = "1s"
+[provider]
+issuer = "https://idp.example.com"
+client_id = "gw"
+client_secret = "{SECRET}"
+[session]
+secret = "{}"
+"#,
+            random_base64(32)
+        ),
+    );
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("upstream.conect_timeout: unknown key, did you mean `connect_timeout`?"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn version_and_help_exit_0() {
     let out = gateway().arg("--version").output().unwrap();

@@ -31,7 +31,6 @@ use crate::metrics::Metrics;
 use crate::provider::client::ClientCredentials;
 use crate::provider::http::ProviderHttp;
 use crate::provider::{dialect, Provider};
-use crate::secret::{SessionSecret, SessionSecretError};
 use crate::session::{MemoryStore, SessionStore};
 use crate::token::TokenVerifier;
 use std::fmt;
@@ -43,24 +42,19 @@ const KEY_REFRESH_PERIOD: Duration = Duration::from_secs(15 * 60);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Why an [`OidcLayer`] could not be built. The source names the cause.
+/// Why an [`OidcLayer`] could not be built: the key at fault, with the
+/// cause as the source (its text also in the message, for logs).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LayerError {
     /// The HTTP client for the provider (TLS roots of `provider.ca_file`).
-    #[error("provider client")]
+    #[error("provider client: {0}")]
     ProviderClient(#[source] BoxError),
     /// Client authentication (`provider.private_key_file` for `private_key_jwt`).
-    #[error("provider.private_key_file")]
+    #[error("provider.private_key_file: {0}")]
     ClientCredentials(#[source] BoxError),
-    /// `provider.allowed_algorithms`.
-    #[error("provider.allowed_algorithms")]
-    Algorithms(#[source] BoxError),
-    /// `session.secret`.
-    #[error("session.secret")]
-    SessionSecret(#[source] SessionSecretError),
     /// An identity header name in `[headers]`.
-    #[error("headers")]
+    #[error("headers: {0}")]
     HeaderName(#[source] http::header::InvalidHeaderName),
 }
 
@@ -211,8 +205,6 @@ impl OidcLayerBuilder {
         let clock = clock.unwrap_or_else(crate::clock::system);
         let metrics = metrics.unwrap_or_else(|| Arc::new(Metrics::new()));
         let p = &config.provider;
-        let secret = SessionSecret::from_base64(config.session.secret.expose())
-            .map_err(LayerError::SessionSecret)?;
 
         let dialect = dialect::for_config(p);
         let http = ProviderHttp::new(p.ca_file.as_deref(), p.http_timeout, p.max_response_bytes)
@@ -228,8 +220,8 @@ impl OidcLayerBuilder {
                 &config.bearer_audiences(),
                 p.clock_skew.as_secs(),
             )
-            .map_err(|e| LayerError::Algorithms(Box::new(e)))?
             .with_trusted_audiences(dialect.trusted_audiences())
+            .with_max_id_token_age(p.id_token_max_age.as_secs())
             .with_clock(clock.clone()),
         );
         let identity_headers =
@@ -279,7 +271,7 @@ impl OidcLayerBuilder {
                 form_post,
             },
             attempts: LoginManager::new(
-                &secret,
+                &config.session.secret,
                 (*cookies).clone(),
                 config.session.login_timeout,
                 config.session.max_login_attempts,

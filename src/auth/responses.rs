@@ -2,6 +2,7 @@
 
 use super::policy::Denied;
 use crate::body::{full, ResponseBody};
+use crate::html::escape_html;
 use http::header::ACCEPT;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -108,22 +109,6 @@ pub(crate) fn forbidden_because(
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         resp
     }
-}
-
-/// Escapes `<>&"'` for HTML text and attributes.
-pub(crate) fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
+use super::env::expand_vars;
 use super::*;
+use std::collections::HashMap;
 
 const MINIMAL: &str = r#"
 [server]
@@ -316,5 +318,308 @@ fn config_private_key_jwt_problems_name_the_key() {
     assert_eq!(
         p,
         ["provider.client_auth: private_key_jwt is not supported by kind = \"janrain-capture\""]
+    );
+}
+
+// ===== key paths (issue 12) =====
+
+#[test]
+fn config_missing_required_key_names_that_key() {
+    let e = env(&[("SECRET", "x")]);
+    let text = MINIMAL.replace(
+        "url = \"http://127.0.0.1:8080\"",
+        "connect_timeout = \"1s\"",
+    );
+    assert_eq!(problems(&text, &e), ["upstream.url: missing"]);
+    let text = MINIMAL.replace("client_id = \"gateway\"\n", "");
+    assert_eq!(problems(&text, &e), ["provider.client_id: missing"]);
+    let text = format!("{MINIMAL}\n[[route]]\npath = \"/a/\"\n[[route]]\nauth = \"none\"\n");
+    assert_eq!(problems(&text, &e), ["route[1].path: missing"]);
+    let text = MINIMAL.replace("[upstream]\nurl = \"http://127.0.0.1:8080\"\n", "");
+    assert_eq!(problems(&text, &e), ["upstream: missing section"]);
+}
+
+#[test]
+fn config_unknown_key_suggests_the_closest_key() {
+    let e = env(&[("SECRET", "x")]);
+    let text = MINIMAL.replace("[server]", "[server]\nlistn = \"0.0.0.0:8443\"");
+    assert_eq!(
+        problems(&text, &e),
+        ["server.listn: unknown key, did you mean `listen`?"]
+    );
+    let text = MINIMAL.replace("[session]", "[session]\nlife_time = \"1h\"");
+    assert_eq!(
+        problems(&text, &e),
+        ["session.life_time: unknown key, did you mean `lifetime`?"]
+    );
+    let text = MINIMAL.replace("[upstream]", "[upstreams]");
+    assert_eq!(
+        problems(&text, &e),
+        [
+            "upstreams: unknown key, did you mean `upstream`?",
+            "upstream: missing section"
+        ]
+    );
+    // Nothing close: the valid keys instead.
+    let text = MINIMAL.replace("[upstream]", "[upstream]\nbogus = 1");
+    let p = problems(&text, &e);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("upstream.bogus: unknown key (valid keys: url, timeout,"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn config_unknown_key_does_not_hide_the_sections_other_problems() {
+    let e = env(&[("SECRET", "x")]);
+    let text = MINIMAL.replace(
+        "[server]",
+        "[server]\nprefx = \"/auth\"\nheader_read_timeout = \"soon\"",
+    );
+    let p = problems(&text, &e);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0], "server.prefx: unknown key, did you mean `prefix`?");
+    assert!(
+        p[1].starts_with("server.header_read_timeout: `soon` is not a duration"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn config_type_problem_in_one_section_does_not_hide_rules_of_others() {
+    let e = env(&[("SECRET", "x")]);
+    let text = MINIMAL
+        .replace("[session]", "[session]\nlifetime = \"forever\"")
+        .replace("https://idp.example.com", "http://idp.example.com");
+    let p = problems(&text, &e);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with("provider.issuer: must be https://"),
+        "{p:?}"
+    );
+    assert!(p[1].starts_with("session.lifetime: `forever`"), "{p:?}");
+}
+
+#[test]
+fn config_syntax_error_names_line_without_quoting_it() {
+    let text = MINIMAL.replace(
+        "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=\"",
+        "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+    );
+    let p = problems(&text, &env(&[("SECRET", "x")]));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("TOML syntax error at line 15, column "),
+        "{p:?}"
+    );
+    assert!(!p[0].contains("MDEyMzQ1"), "{p:?}");
+}
+
+#[test]
+fn config_from_path_missing_file_says_so_and_suggests_config_and_demo() {
+    let err =
+        GatewayConfig::from_path(Path::new("/nonexistent/oidc-gateway/gateway.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::NotFound { .. }), "{err:?}");
+    assert!(err.problems().is_empty());
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("no configuration file at /nonexistent/oidc-gateway/gateway.toml"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("--config PATH") && msg.contains("oidc-gateway demo"),
+        "{msg}"
+    );
+}
+
+// ===== typed values =====
+
+#[test]
+fn config_allowed_algorithms_are_typed() {
+    let e = env(&[("SECRET", "x")]);
+    let text = MINIMAL.replace(
+        "client_id = \"gateway\"",
+        "client_id = \"gateway\"\nallowed_algorithms = [\"PS384\", \"EdDSA\"]",
+    );
+    let c = GatewayConfig::from_toml_str(&text, &e).unwrap();
+    assert_eq!(
+        c.provider.allowed_algorithms,
+        [SigningAlgorithm::PS384, SigningAlgorithm::EdDSA]
+    );
+    let c = GatewayConfig::from_toml_str(MINIMAL, &e).unwrap();
+    assert_eq!(
+        c.provider.allowed_algorithms,
+        [SigningAlgorithm::RS256, SigningAlgorithm::ES256]
+    );
+}
+
+#[test]
+fn config_hmac_or_unknown_algorithm_is_a_problem_with_its_key() {
+    let e = env(&[("SECRET", "x")]);
+    let text = MINIMAL.replace(
+        "client_id = \"gateway\"",
+        "client_id = \"gateway\"\nallowed_algorithms = [\"RS256\", \"HS256\"]",
+    );
+    let p = problems(&text, &e);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("provider.allowed_algorithms[1]: `HS256` is not accepted (HMAC"),
+        "{p:?}"
+    );
+    let text = MINIMAL.replace(
+        "client_id = \"gateway\"",
+        "client_id = \"gateway\"\nallowed_algorithms = [\"none\"]",
+    );
+    let p = problems(&text, &e);
+    assert!(
+        p.len() == 1 && p[0].contains("`none` is not accepted (supported: RS256,"),
+        "{p:?}"
+    );
+    let text = MINIMAL.replace(
+        "client_id = \"gateway\"",
+        "client_id = \"gateway\"\nallowed_algorithms = []",
+    );
+    assert_eq!(
+        problems(&text, &e),
+        ["provider.allowed_algorithms: must not be empty"]
+    );
+}
+
+#[test]
+fn config_jwks_auth_and_private_key_alg_are_typed() {
+    let c = GatewayConfig::from_toml_str(
+        &with_provider(
+            "kind = \"oracle-idcs\"\nissuer = \"https://idcs-1.identity.oraclecloud.com\"\njwks_auth = \"client_credentials\"",
+        ),
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.provider.jwks_auth, Some(JwksAuth::ClientCredentials));
+    let p = problems(
+        &with_provider(
+            "kind = \"oracle-idcs\"\nissuer = \"https://idcs-1.identity.oraclecloud.com\"\njwks_auth = \"basic\"",
+        ),
+        &env(&[]),
+    );
+    assert!(
+        p.len() == 1
+            && p[0].starts_with("provider.jwks_auth: ")
+            && p[0].contains("client_credentials"),
+        "{p:?}"
+    );
+    let p = problems(
+        &with_provider(&format!(
+            "issuer = \"https://idp.example.com\"\nclient_auth = \"private_key_jwt\"\nprivate_key_file = \"{}\"\nprivate_key_alg = \"HS256\"",
+            cert_path("gateway.key")
+        )),
+        &env(&[]),
+    );
+    assert!(
+        p.len() == 1 && p[0].starts_with("provider.private_key_alg: `HS256` is not accepted"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn config_session_secret_is_decoded_once_at_load() {
+    let e = env(&[("SECRET", "x")]);
+    let c = GatewayConfig::from_toml_str(MINIMAL, &e).unwrap();
+    assert_eq!(
+        format!("{:?}", c.session.secret),
+        "SessionSecret([redacted])"
+    );
+    // Unpadded and URL-safe base64 are accepted too.
+    let text = MINIMAL.replace(
+        "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+        "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE",
+    );
+    assert_eq!(problems(&text, &e), Vec::<String>::new());
+    let text = MINIMAL.replace(
+        "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+        "not base64!",
+    );
+    assert_eq!(problems(&text, &e), ["session.secret: must be base64"]);
+}
+
+// ===== OidcConfig =====
+
+const LAYER: &str = r#"
+public_url = "https://app.example.com"
+
+[provider]
+issuer = "https://idp.example.com"
+client_id = "gateway"
+client_secret = "s"
+
+[session]
+secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="
+"#;
+
+fn layer_problems(text: &str) -> Vec<String> {
+    match OidcConfig::from_toml_str(text, &env(&[])) {
+        Ok(c) => {
+            assert!(c.validate().is_ok());
+            vec![]
+        }
+        Err(err) => err.problems().iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn oidc_config_loads_the_layer_sections_only() {
+    let c = OidcConfig::from_toml_str(LAYER, &env(&[])).unwrap();
+    assert_eq!(c.prefix, "/oauth2");
+    assert_eq!(c.redirect_uri(), "https://app.example.com/oauth2/callback");
+    assert_eq!(c.bearer_audiences(), ["gateway"]);
+    assert!(c.routes.is_empty());
+    let gateway = GatewayConfig::from_toml_str(MINIMAL, &env(&[("SECRET", "x")])).unwrap();
+    assert!(gateway.validate().is_ok());
+    assert!(gateway.oidc().validate().is_ok());
+}
+
+#[test]
+fn oidc_config_top_level_keys_have_top_level_paths() {
+    assert_eq!(
+        layer_problems(&LAYER.replace("public_url = \"https://app.example.com\"", "")),
+        ["public_url: missing"]
+    );
+    assert_eq!(
+        layer_problems(&format!("prefix = \"/auth/\"\n{LAYER}")),
+        ["prefix: must start with `/` and not end with `/`"]
+    );
+    assert_eq!(
+        layer_problems(&format!("prefx = \"/auth\"\n{LAYER}")),
+        ["prefx: unknown key, did you mean `prefix`?"]
+    );
+    assert_eq!(
+        layer_problems(&format!("{LAYER}\n[server]\nlisten = \"0.0.0.0:1\"\n")),
+        ["server: unknown key (public_url and prefix are top-level keys here)"]
+    );
+}
+
+#[test]
+fn oidc_config_applies_the_gateway_rules_with_the_same_key_paths() {
+    let text = LAYER
+        .replace("https://idp.example.com", "http://idp.example.com")
+        .replace("https://app.example.com", "http://127.0.0.1:8080")
+        .replace(
+            "client_secret = \"s\"",
+            "client_secret = \"s\"\nresponse_mode = \"form_post\"",
+        )
+        + "\n[bearer]\naudiences = []\n[[route]]\npath = \"nope\"\n";
+    let p = layer_problems(&text);
+    assert_eq!(
+        p,
+        [
+            "provider.issuer: must be https:// (http:// only on loopback hosts)",
+            "bearer.audiences: must not be empty (omit it for [client_id])",
+            "route[0].path: must start with `/`",
+            "provider.response_mode: form_post needs an https public_url (the login cookie must be SameSite=None; Secure)",
+        ]
+    );
+    assert_eq!(
+        layer_problems(&LAYER.replace("client_id = \"gateway\"\n", "")),
+        ["provider.client_id: missing"]
     );
 }

@@ -260,21 +260,7 @@ pub(crate) fn redirect(location: &str) -> Resp {
     }
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub(crate) fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use crate::html::escape_html;
 
 /// Parses an `application/x-www-form-urlencoded` string into pairs.
 pub(crate) fn parse_form(input: &[u8]) -> Vec<(String, String)> {
@@ -300,11 +286,7 @@ pub(crate) fn single<'a>(pairs: &'a [(String, String)], name: &str) -> Result<Op
 
 /// A URL-safe random token with `bytes` bytes of entropy.
 pub(crate) fn random_token(bytes: usize) -> String {
-    use base64::Engine as _;
-    use rand::RngCore as _;
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    crate::random::random_token_of(bytes)
 }
 
 #[cfg(test)]

@@ -16,18 +16,7 @@ fn alice() -> Identity {
 }
 
 fn bare(subject: &str) -> Identity {
-    Identity {
-        subject: subject.into(),
-        email: None,
-        email_verified: None,
-        preferred_username: None,
-        groups: Vec::new(),
-        name: None,
-        issuer: "https://idp.example.com".into(),
-        expires_at: None,
-        source: IdentitySource::Bearer,
-        claims: Default::default(),
-    }
+    Identity::new(subject, "https://idp.example.com", IdentitySource::Bearer)
 }
 
 fn headers() -> IdentityHeaders {

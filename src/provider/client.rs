@@ -31,7 +31,7 @@ impl ClientCredentials {
         let assertion_key = match (p.client_auth, &p.private_key_file) {
             (ClientAuth::PrivateKeyJwt, Some(path)) => Some(Arc::new(ClientAssertionKey::load(
                 path,
-                p.private_key_alg.as_deref(),
+                p.private_key_alg,
                 p.private_key_kid.as_deref(),
             )?)),
             (ClientAuth::PrivateKeyJwt, None) => {

@@ -16,9 +16,9 @@
 
 use std::path::Path;
 
+use crate::config::SigningAlgorithm;
+
 use aws_lc_rs::signature::{EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::PrivateKeyDer;
@@ -67,7 +67,11 @@ struct Claims<'a> {
 impl ClientAssertionKey {
     /// Reads and parses the PEM file at `path`. The error says why, without
     /// any key material.
-    pub(crate) fn load(path: &Path, alg: Option<&str>, kid: Option<&str>) -> Result<Self, String> {
+    pub(crate) fn load(
+        path: &Path,
+        alg: Option<SigningAlgorithm>,
+        kid: Option<&str>,
+    ) -> Result<Self, String> {
         let pem = std::fs::read(path)
             .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
         Self::from_pem(&pem, alg, kid).map_err(|e| format!("{}: {e}", path.display()))
@@ -76,7 +80,7 @@ impl ClientAssertionKey {
     /// Parses a PEM private key (the first private key in `pem`).
     pub(crate) fn from_pem(
         pem: &[u8],
-        alg: Option<&str>,
+        alg: Option<SigningAlgorithm>,
         kid: Option<&str>,
     ) -> Result<Self, String> {
         let der = PrivateKeyDer::from_pem_slice(pem)
@@ -101,12 +105,11 @@ impl ClientAssertionKey {
             PrivateKeyDer::Pkcs8(k) => {
                 let der = k.secret_pkcs8_der();
                 if RsaKeyPair::from_pkcs8(der).is_ok() {
-                    // jsonwebtoken takes RSA keys as PKCS#1; its PEM reader
-                    // unwraps PKCS#8.
-                    let pem = der_to_pem("PRIVATE KEY", der);
-                    let key = EncodingKey::from_rsa_pem(pem.as_bytes())
-                        .map_err(|e| format!("not a usable RSA private key: {e}"))?;
-                    (Family::Rsa, key)
+                    // jsonwebtoken takes RSA keys as PKCS#1: the PKCS#8
+                    // PrivateKeyInfo wraps exactly that (RFC 5208 §5).
+                    let info = pkcs8::PrivateKeyInfo::try_from(der)
+                        .map_err(|_| "PKCS#8 key does not decode".to_string())?;
+                    (Family::Rsa, EncodingKey::from_rsa_der(info.private_key))
                 } else if EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).is_ok() {
                     (Family::Ec, EncodingKey::from_ec_der(der))
                 } else {
@@ -119,19 +122,19 @@ impl ClientAssertionKey {
             (Family::Rsa, None) => Algorithm::RS256,
             (Family::Ec, None) => Algorithm::ES256,
             (Family::Rsa, Some(a)) => match a {
-                "RS256" => Algorithm::RS256,
-                "RS384" => Algorithm::RS384,
-                "RS512" => Algorithm::RS512,
-                "PS256" => Algorithm::PS256,
-                "PS384" => Algorithm::PS384,
-                "PS512" => Algorithm::PS512,
+                SigningAlgorithm::RS256
+                | SigningAlgorithm::RS384
+                | SigningAlgorithm::RS512
+                | SigningAlgorithm::PS256
+                | SigningAlgorithm::PS384
+                | SigningAlgorithm::PS512 => a.jwt(),
                 other => {
                     return Err(format!(
                         "private_key_alg `{other}` does not fit an RSA key (RS256, RS384, RS512, PS256, PS384, PS512)"
                     ))
                 }
             },
-            (Family::Ec, Some("ES256")) => Algorithm::ES256,
+            (Family::Ec, Some(SigningAlgorithm::ES256)) => Algorithm::ES256,
             (Family::Ec, Some(other)) => {
                 return Err(format!(
                     "private_key_alg `{other}` does not fit an EC P-256 key (ES256)"
@@ -189,21 +192,23 @@ impl ClientAssertionKey {
     }
 }
 
-fn der_to_pem(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic")]
 mod tests {
     use super::*;
+
+    fn der_to_pem(label: &str, der: &[u8]) -> String {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        let b64 = STANDARD.encode(der);
+        let mut out = format!("-----BEGIN {label}-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(chunk).unwrap());
+            out.push('\n');
+        }
+        out.push_str(&format!("-----END {label}-----\n"));
+        out
+    }
     use jsonwebtoken::{DecodingKey, Validation};
     use std::path::PathBuf;
 
@@ -297,22 +302,24 @@ mod tests {
     fn ec_pkcs8_and_alg_choice() {
         let pem = TEST_EC_PRIVATE_KEY_PEM.as_bytes();
         assert_eq!(
-            ClientAssertionKey::from_pem(pem, Some("ES256"), None)
+            ClientAssertionKey::from_pem(pem, Some(SigningAlgorithm::ES256), None)
                 .unwrap()
                 .algorithm(),
             Algorithm::ES256
         );
-        assert!(ClientAssertionKey::from_pem(pem, Some("RS256"), None)
-            .unwrap_err()
-            .contains("EC P-256"));
+        assert!(
+            ClientAssertionKey::from_pem(pem, Some(SigningAlgorithm::RS256), None)
+                .unwrap_err()
+                .contains("EC P-256")
+        );
         let rsa = TEST_RSA_PRIVATE_KEY_PEM.as_bytes();
         assert_eq!(
-            ClientAssertionKey::from_pem(rsa, Some("PS256"), None)
+            ClientAssertionKey::from_pem(rsa, Some(SigningAlgorithm::PS256), None)
                 .unwrap()
                 .algorithm(),
             Algorithm::PS256
         );
-        assert!(ClientAssertionKey::from_pem(rsa, Some("ES256"), None).is_err());
+        assert!(ClientAssertionKey::from_pem(rsa, Some(SigningAlgorithm::ES256), None).is_err());
         assert!(ClientAssertionKey::from_pem(rsa, None, Some("")).is_err());
     }
 

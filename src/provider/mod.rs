@@ -23,7 +23,7 @@ pub(crate) mod userinfo;
 
 use self::client::ClientCredentials;
 use self::http::{HttpError, ProviderHttp};
-use crate::config::{check_provider_url, ProviderConfig};
+use crate::config::{check_provider_url, JwksAuth, ProviderConfig};
 use ::http::HeaderValue;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
@@ -56,6 +56,9 @@ pub enum ProviderError {
         /// What is wrong.
         reason: String,
     },
+    /// The JWKS could not be used.
+    #[error("jwks is not valid: {0}")]
+    Jwks(#[source] JwksError),
     /// Discovery's `issuer` differs from the configured issuer.
     #[error("discovery issuer {got:?} does not equal the configured issuer {expected:?}")]
     IssuerMismatch {
@@ -123,6 +126,24 @@ impl VerificationKey {
     }
 }
 
+/// Most keys a JWKS may hold.
+const MAX_JWKS_KEYS: usize = 100;
+
+/// Why a JWKS document was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwksError {
+    /// Not a JSON object with a `keys` array.
+    #[error("not a JWKS document")]
+    NotJson(#[source] serde_json::Error),
+    /// More than 100 keys.
+    #[error("more than {MAX_JWKS_KEYS} keys")]
+    TooManyKeys,
+    /// No RSA, EC or OKP signature key that could be used.
+    #[error("no usable signature key")]
+    NoUsableKey,
+}
+
 /// The provider's current signing keys.
 #[derive(Clone, Default)]
 pub struct KeySet {
@@ -132,14 +153,14 @@ pub struct KeySet {
 
 impl KeySet {
     /// Parses a JWKS document, keeping the signature keys it can use.
-    pub fn from_jwks_json(body: &[u8]) -> Result<KeySet, String> {
+    pub fn from_jwks_json(body: &[u8]) -> Result<KeySet, JwksError> {
         #[derive(Deserialize)]
         struct Raw {
             keys: Vec<serde_json::Value>,
         }
-        let raw: Raw = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        if raw.keys.len() > 100 {
-            return Err("more than 100 keys".into());
+        let raw: Raw = serde_json::from_slice(body).map_err(JwksError::NotJson)?;
+        if raw.keys.len() > MAX_JWKS_KEYS {
+            return Err(JwksError::TooManyKeys);
         }
         let mut keys = Vec::new();
         for value in raw.keys {
@@ -173,7 +194,7 @@ impl KeySet {
             });
         }
         if keys.is_empty() {
-            return Err("no usable signature key".into());
+            return Err(JwksError::NoUsableKey);
         }
         Ok(KeySet {
             keys,
@@ -267,15 +288,15 @@ pub struct ProviderRules {
 impl ProviderRules {
     /// The rules of a discovered OpenID Provider configured by `p`.
     pub fn discovered(p: &ProviderConfig) -> Self {
-        let jwks_credentials = match p.jwks_auth.as_deref() {
-            Some("client_credentials") => match ClientCredentials::from_config(p) {
+        let jwks_credentials = match p.jwks_auth {
+            Some(JwksAuth::ClientCredentials) => match ClientCredentials::from_config(p) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "jwks_auth: client credentials unusable");
                     None
                 }
             },
-            _ => None,
+            None => None,
         };
         ProviderRules {
             configured_issuer: p.issuer.clone().unwrap_or_default(),
@@ -466,11 +487,7 @@ impl Provider {
                 status: resp.status.as_u16(),
             });
         }
-        let mut set =
-            KeySet::from_jwks_json(&resp.body).map_err(|reason| ProviderError::Invalid {
-                what: "jwks",
-                reason,
-            })?;
+        let mut set = KeySet::from_jwks_json(&resp.body).map_err(ProviderError::Jwks)?;
         let mut keys = self.keys.write();
         set.generation = keys.generation + 1;
         tracing::debug!(keys = set.len(), "jwks loaded");

@@ -107,16 +107,8 @@ mod tests {
 
     fn alice() -> Identity {
         Identity {
-            subject: "alice".into(),
             email: Some("old@example.com".into()),
-            email_verified: None,
-            preferred_username: None,
-            groups: vec![],
-            name: None,
-            issuer: "https://idp".into(),
-            expires_at: None,
-            source: IdentitySource::Session,
-            claims: Default::default(),
+            ..Identity::new("alice", "https://idp", IdentitySource::Session)
         }
     }
 

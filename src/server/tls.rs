@@ -59,7 +59,7 @@ pub enum TlsError {
     },
     /// A key file holds no private key.
     #[error(
-        "{} contains no PEM private key (expected PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE KEY\" or SEC1 \"EC PRIVATE KEY\")",
+        "{} contains no PEM private key (expected a PKCS#8, a PKCS#1 RSA or a SEC1 EC key block)",
         path.display()
     )]
     NoPrivateKey {

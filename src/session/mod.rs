@@ -161,6 +161,16 @@ pub enum SessionLookup {
     Pending(BoxFuture<'static, Result<Option<Arc<Session>>, StoreError>>),
 }
 
+impl SessionLookup {
+    /// The session, awaiting a remote store when the lookup is pending.
+    pub async fn wait(self) -> Result<Option<Arc<Session>>, StoreError> {
+        match self {
+            SessionLookup::Ready(s) => Ok(s),
+            SessionLookup::Pending(fut) => fut.await,
+        }
+    }
+}
+
 /// Where sessions live.
 pub trait SessionStore: Send + Sync + 'static {
     /// The session stored under `key`, if any and not expired.
@@ -220,18 +230,7 @@ mod tests {
 
     fn session(sub: &str, sid: Option<&str>, expires_at: u64) -> Arc<Session> {
         let mut s = Session::new(
-            Arc::new(Identity {
-                subject: sub.into(),
-                email: None,
-                email_verified: None,
-                preferred_username: None,
-                groups: vec![],
-                name: None,
-                issuer: "https://idp".into(),
-                expires_at: None,
-                source: IdentitySource::Session,
-                claims: Default::default(),
-            }),
+            Arc::new(Identity::new(sub, "https://idp", IdentitySource::Session)),
             PrecomputedHeaders::default(),
             0,
             expires_at,

@@ -7,6 +7,7 @@
 //! headers are ignored).
 
 use crate::clock::SharedClock;
+use crate::config::SigningAlgorithm;
 use crate::identity::{Identity, IdentitySource};
 use crate::provider::Provider;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,6 +25,10 @@ const ID_TOKEN_TYPES: &[&str] = &["JWT"];
 const ACCESS_TOKEN_TYPES: &[&str] = &["JWT", "at+jwt", "application/at+jwt"];
 /// `typ` header values accepted on back-channel logout tokens (or none).
 const LOGOUT_TOKEN_TYPES: &[&str] = &["JWT", "logout+jwt", "application/logout+jwt"];
+
+/// Default longest time since an ID token's `iat` at login: 10 minutes,
+/// as mod_auth_openidc's `OIDCIDTokenIatSlack`.
+pub(crate) const DEFAULT_MAX_ID_TOKEN_AGE_SECS: u64 = 600;
 
 /// Longest token accepted, in bytes.
 pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -48,6 +53,8 @@ pub enum TokenError {
     NotYetValid,
     /// `iat` is missing or in the future.
     BadIssuedAt,
+    /// `iat` is further in the past than the accepted ID-token age.
+    TooOld,
     /// `iss` is not the provider's issuer.
     WrongIssuer,
     /// `aud` does not contain an accepted audience.
@@ -75,6 +82,7 @@ impl fmt::Display for TokenError {
             TokenError::Expired => "token has expired",
             TokenError::NotYetValid => "token is not valid yet",
             TokenError::BadIssuedAt => "token iat is missing or in the future",
+            TokenError::TooOld => "token was issued too long ago (iat)",
             TokenError::WrongIssuer => "token issuer is wrong",
             TokenError::WrongAudience => "token audience is wrong",
             TokenError::WrongAuthorizedParty => "token azp is wrong",
@@ -140,18 +148,6 @@ pub struct IdTokenInfo {
     pub expires_at: u64,
 }
 
-/// Why a [`TokenVerifier`] could not be built.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum VerifierError {
-    /// An algorithm name jsonwebtoken does not know.
-    #[error("unknown algorithm {0}")]
-    UnknownAlgorithm(String),
-    /// HMAC algorithms are never accepted from a provider's JWKS.
-    #[error("{0} is not accepted")]
-    Symmetric(String),
-}
-
 /// Verifies tokens against the provider's keys.
 pub struct TokenVerifier {
     provider: Arc<Provider>,
@@ -160,6 +156,8 @@ pub struct TokenVerifier {
     /// its issuer in every ID token's `aud`).
     trusted_audiences: Vec<String>,
     skew: u64,
+    /// Longest time since an ID token's `iat` at login.
+    max_id_token_age: u64,
     clock: SharedClock,
     id_validations: Vec<(Algorithm, Validation)>,
     bearer_validations: Vec<(Algorithm, Validation)>,
@@ -206,15 +204,16 @@ impl fmt::Debug for TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// A verifier for `algorithms` (names from the configuration), checking
-    /// ID tokens against `client_id` and bearer tokens against `bearer_audiences`.
+    /// A verifier for `algorithms` (asymmetric only: the configuration's
+    /// type has no HMAC), checking ID tokens against `client_id` and bearer
+    /// tokens against `bearer_audiences`.
     pub fn new(
         provider: Arc<Provider>,
-        algorithms: &[String],
+        algorithms: &[SigningAlgorithm],
         client_id: &str,
         bearer_audiences: &[String],
         skew_secs: u64,
-    ) -> Result<Self, VerifierError> {
+    ) -> Self {
         let issuers = provider.accepted_issuers().to_vec();
         let build = |alg: Algorithm, auds: &[String]| {
             let mut v = Validation::new(alg);
@@ -232,30 +231,25 @@ impl TokenVerifier {
         let mut id_validations = Vec::new();
         let mut bearer_validations = Vec::new();
         let mut logout_validations = Vec::new();
-        for name in algorithms {
-            let alg: Algorithm = name
-                .parse()
-                .map_err(|_| VerifierError::UnknownAlgorithm(name.clone()))?;
-            if alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
-                return Err(VerifierError::Symmetric(name.clone()));
-            }
+        for alg in algorithms.iter().map(|a| a.jwt()) {
             id_validations.push((alg, build(alg, &[client_id.to_string()])));
             bearer_validations.push((alg, build(alg, bearer_audiences)));
             let mut logout = build(alg, &[client_id.to_string()]);
             logout.set_required_spec_claims(&["iss", "aud"]);
             logout_validations.push((alg, logout));
         }
-        Ok(TokenVerifier {
+        TokenVerifier {
             provider,
             client_id: client_id.to_string(),
             trusted_audiences: Vec::new(),
             skew: skew_secs,
+            max_id_token_age: DEFAULT_MAX_ID_TOKEN_AGE_SECS,
             clock: crate::clock::system(),
             id_validations,
             bearer_validations,
             logout_validations,
             kept_claims: Arc::from(Vec::new()),
-        })
+        }
     }
 
     /// Keeps the claims `names` of verified ID and access tokens on their
@@ -287,6 +281,13 @@ impl TokenVerifier {
     /// an `azp` claim (for Oracle IDCS: its issuer).
     pub fn with_trusted_audiences(mut self, audiences: Vec<String>) -> Self {
         self.trusted_audiences = audiences;
+        self
+    }
+
+    /// Refuses ID tokens at login whose `iat` is more than `secs` (plus the
+    /// clock skew) in the past.
+    pub fn with_max_id_token_age(mut self, secs: u64) -> Self {
+        self.max_id_token_age = secs;
         self
     }
 
@@ -353,6 +354,14 @@ impl TokenVerifier {
             .ok_or(TokenError::BadIssuedAt)?;
         if iat > (now + self.skew) as f64 {
             return Err(TokenError::BadIssuedAt);
+        }
+        // Core §3.1.3.7 step 10: the client may refuse tokens issued too
+        // far from now. At login the token was just minted for this
+        // attempt; an old one is a replayed or stockpiled token.
+        if expected_nonce.is_some()
+            && iat + ((self.max_id_token_age + self.skew) as f64) < now as f64
+        {
+            return Err(TokenError::TooOld);
         }
         if let Some(expected) = expected_nonce {
             let nonce = claims.nonce.as_deref().ok_or(TokenError::WrongNonce)?;

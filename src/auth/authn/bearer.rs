@@ -101,16 +101,8 @@ mod tests {
     fn principal(exp: u64) -> Arc<Principal> {
         Arc::new(Principal {
             identity: Arc::new(Identity {
-                subject: "alice".into(),
-                email: None,
-                email_verified: None,
-                preferred_username: None,
-                groups: vec![],
-                name: None,
-                issuer: "https://idp".into(),
                 expires_at: Some(exp),
-                source: IdentitySource::Bearer,
-                claims: Default::default(),
+                ..Identity::new("alice", "https://idp", IdentitySource::Bearer)
             }),
             headers: PrecomputedHeaders::default(),
         })

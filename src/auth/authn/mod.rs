@@ -234,15 +234,12 @@ impl Authenticator {
     /// The session stored under `key`, awaiting a remote store; a failed
     /// lookup counts as no session.
     pub(crate) async fn load_session(&self, key: &SessionKey) -> Option<Arc<Session>> {
-        match self.store.load(key) {
-            SessionLookup::Ready(s) => s,
-            SessionLookup::Pending(fut) => match fut.await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "session store lookup failed");
-                    None
-                }
-            },
+        match self.store.load(key).wait().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "session store lookup failed");
+                None
+            }
         }
     }
 

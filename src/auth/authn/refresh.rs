@@ -7,7 +7,7 @@ use crate::identity::{IdentityHeaders, IdentitySource};
 use crate::provider::client::{self, ClientCredentials};
 use crate::provider::Provider;
 use crate::secret::Secret;
-use crate::session::{Session, SessionKey, SessionLookup, SessionStore};
+use crate::session::{Session, SessionKey, SessionStore};
 use crate::token::TokenVerifier;
 use std::sync::Arc;
 
@@ -38,10 +38,7 @@ impl SessionRefresher {
         }
         let state = session.refresh.as_ref()?;
         let _guard = state.lock.lock().await;
-        let current = match store.load(key) {
-            SessionLookup::Ready(s) => s,
-            SessionLookup::Pending(f) => f.await.ok().flatten(),
-        };
+        let current = store.load(key).wait().await.ok().flatten();
         match current {
             Some(c) if !Arc::ptr_eq(&c, &session) => return Some(c),
             None => return None,

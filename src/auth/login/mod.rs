@@ -337,10 +337,7 @@ impl LoginFlow {
         if let Some(key) =
             request_cookie(&req.headers, &sessions.cookies.session_name).and_then(key_for_cookie)
         {
-            let session = match sessions.store.load(&key) {
-                crate::session::SessionLookup::Ready(s) => s,
-                crate::session::SessionLookup::Pending(f) => f.await.ok().flatten(),
-            };
+            let session = sessions.store.load(&key).wait().await.ok().flatten();
             id_token_hint = session.and_then(|s| s.id_token.clone());
             if let Err(e) = sessions.store.remove(&key).await {
                 tracing::error!(error = %e, "session store delete failed");

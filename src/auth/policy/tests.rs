@@ -489,16 +489,10 @@ fn route_table_try_new_reports_invalid_route() {
 
 fn identity(email: Option<&str>, verified: Option<bool>, groups: &[&str]) -> Identity {
     Identity {
-        subject: "alice".into(),
         email: email.map(Into::into),
         email_verified: verified,
-        preferred_username: None,
         groups: groups.iter().map(|g| (*g).to_string()).collect(),
-        name: None,
-        issuer: "https://idp.example.com".into(),
-        expires_at: None,
-        source: IdentitySource::Session,
-        claims: Default::default(),
+        ..Identity::new("alice", "https://idp.example.com", IdentitySource::Session)
     }
 }
 

@@ -142,18 +142,11 @@ mod tests {
     use crate::identity::IdentitySource;
 
     fn identity(sub: &str) -> Identity {
-        Identity {
-            subject: sub.into(),
-            email: None,
-            email_verified: None,
-            preferred_username: None,
-            groups: vec![],
-            name: None,
-            issuer: "https://identity.oraclecloud.com/".into(),
-            expires_at: None,
-            source: IdentitySource::Session,
-            claims: Default::default(),
-        }
+        Identity::new(
+            sub,
+            "https://identity.oraclecloud.com/",
+            IdentitySource::Session,
+        )
     }
 
     #[test]
