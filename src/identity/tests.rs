@@ -107,6 +107,7 @@ fn identity_headers_new_custom_names_are_used() {
         email: "Remote-Email".into(),
         preferred_username: "Remote-Name".into(),
         groups: "Remote-Groups".into(),
+        ..HeaderNamesConfig::default()
     };
     let ih = IdentityHeaders::new(&cfg).unwrap();
     let mut h = HeaderMap::new();

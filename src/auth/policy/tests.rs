@@ -320,6 +320,7 @@ fn route(path: &str, auth: RouteAuth) -> RouteConfig {
         auth,
         allowed_groups: Vec::new(),
         allowed_email_domains: Vec::new(),
+        ..RouteConfig::default()
     }
 }
 
@@ -502,6 +503,7 @@ fn constrained(groups: &[&str], domains: &[&str]) -> RouteTable {
         auth: RouteAuth::Required,
         allowed_groups: groups.iter().map(|g| (*g).to_string()).collect(),
         allowed_email_domains: domains.iter().map(|d| (*d).to_string()).collect(),
+        ..RouteConfig::default()
     }])
 }
 
