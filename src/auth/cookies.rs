@@ -6,7 +6,6 @@ use http::{HeaderMap, HeaderValue};
 
 /// `SameSite` attribute values of the gateway's cookies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // `Strict` arrives with the `session.same_site` key.
 pub(crate) enum SameSite {
     /// `Lax`: sent on top-level GET navigations (query-mode callbacks).
     Lax,
@@ -47,14 +46,12 @@ impl CookieSettings {
     }
 
     /// The session cookie with `Domain=domain` (no `__Host-` name then).
-    #[allow(dead_code)] // wired to `session.cookie_domain` with the config keys
     pub(crate) fn with_domain(mut self, domain: Option<String>) -> Self {
         self.domain = domain;
         self
     }
 
     /// The session cookie with `SameSite=same_site`.
-    #[allow(dead_code)] // wired to `session.same_site` with the config keys
     pub(crate) fn with_same_site(mut self, same_site: SameSite) -> Self {
         self.session_same_site = same_site;
         self

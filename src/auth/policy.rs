@@ -526,8 +526,6 @@ fn strip_segment_parameters(path: &str) -> String {
     out
 }
 
-// The `[[route]]` keys for these arrive with the configuration commit.
-#[allow(dead_code)]
 impl Route {
     fn new(config: &RouteConfig, prefix: Option<Cow<'_, str>>) -> Self {
         let prefix = prefix.map(Cow::into_owned);
@@ -543,9 +541,13 @@ impl Route {
             allowed_emails: Vec::new(),
             allowed_claims: Vec::new(),
             strip_prefix: None,
-            own_upstream: false,
+            own_upstream: config.upstream.is_some(),
             prefix,
         }
+        .with_methods(&config.methods)
+        .with_emails(&config.allowed_emails)
+        .with_claims(&config.allowed_claims)
+        .with_strip_prefix(config.strip_prefix)
     }
 
     /// Restricts the route to `methods` (an empty list: every method).

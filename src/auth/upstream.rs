@@ -64,8 +64,6 @@ pub(crate) struct Assertion {
     pub(crate) route_audiences: Vec<Option<String>>,
 }
 
-// The `[headers]` keys that build this arrive with the configuration commit.
-#[allow(dead_code)]
 impl UpstreamCredentials {
     /// Whether nothing is configured (the layer then keeps none).
     pub(crate) fn is_off(&self) -> bool {

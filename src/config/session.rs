@@ -115,7 +115,6 @@ impl Section for SessionConfig {
         if let Some(domain) = &self.cookie_domain {
             let d = domain.trim_start_matches('.');
             let ok = !d.is_empty()
-                && d.contains('.')
                 && d.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
             if !ok {
