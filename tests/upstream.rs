@@ -320,7 +320,11 @@ async fn upstreams_two_apps_each_get_only_their_routes_with_their_policies() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
-    assert_eq!(two.last_request().unwrap()["path"], "/panel", "its own prefix stripped");
+    assert_eq!(
+        two.last_request().unwrap()["path"],
+        "/panel",
+        "its own prefix stripped"
+    );
 }
 
 #[tokio::test]
@@ -476,4 +480,37 @@ async fn cookie_options_appear_in_set_cookie() {
     assert!(line.contains("Domain=localhost"), "{line}");
     assert!(line.contains("Secure"), "{line}");
     assert!(line.contains("SameSite=Lax"), "{line}");
+}
+
+#[tokio::test]
+async fn tokens_access_token_sent_is_the_refreshed_one() {
+    let h = Harness::with(Options {
+        headers: TOKENS.into(),
+        provider: "scopes = [\"openid\", \"email\", \"profile\", \"offline_access\"]\n".into(),
+        op_access_token_ttl: Some(std::time::Duration::from_secs(2)),
+        ..Options::default()
+    })
+    .await;
+    let (browser, _jar) = h.browser();
+    h.login(&browser, "/app").await;
+    assert_eq!(
+        browser.get(h.url("/app")).send().await.unwrap().status(),
+        200
+    );
+    let first = header(&h.last_upstream(), "x-forwarded-access-token")
+        .unwrap()
+        .to_string();
+    // Refreshed at half of its 2 s life.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(
+        browser.get(h.url("/app")).send().await.unwrap().status(),
+        200
+    );
+    let seen = h.last_upstream();
+    let fresh = header(&seen, "x-forwarded-access-token").unwrap();
+    assert_ne!(fresh, first, "the refreshed access token");
+    assert_eq!(
+        header(&seen, "authorization"),
+        Some(format!("Bearer {fresh}").as_str())
+    );
 }
