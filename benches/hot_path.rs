@@ -114,6 +114,7 @@ fn identity(source: IdentitySource) -> Identity {
         issuer: "https://idp.example.com".into(),
         expires_at: Some(now_secs() + 3600),
         source,
+        claims: Default::default(),
     }
 }
 

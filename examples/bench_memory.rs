@@ -43,6 +43,7 @@ fn identity(i: usize, source: IdentitySource, exp: u64) -> Identity {
         issuer: "https://idp.example.com".into(),
         expires_at: Some(exp),
         source,
+        claims: Default::default(),
     }
 }
 

@@ -1,5 +1,7 @@
 //! The assembled gateway: main listener (TLS or plain) running
-//! hop-by-hop sanitizing → [`OidcLayer`] → [`ReverseProxy`], and the admin
+//! hop-by-hop sanitizing → [`OidcLayer`] → [`Upstreams`] (a
+//! [`ReverseProxy`] per `[[route]]` with an `upstream` of its own, with its
+//! own pool and timeouts, and the `[upstream]` one for the rest), and the admin
 //! listener with health, readiness and metrics. On shutdown the proxy's
 //! WebSocket tunnels are drained alongside the listeners, within the same
 //! `server.shutdown_timeout`.
@@ -9,7 +11,7 @@
 //! [`RunningGateway::shutdown`].
 
 use crate::admin::AdminService;
-use crate::auth::{Oidc, OidcLayer};
+use crate::auth::{MatchedRoute, Oidc, OidcLayer};
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
 use crate::proxy::headers::sanitize_request;
@@ -53,14 +55,92 @@ pub enum StartError {
 /// authenticates and proxies.
 #[derive(Clone, Debug)]
 pub struct GatewayService {
-    inner: Oidc<ReverseProxy>,
+    inner: Oidc<Upstreams>,
+}
+
+/// The proxies behind the layer: the route's own (chosen by the
+/// [`MatchedRoute`] the layer sets for routes with an `upstream`), else
+/// the `[upstream]` one.
+#[derive(Clone, Debug)]
+pub struct Upstreams {
+    default: ReverseProxy,
+    /// By route index; `None` for routes without their own upstream.
+    routes: Arc<[Option<ReverseProxy>]>,
+}
+
+impl Upstreams {
+    /// Builds the `[upstream]` proxy and one per route with an `upstream`.
+    fn from_config(config: &GatewayConfig, metrics: &Arc<Metrics>) -> Result<Self, StartError> {
+        let build = |upstream: &crate::config::UpstreamConfig| {
+            let opts = ProxyOptions::from_config(upstream, &config.server.public_url)
+                .map_err(|e| StartError::Upstream(Box::new(e)))?;
+            ReverseProxy::try_new(opts, Some(metrics.clone()))
+                .map_err(|e| StartError::Upstream(Box::new(e)))
+        };
+        let default = build(&config.upstream)?;
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            routes.push(match &route.upstream {
+                None => None,
+                Some(url) => {
+                    let d = &config.upstream;
+                    Some(build(&crate::config::UpstreamConfig {
+                        url: url.clone(),
+                        timeout: route.upstream_timeout.unwrap_or(d.timeout),
+                        connect_timeout: route
+                            .upstream_connect_timeout
+                            .unwrap_or(d.connect_timeout),
+                        pass_host_header: route.pass_host_header.unwrap_or(d.pass_host_header),
+                        tunnel_idle_timeout: d.tunnel_idle_timeout,
+                    })?)
+                }
+            });
+        }
+        Ok(Upstreams {
+            default,
+            routes: routes.into(),
+        })
+    }
+
+    /// The WebSocket tunnels of every proxy.
+    fn tunnels(&self) -> Vec<crate::proxy::Tunnels> {
+        std::iter::once(&self.default)
+            .chain(self.routes.iter().flatten())
+            .map(ReverseProxy::tunnels)
+            .collect()
+    }
+}
+
+impl<B> tower_service::Service<http::Request<B>> for Upstreams
+where
+    ReverseProxy: tower_service::Service<http::Request<B>>,
+{
+    type Response = <ReverseProxy as tower_service::Service<http::Request<B>>>::Response;
+    type Error = <ReverseProxy as tower_service::Service<http::Request<B>>>::Error;
+    type Future = <ReverseProxy as tower_service::Service<http::Request<B>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::<http::Request<B>>::poll_ready(&mut self.default, cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let own = req
+            .extensions()
+            .get::<MatchedRoute>()
+            .and_then(|m| self.routes.get(m.0))
+            .and_then(Option::as_ref);
+        match own {
+            Some(proxy) => proxy.clone().call(req),
+            None => self.default.call(req),
+        }
+    }
 }
 
 impl tower_service::Service<http::Request<Incoming>> for GatewayService {
     type Response = http::Response<crate::body::ResponseBody>;
     type Error = Infallible;
     type Future = crate::auth::ResponseFuture<
-        <ReverseProxy as tower_service::Service<http::Request<Incoming>>>::Future,
+        <Upstreams as tower_service::Service<http::Request<Incoming>>>::Future,
         Infallible,
     >;
 
@@ -97,15 +177,13 @@ impl RunningGateway {
         let metrics = Arc::new(Metrics::new());
         let layer = OidcLayer::builder(config.oidc())
             .metrics(metrics.clone())
+            .assertion_audience(config.upstream.url.origin().ascii_serialization())
             .build()
             .map_err(StartError::Auth)?;
-        let proxy_opts = ProxyOptions::from_config(&config.upstream, &config.server.public_url)
-            .map_err(|e| StartError::Upstream(Box::new(e)))?;
-        let proxy = ReverseProxy::try_new(proxy_opts, Some(metrics.clone()))
-            .map_err(|e| StartError::Upstream(Box::new(e)))?;
-        let tunnels = proxy.tunnels();
+        let upstreams = Upstreams::from_config(&config, &metrics)?;
+        let tunnels = upstreams.tunnels();
         let service = GatewayService {
-            inner: tower_layer::Layer::layer(&layer, proxy),
+            inner: tower_layer::Layer::layer(&layer, upstreams),
         };
         let admin = AdminService::new(metrics.clone(), layer.readiness());
 
@@ -150,7 +228,7 @@ impl RunningGateway {
         let mut tunnel_stop = stop.subscribe();
         let tunnel_task = tokio::spawn(async move {
             let _ = tunnel_stop.wait_for(|s| *s).await;
-            tunnels.drain(drain_timeout).await;
+            futures_util::future::join_all(tunnels.iter().map(|t| t.drain(drain_timeout))).await;
             Ok(())
         });
         // Keep the sessions gauge current as sessions expire.

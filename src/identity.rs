@@ -33,6 +33,7 @@ use crate::config::HeaderNamesConfig;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Who made a request, once authenticated.
 ///
@@ -66,6 +67,106 @@ pub struct Identity {
     pub expires_at: Option<u64>,
     /// Whether this came from a browser session or a bearer token.
     pub source: IdentitySource,
+    /// Further claims of the ID token (or bearer token), only those a
+    /// route's `allowed_claims` names; empty otherwise. See [`ExtraClaims`].
+    #[serde(default, skip_serializing_if = "ExtraClaims::is_empty")]
+    pub claims: ExtraClaims,
+}
+
+/// Most values kept of one claim (elements of a list claim).
+pub const MAX_CLAIM_VALUES: usize = 64;
+/// Longest claim value kept, in bytes; longer values are dropped, never
+/// truncated (a truncated value could match where the whole would not).
+pub const MAX_CLAIM_VALUE_LEN: usize = 256;
+
+/// Claims kept beyond the standard ones, for `allowed_claims` route
+/// policies: bounded by the configuration, never the token.
+///
+/// Only the claim names the route table names are kept (see
+/// [`ExtraClaims::from_payload`]), each as a list of strings: a string
+/// claim is one value, a list claim its string (and number and boolean)
+/// elements, a number or boolean its JSON spelling (`2`, `true`). Objects,
+/// `null`, values longer than [`MAX_CLAIM_VALUE_LEN`] and list elements
+/// beyond [`MAX_CLAIM_VALUES`] are left out. An identity without such
+/// claims costs one pointer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+// Boxed: one pointer in every identity without such claims (most).
+#[allow(clippy::box_collection)]
+pub struct ExtraClaims(Option<Box<BTreeMap<String, Vec<String>>>>);
+
+impl ExtraClaims {
+    /// The claims of `payload` (a verified token's claims) that `names`
+    /// lists, bounded as described on [`ExtraClaims`].
+    #[must_use]
+    pub fn from_payload(
+        payload: &serde_json::Map<String, serde_json::Value>,
+        names: &[String],
+    ) -> Self {
+        let mut kept = BTreeMap::new();
+        for name in names {
+            let Some(value) = payload.get(name) else {
+                continue;
+            };
+            let values: Vec<String> = match value {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .filter_map(claim_scalar)
+                    .take(MAX_CLAIM_VALUES)
+                    .collect(),
+                v => claim_scalar(v).into_iter().collect(),
+            };
+            if !values.is_empty() {
+                kept.insert(name.clone(), values);
+            }
+        }
+        if kept.is_empty() {
+            ExtraClaims(None)
+        } else {
+            ExtraClaims(Some(Box::new(kept)))
+        }
+    }
+
+    /// An identity's claims from `(name, values)` pairs (tests, custom
+    /// stores), bounded like [`ExtraClaims::from_payload`].
+    #[must_use]
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [&'a str])>) -> Self {
+        let mut kept = BTreeMap::new();
+        for (name, values) in pairs {
+            let values: Vec<String> = values
+                .iter()
+                .filter(|v| v.len() <= MAX_CLAIM_VALUE_LEN)
+                .take(MAX_CLAIM_VALUES)
+                .map(|v| (*v).to_string())
+                .collect();
+            if !values.is_empty() {
+                kept.insert(name.to_string(), values);
+            }
+        }
+        ExtraClaims((!kept.is_empty()).then(|| Box::new(kept)))
+    }
+
+    /// The values of claim `name`, if kept.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&[String]> {
+        self.0.as_ref()?.get(name).map(Vec::as_slice)
+    }
+
+    /// Whether no claim is kept.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+fn claim_scalar(v: &serde_json::Value) -> Option<String> {
+    let s = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    (s.len() <= MAX_CLAIM_VALUE_LEN).then_some(s)
 }
 
 impl Identity {
@@ -86,6 +187,7 @@ impl Identity {
             issuer: issuer.into(),
             expires_at: None,
             source,
+            claims: ExtraClaims(None),
         }
     }
 }
@@ -107,6 +209,9 @@ pub struct IdentityHeaders {
     email: HeaderName,
     preferred_username: HeaderName,
     groups: HeaderName,
+    /// Further names the gateway alone sets upstream (token and assertion
+    /// headers), stripped like the identity headers; empty by default.
+    also_stripped: Vec<HeaderName>,
 }
 
 impl IdentityHeaders {
@@ -124,7 +229,26 @@ impl IdentityHeaders {
             email: HeaderName::from_bytes(config.email.as_bytes())?,
             preferred_username: HeaderName::from_bytes(config.preferred_username.as_bytes())?,
             groups: HeaderName::from_bytes(config.groups.as_bytes())?,
+            also_stripped: Vec::new(),
         })
+    }
+
+    /// Also strips `names` from every incoming request (and their `_`
+    /// look-alikes): the headers the gateway sets besides the identity
+    /// headers, such as the token and assertion headers.
+    #[must_use]
+    pub fn also_stripping(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        for name in names {
+            if !self.also_stripped.contains(&name) && !self.names().contains(&&name) {
+                self.also_stripped.push(name);
+            }
+        }
+        self
+    }
+
+    /// Every name [`IdentityHeaders::strip`] removes.
+    fn stripped(&self) -> impl Iterator<Item = &HeaderName> {
+        self.names().into_iter().chain(self.also_stripped.iter())
     }
 
     /// The four names: user, email, preferred username, groups.
@@ -143,7 +267,7 @@ impl IdentityHeaders {
     ///
     /// Must run on every proxied request, whatever its route.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        for name in self.names() {
+        for name in self.stripped() {
             headers.remove(name);
         }
         let mut lookalikes: Option<Vec<HeaderName>> = None;
@@ -151,8 +275,7 @@ impl IdentityHeaders {
             let n = name.as_str().as_bytes();
             if n.contains(&b'_')
                 && self
-                    .names()
-                    .iter()
+                    .stripped()
                     .any(|ours| same_but_underscores(ours.as_str().as_bytes(), n))
             {
                 lookalikes.get_or_insert_with(Vec::new).push(name.clone());

@@ -4,12 +4,16 @@
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 
-/// `SameSite` attribute values the gateway uses.
+/// `SameSite` attribute values of the gateway's cookies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SameSite {
     /// `Lax`: sent on top-level GET navigations (query-mode callbacks).
     Lax,
-    /// `None`: needed for `form_post` callbacks (cross-site POST); https only.
+    /// `Strict`: never sent on cross-site requests, not even navigations
+    /// (a link from elsewhere arrives without the session).
+    Strict,
+    /// `None`: sent on cross-site requests too; needed for `form_post`
+    /// callbacks (cross-site POST); always with `Secure`, so https only.
     None,
 }
 
@@ -22,6 +26,11 @@ pub(crate) struct CookieSettings {
     pub login_prefix: String,
     /// Add `Secure`.
     pub secure: bool,
+    /// `Domain` of the session cookie (shared with subdomains); host-only
+    /// when `None`. Login cookies are always host-only.
+    pub domain: Option<String>,
+    /// `SameSite` of the session cookie. Default `Lax`.
+    pub session_same_site: SameSite,
 }
 
 impl CookieSettings {
@@ -31,7 +40,21 @@ impl CookieSettings {
             session_name: session_name.to_string(),
             login_prefix: format!("{session_name}-login-"),
             secure,
+            domain: None,
+            session_same_site: SameSite::Lax,
         }
+    }
+
+    /// The session cookie with `Domain=domain` (no `__Host-` name then).
+    pub(crate) fn with_domain(mut self, domain: Option<String>) -> Self {
+        self.domain = domain;
+        self
+    }
+
+    /// The session cookie with `SameSite=same_site`.
+    pub(crate) fn with_same_site(mut self, same_site: SameSite) -> Self {
+        self.session_same_site = same_site;
+        self
     }
 
     /// Whether `name` is one of the gateway's cookies.
@@ -42,6 +65,11 @@ impl CookieSettings {
     }
 
     /// `Set-Cookie` value for a cookie `name=value` living `max_age` seconds.
+    ///
+    /// The session cookie (`name == session_name`) always gets the
+    /// configured [`CookieSettings::session_same_site`] and
+    /// [`CookieSettings::domain`], whatever `same_site` says, so that
+    /// setting and clearing it address the same cookie.
     pub(crate) fn set(
         &self,
         name: &str,
@@ -49,8 +77,14 @@ impl CookieSettings {
         max_age: u64,
         same_site: SameSite,
     ) -> HeaderValue {
-        let same_site = match same_site {
+        let is_session = name == self.session_name;
+        let same_site = match if is_session {
+            self.session_same_site
+        } else {
+            same_site
+        } {
             SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
             SameSite::None => "None",
         };
         let secure = if self.secure || same_site == "None" {
@@ -58,8 +92,12 @@ impl CookieSettings {
         } else {
             ""
         };
+        let domain = match (&self.domain, is_session) {
+            (Some(d), true) => format!("; Domain={d}"),
+            _ => String::new(),
+        };
         let s = format!(
-            "{name}={value}; Path=/; HttpOnly; SameSite={same_site}{secure}; Max-Age={max_age}"
+            "{name}={value}; Path=/{domain}; HttpOnly; SameSite={same_site}{secure}; Max-Age={max_age}"
         );
         HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
@@ -200,6 +238,25 @@ mod tests {
         assert_eq!(
             plain,
             "oidc-gateway=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
+        );
+    }
+
+    #[test]
+    fn cookies_session_cookie_gets_domain_and_same_site_login_cookies_do_not() {
+        let s = CookieSettings::new("__Secure-sso", true)
+            .with_domain(Some("example.com".into()))
+            .with_same_site(SameSite::Strict);
+        assert_eq!(
+            s.set("__Secure-sso", "id", 60, SameSite::Lax),
+            "__Secure-sso=id; Path=/; Domain=example.com; HttpOnly; SameSite=Strict; Secure; Max-Age=60"
+        );
+        assert_eq!(
+            s.clear("__Secure-sso"),
+            "__Secure-sso=; Path=/; Domain=example.com; HttpOnly; SameSite=Strict; Secure; Max-Age=0"
+        );
+        assert_eq!(
+            s.set("__Secure-sso-login-abc", "x", 60, SameSite::Lax),
+            "__Secure-sso-login-abc=x; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=60"
         );
     }
 }

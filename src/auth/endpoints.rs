@@ -1,13 +1,15 @@
 //! The gateway's own endpoints under `server.prefix`: `/start`,
 //! `/callback`, `/sign_out`, `/signed_out` (the [`LoginFlow`](super::login::LoginFlow)),
-//! `/userinfo`, `/auth` (forward-auth) and `/backchannel_logout`.
+//! `/userinfo`, `/auth` (forward-auth), `/backchannel_logout` and
+//! `/jwks.json` (the key of the identity assertion, when one is sent).
 
 use super::authn::Authenticator;
 use super::cookies::add_set_cookie;
 use super::layer::Core;
 use super::params::{read_form, single_params};
 use super::policy::{normalize_path, RouteTable};
-use super::responses::{forbidden, json_error, store_unavailable, unauthorized};
+use super::responses::{forbidden_because, json_error, store_unavailable, unauthorized};
+use super::upstream::UpstreamCredentials;
 use crate::body::{BoxError, ResponseBody};
 use crate::identity::IdentityHeaders;
 use crate::metrics::{AuthOutcome, Metrics};
@@ -51,11 +53,16 @@ where
                 authn: &core.authn,
                 routes: &core.routes,
                 identity_headers: &core.identity_headers,
+                upstream: core.upstream.as_deref(),
                 metrics: &core.metrics,
             }
             .check(&parts)
             .await
         }
+        "/jwks.json" => match only(&parts, &[Method::GET, Method::HEAD]) {
+            Some(r) => r,
+            None => jwks(core.upstream.as_deref()),
+        },
         "/backchannel_logout" => match only(&parts, &[Method::POST]) {
             Some(r) => r,
             None => core.logout.receive(&parts, body).await,
@@ -104,17 +111,39 @@ async fn userinfo(authn: &Authenticator, req: &Parts) -> Response<ResponseBody> 
     resp
 }
 
+/// `/jwks.json`: the public key of the identity assertion; 404 when no
+/// assertion is configured.
+fn jwks(upstream: Option<&UpstreamCredentials>) -> Response<ResponseBody> {
+    let Some(assertion) = upstream.and_then(|u| u.assertion.as_ref()) else {
+        return json_error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let mut resp = Response::new(crate::body::full(assertion.signer.jwks()));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    resp.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
 /// `/auth`: forward-auth for nginx `auth_request` and Traefik `forwardAuth`.
 struct ForwardAuth<'a> {
     authn: &'a Authenticator,
     routes: &'a RouteTable,
     identity_headers: &'a IdentityHeaders,
+    upstream: Option<&'a UpstreamCredentials>,
     metrics: &'a Metrics,
 }
 
 impl ForwardAuth<'_> {
-    /// 202 with identity headers, 401 without valid credentials, 403 when
-    /// the route policy for `X-Forwarded-Uri` / `X-Original-URI` refuses.
+    /// 202 with identity headers (and the token and assertion headers when
+    /// configured), 401 without valid credentials, 403 when the route
+    /// policy for `X-Forwarded-Uri` / `X-Original-URI` refuses. The method
+    /// routes are matched with is `X-Forwarded-Method` /
+    /// `X-Original-Method`, else this request's.
     async fn check(&self, req: &Parts) -> Response<ResponseBody> {
         let outcome = self
             .authn
@@ -133,14 +162,23 @@ impl ForwardAuth<'_> {
             .or_else(|| req.headers.get("x-original-uri"))
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(['?', '#']).next().unwrap_or(""));
+        let method = req
+            .headers
+            .get("x-forwarded-method")
+            .or_else(|| req.headers.get("x-original-method"))
+            .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
+            .unwrap_or_else(|| req.method.clone());
+        let mut route = None;
         if let Some(path) = original {
             let Ok(path) = normalize_path(if path.is_empty() { "/" } else { path }) else {
                 return json_error(StatusCode::BAD_REQUEST, "invalid_path");
             };
-            if !self.routes.match_path(&path).admits(who.identity()) {
+            let policy = self.routes.match_request(&method, &path);
+            if let Err(denied) = policy.admit(who.identity()) {
                 self.metrics.record_auth(AuthOutcome::Forbidden);
-                return forbidden(&req.method, &req.headers);
+                return forbidden_because(&req.method, &req.headers, &denied);
             }
+            route = policy.index;
         }
         let mut resp = Response::new(crate::body::empty());
         *resp.status_mut() = StatusCode::ACCEPTED;
@@ -148,6 +186,18 @@ impl ForwardAuth<'_> {
             .apply_precomputed(who.headers(), resp.headers_mut());
         for c in outcome.set_cookies {
             add_set_cookie(resp.headers_mut(), c);
+        }
+        if let Some(upstream) = self.upstream {
+            // The tokens come from the request's credential: copy its
+            // Authorization so a bearer token can be echoed.
+            if let Some(auth) = req.headers.get(http::header::AUTHORIZATION) {
+                resp.headers_mut()
+                    .insert(http::header::AUTHORIZATION, auth.clone());
+            }
+            upstream.apply(resp.headers_mut(), &who, route);
+            if upstream.authorization == super::upstream::AuthorizationMode::None {
+                resp.headers_mut().remove(http::header::AUTHORIZATION);
+            }
         }
         resp
     }

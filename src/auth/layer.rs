@@ -16,10 +16,11 @@
 //!
 //! [`ProviderRules`]: crate::provider::ProviderRules
 
+use super::assertion::AssertionSigner;
 use super::authn::{
     Authenticator, BearerAuth, BearerCache, IntrospectionSettings, Introspector, SessionRefresher,
 };
-use super::cookies::CookieSettings;
+use super::cookies::{CookieSettings, SameSite};
 use super::endpoints::BackchannelLogout;
 use super::login::logout::LogoutStates;
 use super::login::state::LoginManager;
@@ -27,8 +28,12 @@ use super::login::{ClientSettings, LoginFlow, SessionIssuer};
 use super::policy::RouteTable;
 use super::service::Oidc;
 use super::session_cookie::SessionCookies;
+use super::upstream::UpstreamCredentials;
+use super::upstream::{Assertion, AuthorizationMode};
 use crate::clock::{Clock, SharedClock};
-use crate::config::{OidcConfig, ResponseMode, SessionStoreKind};
+use crate::config::{
+    AuthorizationConfig, OidcConfig, ResponseMode, SameSiteConfig, SessionStoreKind,
+};
 use crate::identity::IdentityHeaders;
 use crate::metrics::Metrics;
 use crate::provider::client::ClientCredentials;
@@ -63,6 +68,9 @@ pub enum LayerError {
     /// The session store of `session.store` (e.g. `session.redis_url`).
     #[error("session.store")]
     SessionStore(#[source] crate::session::StoreError),
+    /// The identity assertion's key (`headers.assertion_key_file`).
+    #[error("headers.assertion_key_file: {0}")]
+    AssertionKey(#[source] super::assertion::AssertionKeyError),
 }
 
 /// The assembled parts, shared by every clone of the service. Each
@@ -76,6 +84,8 @@ pub(crate) struct Core {
     pub(crate) login: LoginFlow,
     pub(crate) logout: BackchannelLogout,
     pub(crate) metrics: Arc<Metrics>,
+    /// Tokens and assertion for the upstream; `None` when none is configured.
+    pub(crate) upstream: Option<Box<UpstreamCredentials>>,
     provider: Arc<Provider>,
     store: Arc<dyn SessionStore>,
     maintenance: Option<tokio::task::JoinHandle<()>>,
@@ -124,6 +134,7 @@ impl OidcLayer {
             store: None,
             metrics: None,
             clock: None,
+            assertion_audience: None,
         }
     }
 
@@ -173,6 +184,7 @@ pub struct OidcLayerBuilder {
     store: Option<Arc<dyn SessionStore>>,
     metrics: Option<Arc<Metrics>>,
     clock: Option<SharedClock>,
+    assertion_audience: Option<String>,
 }
 
 impl fmt::Debug for OidcLayerBuilder {
@@ -210,6 +222,15 @@ impl OidcLayerBuilder {
         self
     }
 
+    /// The `aud` of identity assertions for requests of routes without an
+    /// upstream of their own, unless `headers.assertion_audience` is set:
+    /// the origin of the service behind the layer (the gateway passes
+    /// `[upstream] url`'s). Default: the origin of `public_url`.
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.assertion_audience = Some(audience.into());
+        self
+    }
+
     /// Builds the layer and starts loading the provider's metadata and
     /// keys in the background (call from within a Tokio runtime). Requests
     /// that need the provider before it is loaded get 502 (browser login)
@@ -220,10 +241,12 @@ impl OidcLayerBuilder {
             store,
             metrics,
             clock,
+            assertion_audience,
         } = self;
         let clock = clock.unwrap_or_else(crate::clock::system);
         let metrics = metrics.unwrap_or_else(|| Arc::new(Metrics::new()));
         let p = &config.provider;
+        let routes = RouteTable::new(&config.routes);
 
         let dialect = dialect::for_config(p);
         let http = ProviderHttp::new(p.ca_file.as_deref(), p.http_timeout, p.max_response_bytes)
@@ -243,14 +266,30 @@ impl OidcLayerBuilder {
             .with_max_id_token_age(p.id_token_max_age.as_secs())
             .with_accept_id_tokens(config.bearer.accept_id_tokens)
             .with_required_scopes(config.bearer.required_scopes.clone())
+            .with_kept_claims(routes.claim_names())
             .with_clock(clock.clone()),
         );
-        let identity_headers =
-            Arc::new(IdentityHeaders::new(&config.headers).map_err(LayerError::HeaderName)?);
-        let cookies = Arc::new(CookieSettings::new(
-            config.session_cookie_name(),
-            config.is_https(),
-        ));
+        let upstream = upstream_credentials(&config, assertion_audience, &clock)?;
+        let identity_headers = Arc::new(
+            IdentityHeaders::new(&config.headers)
+                .map_err(LayerError::HeaderName)?
+                .also_stripping(upstream.names()),
+        );
+        let cookies = Arc::new(
+            CookieSettings::new(config.session_cookie_name(), config.is_https())
+                .with_domain(
+                    config
+                        .session
+                        .cookie_domain
+                        .as_ref()
+                        .map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
+                )
+                .with_same_site(match config.session.same_site {
+                    SameSiteConfig::Lax => SameSite::Lax,
+                    SameSiteConfig::Strict => SameSite::Strict,
+                    SameSiteConfig::None => SameSite::None,
+                }),
+        );
         let store = match store {
             Some(store) => store,
             None => default_store(&config, &config.session.secret, &clock)?,
@@ -315,6 +354,7 @@ impl OidcLayerBuilder {
                 identity_headers: identity_headers.clone(),
                 lifetime: config.session.lifetime,
                 refresh_margin,
+                keep_access_token: upstream.needs_access_token(),
                 metrics: metrics.clone(),
                 clock: clock.clone(),
             },
@@ -327,13 +367,14 @@ impl OidcLayerBuilder {
             .map(|rt| rt.spawn(provider.clone().maintain(KEY_REFRESH_PERIOD)));
         let core = Core {
             prefix: config.prefix.clone(),
-            routes: RouteTable::new(&config.routes),
+            routes,
             identity_headers,
             cookies,
             authn,
             login,
             logout,
             metrics,
+            upstream: (!upstream.is_off()).then(|| Box::new(upstream)),
             provider,
             store,
             maintenance,
@@ -375,5 +416,63 @@ fn default_store(
                     .map_err(LayerError::SessionStore)?,
             )
         }
+    })
+}
+
+/// The token and assertion headers of `[headers]`.
+fn upstream_credentials(
+    config: &OidcConfig,
+    default_audience: Option<String>,
+    clock: &SharedClock,
+) -> Result<UpstreamCredentials, LayerError> {
+    let h = &config.headers;
+    let name = |n: &Option<String>| -> Result<Option<http::HeaderName>, LayerError> {
+        n.as_deref()
+            .map(|n| http::HeaderName::from_bytes(n.as_bytes()))
+            .transpose()
+            .map_err(LayerError::HeaderName)
+    };
+    let assertion = match name(&h.assertion)? {
+        None => None,
+        Some(header) => {
+            let issuer = config.public_url.as_str();
+            let signer = match &h.assertion_key_file {
+                Some(path) => {
+                    AssertionSigner::from_file(path, issuer, h.assertion_lifetime, clock.clone())
+                }
+                None => AssertionSigner::generate(issuer, h.assertion_lifetime, clock.clone()),
+            }
+            .map_err(LayerError::AssertionKey)?;
+            let origin = |u: &url::Url| u.origin().ascii_serialization();
+            let default_audience = h
+                .assertion_audience
+                .clone()
+                .or(default_audience)
+                .unwrap_or_else(|| origin(&config.public_url));
+            let route_audiences = config
+                .routes
+                .iter()
+                .map(|r| match (&h.assertion_audience, &r.upstream) {
+                    (None, Some(u)) => Some(origin(u)),
+                    _ => None,
+                })
+                .collect();
+            Some(Assertion {
+                header,
+                signer: Arc::new(signer),
+                default_audience,
+                route_audiences,
+            })
+        }
+    };
+    Ok(UpstreamCredentials {
+        access_token: name(&h.access_token)?,
+        id_token: name(&h.id_token)?,
+        authorization: match h.authorization {
+            AuthorizationConfig::None => AuthorizationMode::None,
+            AuthorizationConfig::AccessToken => AuthorizationMode::AccessToken,
+            AuthorizationConfig::IdToken => AuthorizationMode::IdToken,
+        },
+        assertion,
     })
 }

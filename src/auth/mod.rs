@@ -18,6 +18,7 @@
 //! [`token`](crate::token), [`session`](crate::session) → `identity`,
 //! `secret`, `clock`, `metrics`.
 
+pub(crate) mod assertion;
 pub(crate) mod authn;
 pub(crate) mod cookies;
 mod endpoints;
@@ -29,7 +30,11 @@ pub(crate) mod policy;
 mod responses;
 mod service;
 pub(crate) mod session_cookie;
+pub(crate) mod upstream;
 
+pub use assertion::{AssertionKeyError, AssertionSigner};
 pub use future::ResponseFuture;
 pub use layer::{LayerError, OidcLayer, OidcLayerBuilder};
+pub use policy::MatchedRoute;
 pub use service::Oidc;
+pub use upstream::AuthorizationMode;

@@ -11,6 +11,7 @@
 
 use crate::config::{RouteAuth, RouteConfig};
 use crate::identity::Identity;
+use http::Method;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -276,8 +277,77 @@ struct Route {
     /// normalized: such a route never matches.
     prefix: Option<String>,
     auth: RouteAuth,
+    /// The route matches only these methods; `None`: every method.
+    methods: Option<Box<[Method]>>,
     allowed_groups: Vec<String>,
     allowed_email_domains: Vec<String>,
+    /// Lowercase.
+    allowed_emails: Vec<String>,
+    allowed_claims: Vec<ClaimRule>,
+    /// The prefix removed before forwarding (no trailing `/`), when set.
+    strip_prefix: Option<String>,
+    /// The route has an upstream of its own.
+    own_upstream: bool,
+}
+
+/// One entry of a route's `allowed_claims`: the claim `name` must equal one
+/// of `values`, or, for a list claim, contain one of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRule {
+    /// Claim name, e.g. `acr`.
+    pub name: String,
+    /// Accepted values.
+    pub values: Vec<String>,
+}
+
+/// What a [`RoutePolicy`] found missing: the reason for a `403`.
+///
+/// It names the rule, and for groups, email domains and claims the
+/// values the route accepts (configuration, not another user's data); for
+/// `allowed_emails` only that the address is not listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Denied<'a> {
+    /// Not in any of these groups.
+    Groups(&'a [String]),
+    /// No (verified) email in one of these domains.
+    EmailDomains(&'a [String]),
+    /// The email is not one of the route's `allowed_emails`.
+    Email,
+    /// Claim `name` has none of `values`.
+    Claim(&'a ClaimRule),
+}
+
+impl fmt::Display for Denied<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Denied::Groups(g) => write!(f, "membership in one of the groups: {}", g.join(", ")),
+            Denied::EmailDomains(d) => {
+                write!(f, "a verified email address at: {}", d.join(", "))
+            }
+            Denied::Email => f.write_str("an email address this page is shared with"),
+            Denied::Claim(rule) => write!(
+                f,
+                "the claim `{}` with one of: {}",
+                rule.name,
+                rule.values.join(", ")
+            ),
+        }
+    }
+}
+
+impl Denied<'_> {
+    /// Short machine-readable name of the rule (`groups`, `email_domains`,
+    /// `emails`, `claims`).
+    #[must_use]
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Denied::Groups(_) => "groups",
+            Denied::EmailDomains(_) => "email_domains",
+            Denied::Email => "emails",
+            Denied::Claim(_) => "claims",
+        }
+    }
 }
 
 impl RouteTable {
@@ -340,15 +410,27 @@ impl RouteTable {
     /// become public through the `/public/` rule. (The request is forwarded
     /// as it came.)
     #[must_use]
+    ///
+    /// Routes restricted to some `methods` are skipped (the method is not
+    /// known); see [`RouteTable::match_request`].
     pub fn match_path(&self, normalized: &str) -> RoutePolicy<'_> {
-        let raw = self.match_plain(normalized);
+        self.match_with(None, normalized)
+    }
+
+    /// Like [`RouteTable::match_path`], for a request with `method`: a
+    /// route with `methods` matches only requests with one of them.
+    #[must_use]
+    pub fn match_request(&self, method: &Method, normalized: &str) -> RoutePolicy<'_> {
+        self.match_with(Some(method), normalized)
+    }
+
+    fn match_with(&self, method: Option<&Method>, normalized: &str) -> RoutePolicy<'_> {
+        let raw = self.match_plain(method, normalized);
         if !normalized.contains(';') {
             return raw;
         }
-        let stripped = self.match_plain(&strip_segment_parameters(normalized));
-        let constrained = |p: &RoutePolicy<'_>| {
-            !p.allowed_groups.is_empty() || !p.allowed_email_domains.is_empty()
-        };
+        let stripped = self.match_plain(method, &strip_segment_parameters(normalized));
+        let constrained = |p: &RoutePolicy<'_>| p.is_constrained();
         if raw.index == stripped.index || stripped.auth == RouteAuth::None {
             raw
         } else if raw.auth == RouteAuth::None || constrained(&stripped) || !constrained(&raw) {
@@ -358,21 +440,77 @@ impl RouteTable {
         }
     }
 
-    fn match_plain(&self, normalized: &str) -> RoutePolicy<'_> {
+    fn match_plain(&self, method: Option<&Method>, normalized: &str) -> RoutePolicy<'_> {
         for (i, route) in self.routes.iter().enumerate() {
             let Some(prefix) = &route.prefix else {
                 continue;
             };
+            if let Some(methods) = &route.methods {
+                if !method.is_some_and(|m| methods.contains(m)) {
+                    continue;
+                }
+            }
             if prefix_matches(prefix, normalized) {
                 return RoutePolicy {
                     auth: route.auth,
                     allowed_groups: &route.allowed_groups,
                     allowed_email_domains: &route.allowed_email_domains,
+                    allowed_emails: &route.allowed_emails,
+                    allowed_claims: &route.allowed_claims,
+                    strip_prefix: route.strip_prefix.as_deref(),
+                    own_upstream: route.own_upstream,
                     index: Some(i),
                 };
             }
         }
         RoutePolicy::DEFAULT
+    }
+
+    /// The claim names some route's `allowed_claims` names: the only
+    /// claims identities keep ([`crate::identity::ExtraClaims`]).
+    #[must_use]
+    pub fn claim_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .routes
+            .iter()
+            .flat_map(|r| r.allowed_claims.iter().map(|c| c.name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Whether some route forwards to an upstream of its own.
+    #[must_use]
+    pub fn has_own_upstreams(&self) -> bool {
+        self.routes.iter().any(|r| r.own_upstream)
+    }
+
+    /// Routes no request can reach: `(shadowed, by)` pairs of indexes,
+    /// where every path and method route `shadowed` matches is matched
+    /// first by the earlier route `by` (a prefix of it, for the same or
+    /// more methods).
+    #[must_use]
+    pub fn shadowed(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (i, later) in self.routes.iter().enumerate() {
+            let Some(lp) = &later.prefix else { continue };
+            let by = self.routes[..i].iter().position(|earlier| {
+                let Some(ep) = &earlier.prefix else {
+                    return false;
+                };
+                let methods_covered = match (&earlier.methods, &later.methods) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(e), Some(l)) => l.iter().all(|m| e.contains(m)),
+                };
+                methods_covered && prefix_matches(ep, lp)
+            });
+            if let Some(j) = by {
+                out.push((i, j));
+            }
+        }
+        out
     }
 }
 
@@ -390,16 +528,67 @@ fn strip_segment_parameters(path: &str) -> String {
 
 impl Route {
     fn new(config: &RouteConfig, prefix: Option<Cow<'_, str>>) -> Self {
+        let prefix = prefix.map(Cow::into_owned);
         Route {
-            prefix: prefix.map(Cow::into_owned),
             auth: config.auth,
+            methods: None,
             allowed_groups: config.allowed_groups.clone(),
             allowed_email_domains: config
                 .allowed_email_domains
                 .iter()
                 .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
                 .collect(),
+            allowed_emails: Vec::new(),
+            allowed_claims: Vec::new(),
+            strip_prefix: None,
+            own_upstream: config.upstream.is_some(),
+            prefix,
         }
+        .with_methods(&config.methods)
+        .with_emails(&config.allowed_emails)
+        .with_claims(&config.allowed_claims)
+        .with_strip_prefix(config.strip_prefix)
+    }
+
+    /// Restricts the route to `methods` (an empty list: every method).
+    fn with_methods(mut self, methods: &[String]) -> Self {
+        let parsed: Vec<Method> = methods
+            .iter()
+            .filter_map(|m| Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()).ok())
+            .collect();
+        self.methods = (!parsed.is_empty()).then(|| parsed.into_boxed_slice());
+        self
+    }
+
+    fn with_emails(mut self, emails: &[String]) -> Self {
+        self.allowed_emails = emails
+            .iter()
+            .map(|e| e.trim().to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    fn with_claims<'a>(
+        mut self,
+        claims: impl IntoIterator<Item = (&'a String, &'a Vec<String>)>,
+    ) -> Self {
+        self.allowed_claims = claims
+            .into_iter()
+            .map(|(name, values)| ClaimRule {
+                name: name.clone(),
+                values: values.clone(),
+            })
+            .collect();
+        self
+    }
+
+    fn with_strip_prefix(mut self, strip: bool) -> Self {
+        self.strip_prefix = self
+            .prefix
+            .as_deref()
+            .filter(|_| strip)
+            .map(|p| p.trim_end_matches('/').to_string());
+        self
     }
 }
 
@@ -421,9 +610,25 @@ pub struct RoutePolicy<'a> {
     /// When not empty, the identity's email must be in one of these domains
     /// (lowercase).
     pub allowed_email_domains: &'a [String],
+    /// When not empty, the identity's email must be one of these (lowercase).
+    pub allowed_emails: &'a [String],
+    /// Every rule must hold ([`ClaimRule`]).
+    pub allowed_claims: &'a [ClaimRule],
+    /// The path prefix removed before the request is forwarded (no
+    /// trailing `/`): `/app2/x` goes on as `/x`.
+    pub strip_prefix: Option<&'a str>,
+    /// Whether the route forwards to an upstream of its own (then the
+    /// request carries a [`MatchedRoute`] extension).
+    pub own_upstream: bool,
     /// Index of the matching `[[route]]`; `None` for the default policy.
     pub index: Option<usize>,
 }
+
+/// The `[[route]]` a request matched, by index in the configuration: put
+/// in the request's extensions for the service behind the layer when the
+/// route has an upstream of its own (the gateway's proxy picks it by this).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatchedRoute(pub usize);
 
 impl RoutePolicy<'static> {
     /// The policy of paths no route matches: authentication required, no
@@ -432,6 +637,10 @@ impl RoutePolicy<'static> {
         auth: RouteAuth::Required,
         allowed_groups: &[],
         allowed_email_domains: &[],
+        allowed_emails: &[],
+        allowed_claims: &[],
+        strip_prefix: None,
+        own_upstream: false,
         index: None,
     };
 }
@@ -442,9 +651,25 @@ impl Default for RoutePolicy<'static> {
     }
 }
 
-impl RoutePolicy<'_> {
+impl<'a> RoutePolicy<'a> {
     /// Whether an authenticated `identity` passes this policy's constraints
-    /// (a `false` means `403`). Both constraints, when set, must hold:
+    /// (a `false` means `403`); see [`RoutePolicy::check`].
+    #[cfg(test)]
+    #[must_use]
+    pub(crate) fn allows(&self, identity: &Identity) -> bool {
+        self.check(identity).is_ok()
+    }
+
+    /// Whether the policy has any constraint besides authentication.
+    fn is_constrained(&self) -> bool {
+        !self.allowed_groups.is_empty()
+            || !self.allowed_email_domains.is_empty()
+            || !self.allowed_emails.is_empty()
+            || !self.allowed_claims.is_empty()
+    }
+
+    /// Checks an authenticated `identity` against this policy's
+    /// constraints; every constraint that is set must hold:
     ///
     /// - groups: at least one of the identity's groups is in
     ///   `allowed_groups` (exact, case-sensitive);
@@ -454,46 +679,82 @@ impl RoutePolicy<'_> {
     ///   sides, and the part after the `@` equals one of
     ///   `allowed_email_domains`, ignoring ASCII case. No suffix or subdomain
     ///   match: `evil-example.com` and `sub.example.com` are not
-    ///   `example.com`.
+    ///   `example.com`;
+    /// - emails: the same email rules, and the whole address equals one of
+    ///   `allowed_emails`, ignoring ASCII case;
+    /// - claims: for each [`ClaimRule`], the identity's claim (kept in
+    ///   [`Identity::claims`]) equals one of the values, or is a list with
+    ///   an element equal to one of them (exact, case-sensitive). A missing
+    ///   claim fails.
     ///
     /// A policy without constraints allows every identity. Whether
     /// authentication is needed at all is [`RoutePolicy::auth`].
-    #[must_use]
-    pub(crate) fn allows(&self, identity: &Identity) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// The first constraint that fails, for the `403` page.
+    pub fn check(&self, identity: &Identity) -> Result<(), Denied<'a>> {
         if !self.allowed_groups.is_empty()
             && !identity
                 .groups
                 .iter()
                 .any(|g| self.allowed_groups.iter().any(|a| a == g))
         {
-            return false;
+            return Err(Denied::Groups(self.allowed_groups));
         }
         if !self.allowed_email_domains.is_empty() {
-            if identity.email_verified == Some(false) {
-                return false;
-            }
-            let Some(domain) = identity.email.as_deref().and_then(email_domain) else {
-                return false;
+            let domain = usable_email(identity).and_then(email_domain);
+            let Some(domain) = domain else {
+                return Err(Denied::EmailDomains(self.allowed_email_domains));
             };
             if !self
                 .allowed_email_domains
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(domain))
             {
-                return false;
+                return Err(Denied::EmailDomains(self.allowed_email_domains));
             }
         }
-        true
+        if !self.allowed_emails.is_empty() {
+            let email = usable_email(identity).filter(|e| email_domain(e).is_some());
+            if !email.is_some_and(|e| {
+                self.allowed_emails
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(e))
+            }) {
+                return Err(Denied::Email);
+            }
+        }
+        for rule in self.allowed_claims {
+            let held = identity
+                .claims
+                .get(&rule.name)
+                .is_some_and(|have| have.iter().any(|v| rule.values.contains(v)));
+            if !held {
+                return Err(Denied::Claim(rule));
+            }
+        }
+        Ok(())
     }
+}
+
+/// The identity's email, unless the provider says it is unverified.
+fn usable_email(identity: &Identity) -> Option<&str> {
+    if identity.email_verified == Some(false) {
+        return None;
+    }
+    identity.email.as_deref()
 }
 
 impl RoutePolicy<'_> {
     /// The one route decision, for the layer and for forward-auth alike:
     /// whether an authenticated `identity` may have the path. Public routes
-    /// admit everyone; protected ones apply [`RoutePolicy::allows`].
-    #[must_use]
-    pub(crate) fn admits(&self, identity: &Identity) -> bool {
-        self.auth == RouteAuth::None || self.allows(identity)
+    /// admit everyone; protected ones apply [`RoutePolicy::check`].
+    pub(crate) fn admit(&self, identity: &Identity) -> Result<(), Denied<'_>> {
+        if self.auth == RouteAuth::None {
+            return Ok(());
+        }
+        self.check(identity)
     }
 }
 

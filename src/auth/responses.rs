@@ -1,5 +1,6 @@
 //! Responses the gateway produces itself: error pages, JSON errors, redirects.
 
+use super::policy::Denied;
 use crate::body::{full, ResponseBody};
 use crate::html::escape_html;
 use http::header::ACCEPT;
@@ -100,16 +101,32 @@ pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
         })
 }
 
-/// 403 as HTML for browsers, JSON otherwise.
-pub(crate) fn forbidden(method: &Method, headers: &HeaderMap) -> Response<ResponseBody> {
+/// 403 naming the route rule the identity did not meet: the page says
+/// what is needed (`Denied`'s text: the route's configuration, never
+/// another user's data); JSON adds `"missing": "<rule>"`.
+pub(crate) fn forbidden_because(
+    method: &Method,
+    headers: &HeaderMap,
+    denied: &Denied<'_>,
+) -> Response<ResponseBody> {
     if is_navigation(method, headers) {
         html_page(
             StatusCode::FORBIDDEN,
             "Access denied",
-            "You are signed in, but this page is not available to your account.",
+            &format!(
+                "You are signed in, but this page needs {denied}, which your account does not have."
+            ),
         )
     } else {
-        json_error(StatusCode::FORBIDDEN, "forbidden")
+        let body =
+            serde_json::json!({ "error": "forbidden", "missing": denied.rule() }).to_string();
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() = StatusCode::FORBIDDEN;
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
     }
 }
 

@@ -14,8 +14,10 @@ use super::endpoints;
 use super::future::ResponseFuture;
 use super::layer::Core;
 use super::login::return_to::original_url;
-use super::policy::normalize_path;
-use super::responses::{forbidden, is_navigation, json_error, store_unavailable, unauthorized};
+use super::policy::{normalize_path, MatchedRoute, RoutePolicy};
+use super::responses::{
+    forbidden_because, is_navigation, json_error, store_unavailable, unauthorized,
+};
 use crate::body::{BoxError, ResponseBody};
 use crate::config::RouteAuth;
 use crate::metrics::{AuthOutcome, RouteKind};
@@ -74,11 +76,44 @@ impl Core {
 
     /// Prepares an authenticated request for the inner service; its identity
     /// headers were stripped on entry (step 2 of `call`).
-    fn admit<B>(&self, req: &mut Request<B>, who: &Authenticated) {
+    fn admit<B>(&self, req: &mut Request<B>, who: &Authenticated, policy: &RoutePolicy<'_>) {
         self.identity_headers
             .insert_precomputed(who.headers(), req.headers_mut());
+        if let Some(upstream) = &self.upstream {
+            upstream.apply(req.headers_mut(), who, policy.index);
+        }
         req.extensions_mut().insert(who.identity().clone());
         strip_gateway_cookies(req.headers_mut(), &self.cookies);
+        forward(req, policy);
+    }
+
+    /// Prepares a request of a public route for the inner service.
+    fn admit_public<B>(&self, req: &mut Request<B>, policy: &RoutePolicy<'_>) {
+        if let Some(upstream) = &self.upstream {
+            upstream.public(req.headers_mut());
+        }
+        strip_gateway_cookies(req.headers_mut(), &self.cookies);
+        forward(req, policy);
+    }
+}
+
+/// The route's forwarding: which upstream ([`MatchedRoute`], only for
+/// routes with their own) and the path without `strip_prefix`.
+fn forward<B>(req: &mut Request<B>, policy: &RoutePolicy<'_>) {
+    if policy.own_upstream {
+        if let Some(i) = policy.index {
+            req.extensions_mut().insert(MatchedRoute(i));
+        }
+    }
+    if let Some(prefix) = policy.strip_prefix {
+        let rest = req.uri().path().get(prefix.len()..).unwrap_or("");
+        let stripped = if rest.starts_with('/') {
+            rest.to_string()
+        } else {
+            format!("/{rest}")
+        };
+        // The path was valid with the prefix: it is without.
+        let _ = set_path(req, &stripped);
     }
 }
 
@@ -152,9 +187,9 @@ where
         }
 
         // 4. Route policy.
-        let policy = core.routes.match_path(req.uri().path());
+        let policy = core.routes.match_request(req.method(), req.uri().path());
         if policy.auth == RouteAuth::None {
-            strip_gateway_cookies(req.headers_mut(), &core.cookies);
+            core.admit_public(&mut req, &policy);
             let fut = self.inner.call(req);
             return ResponseFuture::inner(fut, metrics, RouteKind::Public);
         }
@@ -163,16 +198,16 @@ where
         let credential = core.authn.credential(req.headers());
         match core.authn.resolve_now(&credential) {
             Resolved::Done(Outcome { who: Some(who), .. }) => {
-                if !policy.admits(who.identity()) {
+                if let Err(denied) = policy.admit(who.identity()) {
                     metrics.record_auth(AuthOutcome::Forbidden);
                     return ResponseFuture::ready(
-                        forbidden(req.method(), req.headers()),
+                        forbidden_because(req.method(), req.headers(), &denied),
                         metrics,
                         RouteKind::Protected,
                     );
                 }
                 metrics.record_auth(who.outcome(true));
-                core.admit(&mut req, &who);
+                core.admit(&mut req, &who, &policy);
                 let fut = self.inner.call(req);
                 ResponseFuture::inner(fut, metrics, RouteKind::Protected)
             }
@@ -196,18 +231,15 @@ where
                     let Some(who) = outcome.who else {
                         return Ok(core.unauthenticated(&req, outcome.invalid_token));
                     };
-                    if !core
-                        .routes
-                        .match_path(req.uri().path())
-                        .admits(who.identity())
-                    {
+                    let policy = core.routes.match_request(req.method(), req.uri().path());
+                    if let Err(denied) = policy.admit(who.identity()) {
                         core.metrics.record_auth(AuthOutcome::Forbidden);
-                        return Ok(forbidden(req.method(), req.headers()));
+                        return Ok(forbidden_because(req.method(), req.headers(), &denied));
                     }
                     if matches!(who, Authenticated::Session(_)) {
                         core.metrics.record_auth(AuthOutcome::Session);
                     }
-                    core.admit(&mut req, &who);
+                    core.admit(&mut req, &who, &policy);
                     std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
                     let mut resp = inner.call(req).await?.map(crate::body::boxed);
                     // A refreshed or resealed cookie session travels back.

@@ -173,15 +173,12 @@ mod tests {
 
     fn session(groups: usize) -> Session {
         let identity = crate::identity::Identity {
-            subject: "alice".into(),
-            email: None,
-            email_verified: None,
-            preferred_username: None,
             groups: (0..groups).map(|i| format!("group-number-{i}")).collect(),
-            name: None,
-            issuer: "https://idp".into(),
-            expires_at: None,
-            source: crate::identity::IdentitySource::Session,
+            ..crate::identity::Identity::new(
+                "alice",
+                "https://idp",
+                crate::identity::IdentitySource::Session,
+            )
         };
         let headers = crate::identity::PrecomputedHeaders::of(&identity);
         let now = crate::clock::system_now_secs();

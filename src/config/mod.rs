@@ -37,7 +37,10 @@ pub use provider::{
 };
 pub use routes::{RouteAuth, RouteConfig};
 pub use server::{AdminConfig, ServerConfig, UpstreamConfig};
-pub use session::{BearerConfig, HeaderNamesConfig, SessionConfig, SessionStoreKind};
+pub use session::{
+    AuthorizationConfig, BearerConfig, HeaderNamesConfig, SameSiteConfig, SessionConfig,
+    SessionStoreKind,
+};
 
 use problems::{At, Problems, Section};
 use serde::{Deserialize, Deserializer};
@@ -160,9 +163,11 @@ impl GatewayConfig {
         self.server.public_url.scheme() == "https"
     }
 
-    /// The session cookie name: `__Host-oidc-gateway` on https, `oidc-gateway` on http.
-    pub fn session_cookie_name(&self) -> &'static str {
-        session_cookie_name(self.is_https())
+    /// The session cookie name: `session.cookie_name`, else
+    /// `__Host-oidc-gateway` on https (`__Secure-oidc-gateway` with a
+    /// `cookie_domain`), `oidc-gateway` on http.
+    pub fn session_cookie_name(&self) -> &str {
+        session_cookie_name(self.is_https(), &self.session)
     }
 }
 
@@ -312,9 +317,11 @@ impl OidcConfig {
         self.public_url.scheme() == "https"
     }
 
-    /// The session cookie name: `__Host-oidc-gateway` on https, `oidc-gateway` on http.
-    pub fn session_cookie_name(&self) -> &'static str {
-        session_cookie_name(self.is_https())
+    /// The session cookie name: `session.cookie_name`, else
+    /// `__Host-oidc-gateway` on https (`__Secure-oidc-gateway` with a
+    /// `cookie_domain`), `oidc-gateway` on http.
+    pub fn session_cookie_name(&self) -> &str {
+        session_cookie_name(self.is_https(), &self.session)
     }
 }
 
@@ -356,6 +363,12 @@ impl LayerSections {
         if let Some(provider) = &self.provider {
             provider.validate_for_origin(public_url, &mut problems.at("provider"));
         }
+        if let Some(session) = &self.session {
+            session.validate_for_origin(public_url, &mut problems.at("session"));
+            if let Some(headers) = &self.headers {
+                headers.validate_for_store(session.store, &mut problems.at("headers"));
+            }
+        }
     }
 
     fn complete(self) -> Option<Layer> {
@@ -381,6 +394,10 @@ fn validate_layer(c: &OidcConfig, problems: &mut Problems) {
     }
     c.provider
         .validate_for_origin(&c.public_url, &mut problems.at("provider"));
+    c.session
+        .validate_for_origin(&c.public_url, &mut problems.at("session"));
+    c.headers
+        .validate_for_store(c.session.store, &mut problems.at("headers"));
 }
 
 /// Section `name` of `doc`, which must be there.
@@ -452,11 +469,12 @@ fn bearer_audiences(bearer: &BearerConfig, provider: &ProviderConfig) -> Vec<Str
         .unwrap_or_else(|| vec![provider.client_id.clone()])
 }
 
-fn session_cookie_name(https: bool) -> &'static str {
-    if https {
-        "__Host-oidc-gateway"
-    } else {
-        "oidc-gateway"
+fn session_cookie_name(https: bool, session: &SessionConfig) -> &str {
+    match (&session.cookie_name, https, &session.cookie_domain) {
+        (Some(name), _, _) => name,
+        (None, true, None) => "__Host-oidc-gateway",
+        (None, true, Some(_)) => "__Secure-oidc-gateway",
+        (None, false, _) => "oidc-gateway",
     }
 }
 
@@ -487,6 +505,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// `deserialize_with` for optional duration strings.
+fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 #[cfg(test)]

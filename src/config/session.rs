@@ -6,6 +6,7 @@ use super::problems::{At, Section};
 use super::provider::check_provider_url;
 use crate::secret::{Secret, SessionSecret};
 use serde::{Deserialize, Deserializer};
+use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
 
@@ -67,6 +68,29 @@ pub struct SessionConfig {
     /// refresh token only). Default `60s`.
     #[serde(default = "default_refresh_margin", deserialize_with = "duration")]
     pub refresh_margin: Duration,
+    /// Session cookie name. Default `__Host-oidc-gateway` on https
+    /// (`__Secure-oidc-gateway` with `cookie_domain`), `oidc-gateway` on http.
+    pub cookie_name: Option<String>,
+    /// `Domain` of the session cookie, to share the session with
+    /// subdomains; then the name cannot have the `__Host-` prefix. Default:
+    /// none (host-only).
+    pub cookie_domain: Option<String>,
+    /// `SameSite` of the session cookie. Default `lax`.
+    #[serde(default)]
+    pub same_site: SameSiteConfig,
+}
+
+/// `session.same_site`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SameSiteConfig {
+    /// Sent on top-level navigations from other sites.
+    #[default]
+    Lax,
+    /// Never sent on requests from other sites.
+    Strict,
+    /// Always sent (needs https: the cookie is then `Secure`).
+    None,
 }
 
 /// Decodes `session.secret`; the message never contains the value.
@@ -141,6 +165,57 @@ impl Section for SessionConfig {
         }
         if !(1..=20).contains(&self.max_login_attempts) {
             at.add("max_login_attempts", "must be between 1 and 20");
+        }
+        if let Some(name) = &self.cookie_name {
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if name.is_empty() || !name.bytes().all(token) {
+                at.add("cookie_name", format!("`{name}` is not a cookie name"));
+            } else if name.starts_with("__Host-") && self.cookie_domain.is_some() {
+                at.add(
+                    "cookie_name",
+                    "a __Host- cookie cannot have a Domain: drop the prefix or cookie_domain",
+                );
+            }
+        }
+        if let Some(domain) = &self.cookie_domain {
+            let d = domain.trim_start_matches('.');
+            let ok = !d.is_empty()
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                at.add("cookie_domain", format!("`{domain}` is not a domain name"));
+            }
+        }
+    }
+}
+
+impl SessionConfig {
+    /// The cookie rules that depend on the public URL.
+    pub(super) fn validate_for_origin(&self, public_url: &Url, at: &mut At<'_>) {
+        let https = public_url.scheme() == "https";
+        if let Some(name) = &self.cookie_name {
+            if !https && (name.starts_with("__Host-") || name.starts_with("__Secure-")) {
+                at.add(
+                    "cookie_name",
+                    "__Host- and __Secure- cookies need an https public_url",
+                );
+            }
+        }
+        if self.same_site == SameSiteConfig::None && !https {
+            at.add(
+                "same_site",
+                "\"none\" needs an https public_url (the cookie must be Secure)",
+            );
+        }
+        if let (Some(domain), Some(host)) = (&self.cookie_domain, public_url.host_str()) {
+            let d = domain.trim_start_matches('.').to_ascii_lowercase();
+            let host = host.to_ascii_lowercase();
+            if host != d && !host.ends_with(&format!(".{d}")) {
+                at.add(
+                    "cookie_domain",
+                    format!("`{domain}` does not contain the public_url host `{host}`"),
+                );
+            }
         }
     }
 }
@@ -247,6 +322,39 @@ pub struct HeaderNamesConfig {
     /// Groups, comma-separated. Default `X-Auth-Request-Groups`.
     #[serde(default = "h_groups")]
     pub groups: String,
+    /// Send the access token in this header (oauth2-proxy's
+    /// `X-Forwarded-Access-Token`). Default: not sent.
+    pub access_token: Option<String>,
+    /// Send the ID token in this header. Default: not sent.
+    pub id_token: Option<String>,
+    /// Set `Authorization: Bearer <token>` upstream. Default `none`.
+    #[serde(default)]
+    pub authorization: AuthorizationConfig,
+    /// Send a signed identity assertion (JWT) in this header, e.g.
+    /// `X-Auth-Request-Jwt`. Default: not sent.
+    pub assertion: Option<String>,
+    /// PEM EC P-256 private key signing the assertion. Default: a key
+    /// generated at start (memory session store only).
+    pub assertion_key_file: Option<PathBuf>,
+    /// `aud` of the assertion. Default: the origin of the request's
+    /// upstream (the route's, else `[upstream] url`).
+    pub assertion_audience: Option<String>,
+    /// How long an assertion is valid. Default `60s`.
+    #[serde(default = "default_assertion_lifetime", deserialize_with = "duration")]
+    pub assertion_lifetime: Duration,
+}
+
+/// `headers.authorization`: which token `Authorization: Bearer` carries upstream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorizationConfig {
+    /// The client's own `Authorization` passes unchanged.
+    #[default]
+    None,
+    /// The access token.
+    AccessToken,
+    /// The ID token.
+    IdToken,
 }
 
 impl Default for HeaderNamesConfig {
@@ -256,6 +364,28 @@ impl Default for HeaderNamesConfig {
             email: h_email(),
             preferred_username: h_preferred_username(),
             groups: h_groups(),
+            access_token: None,
+            id_token: None,
+            authorization: AuthorizationConfig::None,
+            assertion: None,
+            assertion_key_file: None,
+            assertion_audience: None,
+            assertion_lifetime: default_assertion_lifetime(),
+        }
+    }
+}
+
+impl HeaderNamesConfig {
+    /// The assertion key rule that depends on the session store.
+    pub(super) fn validate_for_store(&self, store: SessionStoreKind, at: &mut At<'_>) {
+        if self.assertion.is_some()
+            && self.assertion_key_file.is_none()
+            && store != SessionStoreKind::Memory
+        {
+            at.add(
+                "assertion_key_file",
+                "required unless session.store = \"memory\" (every gateway process must sign with the same key)",
+            );
         }
     }
 }
@@ -271,6 +401,65 @@ impl Section for HeaderNamesConfig {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 at.add(key, format!("`{name}` is not a header name"));
             }
+        }
+        let identity = [
+            &self.user,
+            &self.email,
+            &self.preferred_username,
+            &self.groups,
+        ];
+        let mut seen: Vec<String> = Vec::new();
+        for (key, name) in [
+            ("access_token", &self.access_token),
+            ("id_token", &self.id_token),
+            ("assertion", &self.assertion),
+        ] {
+            let Some(name) = name else { continue };
+            let lower = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                at.add(key, format!("`{name}` is not a header name"));
+            } else if matches!(lower.as_str(), "authorization" | "cookie" | "host") {
+                at.add(
+                    key,
+                    format!("`{name}` cannot carry it (use headers.authorization)"),
+                );
+            } else if identity.iter().any(|i| i.eq_ignore_ascii_case(name)) || seen.contains(&lower)
+            {
+                at.add(key, format!("`{name}` is already used by another header"));
+            }
+            seen.push(lower);
+        }
+        if self.assertion.is_none() {
+            for (key, set) in [
+                ("assertion_key_file", self.assertion_key_file.is_some()),
+                ("assertion_audience", self.assertion_audience.is_some()),
+            ] {
+                if set {
+                    at.add(key, "only with headers.assertion");
+                }
+            }
+        }
+        if let Some(path) = &self.assertion_key_file {
+            let probe = crate::auth::AssertionSigner::from_file(
+                path,
+                "https://probe.invalid",
+                self.assertion_lifetime,
+                crate::clock::system(),
+            );
+            if let Err(e) = probe {
+                at.add("assertion_key_file", e.to_string());
+            }
+        }
+        if self
+            .assertion_audience
+            .as_ref()
+            .is_some_and(|a| a.trim().is_empty())
+        {
+            at.add("assertion_audience", "must not be empty");
+        }
+        if !(Duration::from_secs(10)..=Duration::from_secs(3600)).contains(&self.assertion_lifetime)
+        {
+            at.add("assertion_lifetime", "must be between 10s and 1h");
         }
     }
 }
@@ -302,6 +491,9 @@ fn default_bearer_cache() -> u64 {
     100_000
 }
 fn default_introspection_cache() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_assertion_lifetime() -> Duration {
     Duration::from_secs(60)
 }
 fn h_user() -> String {

@@ -720,3 +720,109 @@ fn config_bad_introspection_keys_are_problems() {
     assert!(has("bearer.introspection_cache"), "{p:?}");
     assert!(has("bearer.required_scopes"), "{p:?}");
 }
+
+// ===== upstream identity, routes, cookies =====
+
+fn with(extra: &str) -> String {
+    format!("{MINIMAL}{extra}")
+}
+
+#[test]
+fn config_upstream_identity_keys_default_off() {
+    let c = GatewayConfig::from_toml_str(MINIMAL, &env(&[("SECRET", "s")])).unwrap();
+    assert_eq!(c.headers.access_token, None);
+    assert_eq!(c.headers.id_token, None);
+    assert_eq!(c.headers.authorization, AuthorizationConfig::None);
+    assert_eq!(c.headers.assertion, None);
+    assert_eq!(c.headers.assertion_lifetime, Duration::from_secs(60));
+    assert_eq!(c.session.same_site, SameSiteConfig::Lax);
+    assert_eq!(c.session_cookie_name(), "__Host-oidc-gateway");
+}
+
+#[test]
+fn config_cookie_domain_drops_host_prefix_and_must_contain_host() {
+    let e = env(&[("SECRET", "s")]);
+    let c = GatewayConfig::from_toml_str(&with("cookie_domain = \"example.com\"\n"), &e).unwrap();
+    assert_eq!(c.session_cookie_name(), "__Secure-oidc-gateway");
+    assert_eq!(
+        problems(&with("cookie_domain = \"other.org\"\n"), &e),
+        ["session.cookie_domain: `other.org` does not contain the public_url host `app.example.com`"]
+    );
+    let p = problems(
+        &with("cookie_domain = \"example.com\"\ncookie_name = \"__Host-x\"\n"),
+        &e,
+    );
+    assert!(
+        p[0].starts_with("session.cookie_name: a __Host- cookie cannot have a Domain"),
+        "{p:?}"
+    );
+    let http = MINIMAL.replace("https://app.example.com", "http://localhost:8080");
+    let p = problems(&format!("{http}same_site = \"none\"\n"), &e);
+    assert!(
+        p[0].starts_with("session.same_site: \"none\" needs an https"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn config_token_header_names_checked() {
+    let e = env(&[("SECRET", "s")]);
+    let p = problems(
+        &with("[headers]\naccess_token = \"Authorization\"\nid_token = \"X-Auth-Request-User\"\nassertion_audience = \"x\"\n"),
+        &e,
+    );
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(p[0].starts_with("headers.access_token: `Authorization` cannot carry it"));
+    assert!(p[1].starts_with("headers.id_token: `X-Auth-Request-User` is already used"));
+    assert_eq!(
+        p[2],
+        "headers.assertion_audience: only with headers.assertion"
+    );
+    let p = problems(
+        &with("[headers]\nassertion = \"X-Auth-Request-Jwt\"\nassertion_key_file = \"/nonexistent.pem\"\n"),
+        &e,
+    );
+    assert!(
+        p[0].starts_with("headers.assertion_key_file: cannot read"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn config_route_keys_parse_and_are_checked() {
+    let e = env(&[("SECRET", "s")]);
+    let c = GatewayConfig::from_toml_str(
+        &with(
+            "[[route]]\npath = \"/app2/\"\nupstream = \"http://127.0.0.1:8082\"\nstrip_prefix = true\n\
+             methods = [\"OPTIONS\"]\nauth = \"none\"\n\
+             [[route]]\npath = \"/admin/\"\nallowed_emails = [\"a@example.com\"]\n\
+             allowed_claims = { acr = [\"urn:mfa\"] }\n",
+        ),
+        &e,
+    )
+    .unwrap();
+    assert_eq!(c.routes[0].methods, ["OPTIONS"]);
+    assert!(c.routes[0].strip_prefix);
+    assert_eq!(c.routes[1].allowed_claims["acr"], ["urn:mfa"]);
+    let p = problems(
+        &with(
+            "[[route]]\npath = \"/x/\"\nauth = \"none\"\nallowed_emails = [\"nobody\"]\n\
+             pass_host_header = false\nallowed_claims = { acr = [] }\n",
+        ),
+        &e,
+    );
+    assert_eq!(p.len(), 4, "{p:?}");
+}
+
+#[test]
+fn config_shadowed_route_is_reported() {
+    let e = env(&[("SECRET", "s")]);
+    let p = problems(
+        &with("[[route]]\npath = \"/app/\"\n[[route]]\npath = \"/app/admin\"\nallowed_groups = [\"a\"]\n"),
+        &e,
+    );
+    assert_eq!(
+        p,
+        ["route[1].path: unreachable: every request it matches is matched first by route[0] (`/app/`)"]
+    );
+}

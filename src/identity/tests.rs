@@ -11,6 +11,7 @@ fn alice() -> Identity {
         issuer: "https://idp.example.com".into(),
         expires_at: Some(1_700_000_000),
         source: IdentitySource::Session,
+        claims: Default::default(),
     }
 }
 
@@ -106,6 +107,7 @@ fn identity_headers_new_custom_names_are_used() {
         email: "Remote-Email".into(),
         preferred_username: "Remote-Name".into(),
         groups: "Remote-Groups".into(),
+        ..HeaderNamesConfig::default()
     };
     let ih = IdentityHeaders::new(&cfg).unwrap();
     let mut h = HeaderMap::new();
@@ -350,4 +352,71 @@ fn apply_precomputed_repeated_is_stable() {
     ih.apply_precomputed(&pre, &mut h);
     assert_eq!(get(&h, "x-auth-request-user"), ["alice"]);
     assert_eq!(h.len(), 4);
+}
+
+// ===== ExtraClaims =====
+
+#[test]
+fn extra_claims_keep_only_named_claims_bounded() {
+    let long = "x".repeat(MAX_CLAIM_VALUE_LEN + 1);
+    let many: Vec<String> = (0..MAX_CLAIM_VALUES + 10)
+        .map(|i| format!("g{i}"))
+        .collect();
+    let payload = serde_json::json!({
+        "acr": "urn:mfa",
+        "department": ["eng", 7, true, {"nested": 1}, null, long.clone()],
+        "level": 3,
+        "huge": long,
+        "many": many,
+        "secret": "not named",
+    });
+    let names: Vec<String> = ["acr", "department", "level", "huge", "many", "absent"]
+        .map(String::from)
+        .to_vec();
+    let c = ExtraClaims::from_payload(payload.as_object().unwrap(), &names);
+    assert_eq!(c.get("acr").unwrap(), ["urn:mfa"]);
+    assert_eq!(c.get("department").unwrap(), ["eng", "7", "true"]);
+    assert_eq!(c.get("level").unwrap(), ["3"]);
+    assert_eq!(c.get("huge"), None, "too long: dropped, not truncated");
+    assert_eq!(c.get("many").unwrap().len(), MAX_CLAIM_VALUES);
+    assert_eq!(c.get("secret"), None, "not named by any route");
+    assert_eq!(c.get("absent"), None);
+}
+
+#[test]
+fn extra_claims_empty_cost_nothing_and_are_not_serialized() {
+    let none = ExtraClaims::from_payload(&serde_json::Map::new(), &["acr".into()]);
+    assert!(none.is_empty());
+    assert_eq!(
+        std::mem::size_of::<ExtraClaims>(),
+        std::mem::size_of::<usize>()
+    );
+    let json = serde_json::to_value(alice()).unwrap();
+    assert!(json.get("claims").is_none());
+    let mut id = alice();
+    id.claims = ExtraClaims::from_pairs([("acr", &["urn:mfa"][..])]);
+    let json = serde_json::to_string(&id).unwrap();
+    let back: Identity = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, id);
+}
+
+#[test]
+fn strip_also_removes_extra_names_and_lookalikes() {
+    let h = headers().also_stripping([
+        HeaderName::from_static("x-forwarded-access-token"),
+        HeaderName::from_static("x-auth-request-jwt"),
+    ]);
+    let mut m = spoofed();
+    m.insert(
+        "x-forwarded-access-token",
+        HeaderValue::from_static("forged"),
+    );
+    m.insert(
+        HeaderName::from_static("x_auth_request_jwt"),
+        HeaderValue::from_static("forged"),
+    );
+    h.strip(&mut m);
+    assert!(m.get("x-forwarded-access-token").is_none());
+    assert!(m.get("x_auth_request_jwt").is_none());
+    assert_eq!(get(&m, "x-other"), ["kept"]);
 }

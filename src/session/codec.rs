@@ -34,6 +34,10 @@ struct Wire {
     idt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     r: Option<WireRefresh>,
+    /// The access token of a session without refresh, kept only when a
+    /// header sends it upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,6 +81,10 @@ pub(crate) fn encode(session: &Session, extras: Extras<'_>) -> Vec<u8> {
         } else {
             session.id_token.as_ref().map(|t| t.expose().to_string())
         },
+        at: session
+            .access_token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
         r: session.refresh.as_ref().map(|r| WireRefresh {
             at: r.access_token.expose().to_string(),
             ax: r.access_expires_at,
@@ -109,6 +117,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Decoded> {
     let mut session = Session::new(Arc::new(wire.i), headers, wire.c, wire.e);
     session.sid = wire.sid;
     session.id_token = wire.idt.map(Secret::new);
+    session.access_token = wire.at.map(|t| Box::new(Secret::new(t)));
     session.refresh = wire.r.map(|r| {
         Box::new(RefreshState {
             access_token: Secret::new(r.at),
@@ -131,15 +140,13 @@ pub(crate) mod tests {
 
     pub(crate) fn sample(groups: usize) -> Session {
         let identity = Identity {
-            subject: "alice".into(),
             email: Some("alice@example.com".into()),
             email_verified: Some(true),
             preferred_username: Some("alice".into()),
             groups: (0..groups).map(|i| format!("group-{i:04}")).collect(),
             name: Some("Alice".into()),
-            issuer: "https://idp.example.com".into(),
             expires_at: Some(2_000),
-            source: IdentitySource::Session,
+            ..Identity::new("alice", "https://idp.example.com", IdentitySource::Session)
         };
         let headers = PrecomputedHeaders::of(&identity);
         let mut s = Session::new(Arc::new(identity), headers, 1_000, 2_000);

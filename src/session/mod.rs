@@ -56,6 +56,10 @@ pub struct Session {
     pub sid: Option<String>,
     /// Provider tokens, kept only when the session can be refreshed.
     pub refresh: Option<Box<RefreshState>>,
+    /// The access token of a session without [`Session::refresh`], kept
+    /// only when a header sends it upstream; see
+    /// [`Session::current_access_token`].
+    pub access_token: Option<Box<Secret>>,
 }
 
 /// What refreshing a session needs; boxed so sessions without a refresh
@@ -92,6 +96,16 @@ impl Session {
             id_token: None,
             sid: None,
             refresh: None,
+            access_token: None,
+        }
+    }
+
+    /// The access token to send upstream: the refresh state's (current
+    /// after every refresh), else the one kept for upstream headers.
+    pub fn current_access_token(&self) -> Option<&Secret> {
+        match &self.refresh {
+            Some(r) => Some(&r.access_token),
+            None => self.access_token.as_deref(),
         }
     }
 

@@ -31,6 +31,8 @@ use crate::clock::SharedClock;
 use crate::config::SigningAlgorithm;
 use crate::identity::{Identity, IdentitySource};
 use crate::provider::Provider;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::de::IgnoredAny;
@@ -323,6 +325,8 @@ pub struct TokenVerifier {
     id_validations: Vec<(Algorithm, Validation)>,
     bearer_validations: Vec<(Algorithm, Validation)>,
     logout_validations: Vec<(Algorithm, Validation)>,
+    /// Claim names kept on identities for route policies (`allowed_claims`).
+    kept_claims: Arc<[String]>,
 }
 
 /// The claims of a verified back-channel logout token.
@@ -410,6 +414,32 @@ impl TokenVerifier {
             id_validations,
             bearer_validations,
             logout_validations,
+            kept_claims: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Keeps the claims `names` of verified ID and access tokens on their
+    /// identities ([`Identity::claims`], bounded), for `allowed_claims`.
+    pub fn with_kept_claims(mut self, names: Vec<String>) -> Self {
+        self.kept_claims = Arc::from(names);
+        self
+    }
+
+    /// Fills `identity.claims` from the (verified) `token`'s payload.
+    fn keep_claims(&self, token: &str, identity: &mut Identity) {
+        if self.kept_claims.is_empty() {
+            return;
+        }
+        let payload = token
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
+            .and_then(|b| {
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok()
+            });
+        if let Some(payload) = payload {
+            identity.claims =
+                crate::identity::ExtraClaims::from_payload(&payload, &self.kept_claims);
         }
     }
 
@@ -537,7 +567,9 @@ impl TokenVerifier {
             sid: claims.sid.clone(),
             expires_at: claims.exp.unwrap_or(0),
         };
-        Ok((identity_from(claims, IdentitySource::Session)?, info))
+        let mut identity = identity_from(claims, IdentitySource::Session)?;
+        self.keep_claims(token, &mut identity);
+        Ok((identity, info))
     }
 
     /// Verifies a bearer access token: signature, `iss`, `aud` among the
@@ -554,7 +586,9 @@ impl TokenVerifier {
         if !has_scopes(&claims.scopes(), &self.required_scopes) {
             return Err(TokenError::InsufficientScope);
         }
-        identity_from(claims, IdentitySource::Bearer)
+        let mut identity = identity_from(claims, IdentitySource::Bearer)?;
+        self.keep_claims(token, &mut identity);
+        Ok(identity)
     }
 
     /// Checks an RFC 7662 introspection answer for an opaque bearer token
@@ -782,6 +816,7 @@ fn identity_from(claims: Claims, source: IdentitySource) -> Result<Identity, Tok
         issuer: claims.iss,
         expires_at: claims.exp,
         source,
+        claims: Default::default(),
     })
 }
 

@@ -53,6 +53,9 @@ pub(crate) struct SessionIssuer {
     pub(crate) identity_headers: Arc<IdentityHeaders>,
     pub(crate) lifetime: Duration,
     pub(crate) refresh_margin: u64,
+    /// Keep the access token of sessions that are not refreshed (a header
+    /// sends it upstream).
+    pub(crate) keep_access_token: bool,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) clock: SharedClock,
 }
@@ -62,8 +65,10 @@ struct Established<'a> {
     identity: Identity,
     id_token: Option<String>,
     sid: Option<String>,
-    /// Provider tokens to keep for refresh (dialects that refresh only).
+    /// Provider tokens to keep for refresh, or for upstream headers.
     tokens: Option<&'a TokenResponse>,
+    /// Whether the dialect refreshes sessions.
+    refreshes: bool,
 }
 
 impl SessionIssuer {
@@ -81,6 +86,7 @@ impl SessionIssuer {
             id_token,
             sid,
             tokens,
+            refreshes,
         } = login;
         identity.source = IdentitySource::Session;
         let now = self.clock.now_secs();
@@ -93,7 +99,7 @@ impl SessionIssuer {
         );
         session.id_token = id_token.map(Secret::new);
         session.sid = sid;
-        if let Some(tokens) = tokens.filter(|t| t.refresh_token.is_some()) {
+        if let Some(tokens) = tokens.filter(|t| refreshes && t.refresh_token.is_some()) {
             session.set_tokens(
                 tokens.access_token.clone(),
                 tokens.refresh_token.clone(),
@@ -101,6 +107,11 @@ impl SessionIssuer {
                 now,
                 self.refresh_margin,
             );
+        }
+        if session.refresh.is_none() && self.keep_access_token {
+            session.access_token = tokens
+                .filter(|t| !t.access_token.is_empty())
+                .map(|t| Box::new(t.access_token.clone()));
         }
         let session = Arc::new(session);
         if let Some(old) = self.cookies.presented_key(headers) {
@@ -318,7 +329,9 @@ impl LoginFlow {
                     identity: login.identity,
                     id_token: login.id_token,
                     sid: login.sid,
-                    tokens: keep_tokens.then_some(&login.tokens),
+                    tokens: (keep_tokens || self.sessions.keep_access_token)
+                        .then_some(&login.tokens),
+                    refreshes: keep_tokens,
                 },
                 &attempt.return_to,
                 clear_login,

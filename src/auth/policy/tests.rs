@@ -320,6 +320,7 @@ fn route(path: &str, auth: RouteAuth) -> RouteConfig {
         auth,
         allowed_groups: Vec::new(),
         allowed_email_domains: Vec::new(),
+        ..RouteConfig::default()
     }
 }
 
@@ -502,6 +503,7 @@ fn constrained(groups: &[&str], domains: &[&str]) -> RouteTable {
         auth: RouteAuth::Required,
         allowed_groups: groups.iter().map(|g| (*g).to_string()).collect(),
         allowed_email_domains: domains.iter().map(|d| (*d).to_string()).collect(),
+        ..RouteConfig::default()
     }])
 }
 
@@ -623,4 +625,150 @@ fn match_path_segment_parameters_do_not_escape_a_route() {
     assert_eq!(t.match_path("/public/x;y").index, Some(1));
     assert_eq!(t.match_path("/adminx;y/secret").index, None);
     assert_eq!(strip_segment_parameters("/a;x/b;y=1/c"), "/a/b/c");
+}
+
+// ===== methods, allowed_emails, allowed_claims, shadowing =====
+
+/// A table of routes built with the richer options.
+fn rich(routes: Vec<Route>) -> RouteTable {
+    RouteTable { routes }
+}
+
+fn r(path: &str, auth: RouteAuth) -> Route {
+    Route::new(&route(path, auth), normalize_path(path).ok())
+}
+
+fn with_claims(mut id: Identity, claims: &[(&str, &[&str])]) -> Identity {
+    id.claims = crate::identity::ExtraClaims::from_pairs(claims.iter().copied());
+    id
+}
+
+#[test]
+fn match_request_method_route_matches_only_its_methods() {
+    let t = rich(vec![
+        r("/api/", RouteAuth::None).with_methods(&["options".into()]),
+        r("/api/", RouteAuth::Required),
+    ]);
+    assert_eq!(t.match_request(&Method::OPTIONS, "/api/x").index, Some(0));
+    assert_eq!(
+        t.match_request(&Method::OPTIONS, "/api/x").auth,
+        RouteAuth::None
+    );
+    assert_eq!(t.match_request(&Method::GET, "/api/x").index, Some(1));
+    assert_eq!(
+        t.match_request(&Method::GET, "/api/x").auth,
+        RouteAuth::Required
+    );
+    // Without a method, method routes never match.
+    assert_eq!(t.match_path("/api/x").index, Some(1));
+}
+
+#[test]
+fn check_allowed_emails_exact_ignoring_case_and_unverified_refused() {
+    let t = rich(vec![
+        r("/", RouteAuth::Required).with_emails(&["Alice@Example.com".into()])
+    ]);
+    let p = t.match_path("/");
+    assert!(p
+        .check(&identity(Some("alice@example.com"), None, &[]))
+        .is_ok());
+    assert!(p
+        .check(&identity(Some("ALICE@example.com"), Some(true), &[]))
+        .is_ok());
+    assert_eq!(
+        p.check(&identity(Some("alice@example.com"), Some(false), &[])),
+        Err(Denied::Email)
+    );
+    assert_eq!(
+        p.check(&identity(Some("bob@example.com"), None, &[])),
+        Err(Denied::Email)
+    );
+    assert_eq!(
+        p.check(&identity(Some("alice@example.com.evil"), None, &[])),
+        Err(Denied::Email)
+    );
+    assert_eq!(p.check(&identity(None, None, &[])), Err(Denied::Email));
+    // The reason never lists the allowed addresses.
+    assert!(!Denied::Email.to_string().contains("alice"));
+}
+
+#[test]
+fn check_allowed_claims_value_or_list_element_every_rule_must_hold() {
+    let acr = ("acr".to_string(), vec!["urn:mfa".to_string()]);
+    let dept = (
+        "department".to_string(),
+        vec!["eng".to_string(), "ops".to_string()],
+    );
+    let t = rich(vec![
+        r("/", RouteAuth::Required).with_claims([(&acr.0, &acr.1), (&dept.0, &dept.1)])
+    ]);
+    let p = t.match_path("/");
+    let base = identity(None, None, &[]);
+    let ok = with_claims(
+        base.clone(),
+        &[("acr", &["urn:mfa"]), ("department", &["sales", "eng"])],
+    );
+    assert!(p.check(&ok).is_ok());
+    let no_mfa = with_claims(
+        base.clone(),
+        &[("acr", &["urn:pwd"]), ("department", &["eng"])],
+    );
+    let denied = p.check(&no_mfa).unwrap_err();
+    assert_eq!(denied.rule(), "claims");
+    assert_eq!(denied.to_string(), "the claim `acr` with one of: urn:mfa");
+    let missing = with_claims(base.clone(), &[("acr", &["urn:mfa"])]);
+    assert!(matches!(p.check(&missing), Err(Denied::Claim(rule)) if rule.name == "department"));
+    assert!(p.check(&base).is_err(), "no claims at all");
+    // Case-sensitive, no substring.
+    let near = with_claims(
+        base,
+        &[("acr", &["URN:MFA", "urn:mfa2"]), ("department", &["eng"])],
+    );
+    assert!(p.check(&near).is_err());
+    assert_eq!(t.claim_names(), ["acr", "department"]);
+}
+
+#[test]
+fn check_groups_denial_names_the_groups() {
+    let t = constrained(&["admins"], &[]);
+    let d = t
+        .match_path("/")
+        .check(&identity(None, None, &["users"]))
+        .unwrap_err();
+    assert_eq!(d, Denied::Groups(&["admins".to_string()]));
+    assert_eq!(d.rule(), "groups");
+}
+
+#[test]
+fn shadowed_routes_are_found_with_their_shadow() {
+    let t = rich(vec![
+        r("/app/", RouteAuth::Required),
+        r("/app/admin/", RouteAuth::Required),
+        r("/app", RouteAuth::None),
+        r("/api", RouteAuth::Required).with_methods(&["GET".into()]),
+        r("/api/v1", RouteAuth::Required).with_methods(&["GET".into()]),
+        r("/api/v2", RouteAuth::Required),
+        r("/x", RouteAuth::Required),
+        r("/x/y", RouteAuth::Required),
+    ]);
+    // `/app` is not under `/app/` (the bare name); `/api/v2` for all
+    // methods is only partly shadowed by GET-only `/api`.
+    assert_eq!(t.shadowed(), [(1, 0), (4, 3), (7, 6)]);
+    assert!(
+        table(&[route("/a", RouteAuth::None), route("/b", RouteAuth::None)])
+            .shadowed()
+            .is_empty()
+    );
+}
+
+#[test]
+fn strip_prefix_is_the_route_path_without_trailing_slash() {
+    let t = rich(vec![
+        r("/app2/", RouteAuth::None).with_strip_prefix(true),
+        r("/app3", RouteAuth::None).with_strip_prefix(true),
+        r("/app4/", RouteAuth::None).with_strip_prefix(false),
+    ]);
+    assert_eq!(t.match_path("/app2/x").strip_prefix, Some("/app2"));
+    assert_eq!(t.match_path("/app3").strip_prefix, Some("/app3"));
+    assert_eq!(t.match_path("/app4/x").strip_prefix, None);
 }

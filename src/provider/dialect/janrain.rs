@@ -361,6 +361,7 @@ pub(crate) fn identity_from_entity(
         issuer: issuer.to_string(),
         expires_at,
         source: IdentitySource::Session,
+        claims: Default::default(),
     })
 }
 

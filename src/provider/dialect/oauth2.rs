@@ -126,6 +126,7 @@ fn identity_from_userinfo(
         issuer: issuer.to_string(),
         expires_at,
         source: IdentitySource::Session,
+        claims: Default::default(),
     })
 }
 
