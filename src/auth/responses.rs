@@ -37,8 +37,12 @@ pub(crate) fn html_page(status: StatusCode, title: &str, message: &str) -> Respo
 
 /// `{"error": error}` with `status`.
 pub(crate) fn json_error(status: StatusCode, error: &str) -> Response<ResponseBody> {
-    let body = serde_json::json!({ "error": error }).to_string();
-    let mut resp = Response::new(full(body));
+    json_response(status, &serde_json::json!({ "error": error }))
+}
+
+/// `value` as an uncacheable JSON response with `status`.
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
+    let mut resp = Response::new(full(value.to_string()));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -118,15 +122,10 @@ pub(crate) fn forbidden_because(
             ),
         )
     } else {
-        let body =
-            serde_json::json!({ "error": "forbidden", "missing": denied.rule() }).to_string();
-        let mut resp = Response::new(full(body));
-        *resp.status_mut() = StatusCode::FORBIDDEN;
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        resp.headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        resp
+        json_response(
+            StatusCode::FORBIDDEN,
+            &serde_json::json!({ "error": "forbidden", "missing": denied.rule() }),
+        )
     }
 }
 
