@@ -558,6 +558,10 @@ secret = "{session}"
         .send()
         .await
         .is_err());
+    // Logs written to a file carry no ANSI colour codes.
+    let log = support::tail_of(&stderr_path, 100_000);
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\u{1b}'), "ANSI escape in a log file:\n{log}");
 }
 
 // ===== demo =====
