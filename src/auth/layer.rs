@@ -297,10 +297,10 @@ impl OidcLayerBuilder {
         let form_post = p.response_mode == ResponseMode::FormPost;
         let refresh_margin = config.session.refresh_margin.as_secs();
 
-        let authn = Authenticator::new(
-            SessionCookies::new(cookies.clone(), store.clone()),
-            store.clone(),
-            config.bearer.enabled.then(|| BearerAuth {
+        let authn = Authenticator {
+            cookies: SessionCookies::new(cookies.clone(), store.clone()),
+            store: store.clone(),
+            bearer: config.bearer.enabled.then(|| BearerAuth {
                 cache: BearerCache::with_clock(config.bearer.cache_capacity, clock.clone()),
                 verifier: verifier.clone(),
                 introspector: introspection_settings(&config).map(|settings| {
@@ -314,7 +314,7 @@ impl OidcLayerBuilder {
                     )
                 }),
             }),
-            SessionRefresher {
+            refresher: SessionRefresher {
                 provider: provider.clone(),
                 credentials: credentials.clone(),
                 verifier: verifier.clone(),
@@ -322,10 +322,10 @@ impl OidcLayerBuilder {
                 margin: refresh_margin,
                 clock: clock.clone(),
             },
-            identity_headers.clone(),
-            metrics.clone(),
-            clock.clone(),
-        );
+            identity_headers: identity_headers.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+        };
         let login = LoginFlow {
             dialect,
             provider: provider.clone(),

@@ -129,36 +129,16 @@ pub(crate) struct BearerAuth {
 
 /// Credential → identity, for sessions and bearer tokens.
 pub(crate) struct Authenticator {
-    cookies: SessionCookies,
-    store: Arc<dyn SessionStore>,
-    bearer: Option<BearerAuth>,
-    refresher: SessionRefresher,
-    identity_headers: Arc<IdentityHeaders>,
-    metrics: Arc<Metrics>,
-    clock: SharedClock,
+    pub(crate) cookies: SessionCookies,
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) bearer: Option<BearerAuth>,
+    pub(crate) refresher: SessionRefresher,
+    pub(crate) identity_headers: Arc<IdentityHeaders>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) clock: SharedClock,
 }
 
 impl Authenticator {
-    pub(crate) fn new(
-        cookies: SessionCookies,
-        store: Arc<dyn SessionStore>,
-        bearer: Option<BearerAuth>,
-        refresher: SessionRefresher,
-        identity_headers: Arc<IdentityHeaders>,
-        metrics: Arc<Metrics>,
-        clock: SharedClock,
-    ) -> Self {
-        Authenticator {
-            cookies,
-            store,
-            bearer,
-            refresher,
-            identity_headers,
-            metrics,
-            clock,
-        }
-    }
-
     /// The credential a request presents: a bearer token wins over a cookie.
     pub(crate) fn credential(&self, headers: &HeaderMap) -> Credential {
         if self.bearer.is_some() {
