@@ -265,6 +265,7 @@ impl OidcLayerBuilder {
             .with_trusted_audiences(dialect.trusted_audiences())
             .with_max_id_token_age(p.id_token_max_age.as_secs())
             .with_accept_id_tokens(config.bearer.accept_id_tokens)
+            .with_introspection_access_tokens_only(config.bearer.introspection_access_tokens_only)
             .with_required_scopes(config.bearer.required_scopes.clone())
             .with_kept_claims(routes.claim_names())
             .with_clock(clock.clone()),

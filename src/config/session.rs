@@ -251,6 +251,12 @@ pub struct BearerConfig {
     /// token's `exp`; refusals are reused for at most 10s). Default `60s`.
     #[serde(default = "default_introspection_cache", deserialize_with = "duration")]
     pub introspection_cache: Duration,
+    /// The introspection endpoint answers `active` for access tokens only
+    /// (django-oauth-toolkit): an answer naming no `token_type` is taken as
+    /// an access token's, and `username` stands in for a missing `sub`.
+    /// Default `false` (an untyped answer could be a refresh token's).
+    #[serde(default)]
+    pub introspection_access_tokens_only: bool,
     /// Scopes every bearer token (JWT or introspected) must have been
     /// granted (`scope` / `scp`). Default: none.
     #[serde(default)]
@@ -267,6 +273,7 @@ impl Default for BearerConfig {
             introspection: false,
             introspection_endpoint: None,
             introspection_cache: default_introspection_cache(),
+            introspection_access_tokens_only: false,
             required_scopes: Vec::new(),
         }
     }
@@ -287,6 +294,12 @@ impl Section for BearerConfig {
                     "is only used with introspection = true",
                 );
             }
+        }
+        if self.introspection_access_tokens_only && !self.introspection {
+            at.add(
+                "introspection_access_tokens_only",
+                "is only used with introspection = true",
+            );
         }
         if self.introspection_cache > Duration::from_secs(3600) {
             at.add("introspection_cache", "must be at most 1h");

@@ -274,11 +274,13 @@ impl Introspection {
 
     /// Whether the answer says it is about a bearer access token (see
     /// [`TokenVerifier::check_introspection`]).
-    fn is_bearer_access_token(&self) -> bool {
+    fn is_bearer_access_token(&self, untyped_is_access_token: bool) -> bool {
         let bearer = |t: &Option<String>| t.as_deref().map(|t| t.eq_ignore_ascii_case("bearer"));
         let access = self.token_use.as_deref().map(|t| t == "access_token");
         let says = [bearer(&self.token_type), access, bearer(&self.typ)];
-        self.cnf.is_none() && !says.contains(&Some(false)) && says.contains(&Some(true))
+        self.cnf.is_none()
+            && !says.contains(&Some(false))
+            && (says.contains(&Some(true)) || untyped_is_access_token)
     }
 
     /// `exp`, when it is a valid time.
@@ -320,6 +322,7 @@ pub struct TokenVerifier {
     bearer_audiences: Vec<String>,
     /// Accept ID tokens of this client as bearer tokens (default: no).
     accept_id_tokens: bool,
+    introspection_access_tokens_only: bool,
     /// Scopes every bearer token must have been granted.
     required_scopes: Vec<String>,
     id_validations: Vec<(Algorithm, Validation)>,
@@ -410,6 +413,7 @@ impl TokenVerifier {
             clock: crate::clock::system(),
             bearer_audiences: bearer_audiences.to_vec(),
             accept_id_tokens: false,
+            introspection_access_tokens_only: false,
             required_scopes: Vec::new(),
             id_validations,
             bearer_validations,
@@ -454,6 +458,15 @@ impl TokenVerifier {
     /// in the [module docs](self)) are accepted. Default `false`.
     pub fn with_accept_id_tokens(mut self, accept: bool) -> Self {
         self.accept_id_tokens = accept;
+        self
+    }
+
+    /// Whether the provider's introspection endpoint answers `active` for
+    /// access tokens only (django-oauth-toolkit): then an answer that names
+    /// no token type is an access token's, and `username` stands in for a
+    /// missing `sub`. Default `false`.
+    pub fn with_introspection_access_tokens_only(mut self, only: bool) -> Self {
+        self.introspection_access_tokens_only = only;
         self
     }
 
@@ -600,7 +613,9 @@ impl TokenVerifier {
     ///   (Ory Hydra) or the `typ` claim is `Bearer` (Keycloak); any of them
     ///   naming something else refuses it. RFC 7662 makes `token_type`
     ///   optional, but an answer that names no type cannot be told from a
-    ///   refresh token's (oidc-provider sends none for refresh tokens);
+    ///   refresh token's (oidc-provider sends none for refresh tokens),
+    ///   unless the endpoint is known to answer for access tokens only
+    ///   ([`Self::with_introspection_access_tokens_only`]);
     /// - a sender-constrained token (`cnf`: DPoP, mTLS) is refused, as the
     ///   gateway cannot check its proof;
     /// - `exp` and `nbf`, when present, as for JWTs (with the clock skew);
@@ -609,7 +624,8 @@ impl TokenVerifier {
     ///   token without `aud` is accepted only when its `client_id` is one of
     ///   them (by default: issued to the gateway's own client);
     /// - the required scopes must be granted (`scope`);
-    /// - `sub` is required: it is the identity.
+    /// - `sub` is required: it is the identity (with an endpoint for
+    ///   access tokens only, `username` when `sub` is missing).
     pub(crate) fn check_introspection(
         &self,
         answer: Introspection,
@@ -617,7 +633,8 @@ impl TokenVerifier {
         if !answer.active {
             return Err(TokenError::Inactive);
         }
-        if !answer.is_bearer_access_token() {
+        let access_tokens_only = self.introspection_access_tokens_only;
+        if !answer.is_bearer_access_token(access_tokens_only) {
             return Err(TokenError::WrongType);
         }
         let exp = answer.exp.as_ref().map(secs).transpose()?;
@@ -648,9 +665,14 @@ impl TokenVerifier {
         if !has_scopes(&granted, &self.required_scopes) {
             return Err(TokenError::InsufficientScope);
         }
+        let sub = match answer.sub {
+            Some(sub) => Some(sub),
+            None if access_tokens_only => answer.username.clone(),
+            None => None,
+        };
         let claims = Claims {
             iss: issuer,
-            sub: answer.sub,
+            sub,
             aud: None,
             exp,
             nbf,

@@ -725,6 +725,33 @@ fn introspection_only_answers_about_bearer_access_tokens_are_accepted() {
     assert_eq!(introspect(&f, &mixed).unwrap_err(), TokenError::WrongType);
 }
 
+/// django-oauth-toolkit's answer: `active`, `scope`, `exp`, `client_id`,
+/// `username` (no `token_type`, no `sub`, no `aud`); its endpoint knows
+/// access tokens only.
+#[test]
+fn introspection_untyped_answer_accepted_only_from_an_access_token_only_endpoint() {
+    let dot = json!({
+        "active": true, "scope": "openid email", "exp": NOW + 60,
+        "client_id": CLIENT, "username": "alice",
+    });
+    assert_eq!(introspect(&fixture(), &dot).unwrap_err(), TokenError::WrongType);
+    let f = fixture_with(|v| v.with_introspection_access_tokens_only(true));
+    let identity = introspect(&f, &dot).unwrap();
+    assert_eq!(identity.subject, "alice");
+    assert_eq!(identity.preferred_username.as_deref(), Some("alice"));
+    // `sub`, when there, is still the identity.
+    let with_sub = with(dot.clone(), "sub", json!("42"));
+    assert_eq!(introspect(&f, &with_sub).unwrap().subject, "42");
+    // A type that says something else is still refused, and so is an
+    // answer that names nobody.
+    let refresh = with(dot.clone(), "token_type", json!("refresh_token"));
+    assert_eq!(introspect(&f, &refresh).unwrap_err(), TokenError::WrongType);
+    assert_eq!(
+        introspect(&f, &without(dot, "username")).unwrap_err(),
+        TokenError::MissingClaim("sub")
+    );
+}
+
 #[test]
 fn introspection_exp_and_nbf_are_checked_with_the_skew_on_a_pinned_clock() {
     let f = fixture();
