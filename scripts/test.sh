@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh Debian/Ubuntu
-# machine (Node.js >= 20 + the pinned npm oidc-provider, redis-server), then
+# machine (Node.js >= 20 + the pinned npm oidc-provider, redis-server, a
+# Python venv with the pinned django-oauth-toolkit), then
 # runs `cargo test` with any arguments given (e.g. `--test sessions`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,19 @@ npm ci --prefix tests/oidc-provider --no-audit --no-fund
 # on a free loopback port.
 if ! command -v redis-server >/dev/null; then
   apt_install redis-server
+fi
+
+# Python 3 with venv: the second real OpenID Provider (django-oauth-toolkit,
+# tests/django-provider, for tests/django_provider.rs) runs from a venv with
+# the pinned requirements.
+django_venv=tests/django-provider/.venv
+if [ ! -x "$django_venv/bin/python" ] || ! "$django_venv/bin/python" -c 'import oauth2_provider, waitress' 2>/dev/null; then
+  if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_install python3 python3-venv
+  fi
+  rm -rf "$django_venv"
+  python3 -m venv "$django_venv"
+  "$django_venv/bin/pip" install -q --disable-pip-version-check -r tests/django-provider/requirements.txt
 fi
 
 cargo test "$@"

@@ -734,7 +734,10 @@ fn introspection_untyped_answer_accepted_only_from_an_access_token_only_endpoint
         "active": true, "scope": "openid email", "exp": NOW + 60,
         "client_id": CLIENT, "username": "alice",
     });
-    assert_eq!(introspect(&fixture(), &dot).unwrap_err(), TokenError::WrongType);
+    assert_eq!(
+        introspect(&fixture(), &dot).unwrap_err(),
+        TokenError::WrongType
+    );
     let f = fixture_with(|v| v.with_introspection_access_tokens_only(true));
     let identity = introspect(&f, &dot).unwrap();
     assert_eq!(identity.subject, "alice");

@@ -18,6 +18,21 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def access_log(app):
+    """One stdout line per request: method, path (never the query, which
+    can hold codes and tokens) and status."""
+
+    def logged(environ, start_response):
+        def start(status, headers, exc_info=None):
+            method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+            print(f"access {method} {path} {status.split(' ')[0]}", flush=True)
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return logged
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", required=True)
@@ -56,7 +71,8 @@ def main():
     from django.core.wsgi import get_wsgi_application
     from waitress import create_server
 
-    server = create_server(get_wsgi_application(), host="127.0.0.1", port=0, threads=8)
+    app = access_log(get_wsgi_application())
+    server = create_server(app, host="127.0.0.1", port=0, threads=8)
     print(f"listening on http://127.0.0.1:{server.effective_port}/o", flush=True)
     server.run()
 
