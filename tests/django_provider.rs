@@ -1,8 +1,8 @@
 //! Interoperability with a second real, widely deployed OpenID Provider:
-//! django-oauth-toolkit (PyPI), pinned in `tests/django-provider/
-//! requirements.txt` and started by `tests/django-provider/serve.py` (Django
-//! + waitress) on a free loopback port, with a fresh SQLite database and a
-//! fresh RSA signing key per run.
+//! django-oauth-toolkit (PyPI), pinned in
+//! `tests/django-provider/requirements.txt` and started by
+//! `tests/django-provider/serve.py` (Django and waitress) on a free loopback
+//! port, with a fresh SQLite database and a fresh RSA signing key per run.
 //!
 //! Needs the venv `tests/django-provider/.venv`, which `bash scripts/test.sh`
 //! creates; without it these tests fail and say so (they never skip).
