@@ -710,6 +710,24 @@ fn config_bearer_token_discipline_and_introspection_keys() {
 }
 
 #[test]
+fn config_introspection_access_tokens_only_needs_introspection() {
+    let e = env(&[("SECRET", "s")]);
+    let c = GatewayConfig::from_toml_str(MINIMAL, &e).unwrap();
+    assert!(!c.bearer.introspection_access_tokens_only);
+    let on = MINIMAL.to_string()
+        + "\n[bearer]\nintrospection = true\nintrospection_access_tokens_only = true\n";
+    let c = GatewayConfig::from_toml_str(&on, &e).unwrap();
+    assert!(c.bearer.introspection_access_tokens_only);
+    let alone = MINIMAL.to_string() + "\n[bearer]\nintrospection_access_tokens_only = true\n";
+    let p = problems(&alone, &e);
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("bearer.introspection_access_tokens_only")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn config_bad_introspection_keys_are_problems() {
     let text = MINIMAL.to_string()
         + "\n[bearer]\nintrospection_endpoint = \"http://idp.example.com/introspect\"\n\
