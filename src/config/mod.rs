@@ -33,13 +33,14 @@ pub use env::{Environment, ProcessEnv};
 pub use problems::{ConfigError, ConfigProblem};
 pub use provider::{
     check_provider_url, is_loopback_host, ClientAuth, JwksAuth, ProviderConfig, ProviderKind,
-    ProviderUrlError, ResponseMode, SigningAlgorithm, UnsupportedAlgorithm, SUPPORTED_ALGORITHMS,
+    AllowedAlgorithm, ProviderUrlError, ResponseMode, SigningAlgorithm, UnsupportedAlgorithm,
+    SUPPORTED_ALGORITHMS,
 };
 pub use routes::{RouteAuth, RouteConfig};
 pub use server::{AdminConfig, ServerConfig, UpstreamConfig};
 pub use session::{
-    AuthorizationConfig, BearerConfig, HeaderNamesConfig, SameSiteConfig, SessionConfig,
-    SessionStoreKind,
+    AuthorizationConfig, BearerConfig, BearerIssuerConfig, HeaderNamesConfig, SameSiteConfig,
+    SessionConfig, SessionStoreKind, MAX_BEARER_ISSUERS,
 };
 
 use problems::{At, Problems, Section};

@@ -50,13 +50,14 @@ fn fixture_with(adjust: impl FnOnce(TokenVerifier) -> TokenVerifier) -> Fixture 
     let url = |p: &str| url::Url::parse(&format!("http://127.0.0.1:9{p}")).unwrap();
     let metadata = ProviderMetadata {
         issuer: ISSUER.into(),
-        authorization_endpoint: url("/authorize"),
-        token_endpoint: url("/token"),
+        authorization_endpoint: Some(url("/authorize")),
+        token_endpoint: Some(url("/token")),
         userinfo_endpoint: None,
         jwks_uri: Some(url("/jwks")),
         end_session_endpoint: None,
         introspection_endpoint: None,
         iss_parameter_supported: false,
+        id_token_signing_algs: None,
     };
     let http = ProviderHttp::new(None, Duration::from_millis(200), 1 << 20).unwrap();
     let provider = Arc::new(Provider::preloaded(

@@ -279,7 +279,7 @@ impl Introspector {
         let audience = self
             .provider
             .metadata()
-            .map(|m| m.token_endpoint.to_string())
+            .and_then(|m| m.token_endpoint.as_ref().map(Url::to_string))
             .unwrap_or_else(|| endpoint.to_string());
         let body = introspection::introspect(
             self.provider.http(),
