@@ -18,7 +18,8 @@
 
 use super::assertion::AssertionSigner;
 use super::authn::{
-    Authenticator, BearerAuth, BearerCache, IntrospectionSettings, Introspector, SessionRefresher,
+    Authenticator, BearerAuth, BearerCache, BearerUserinfo, IntrospectionSettings, Introspector,
+    SessionRefresher,
 };
 use super::cookies::{CookieSettings, SameSite};
 use super::endpoints::BackchannelLogout;
@@ -334,19 +335,34 @@ impl OidcLayerBuilder {
         let authn = Authenticator {
             cookies: SessionCookies::new(cookies.clone(), store.clone()),
             store: store.clone(),
-            bearer: config.bearer.enabled.then(|| BearerAuth {
-                cache: BearerCache::with_clock(config.bearer.cache_capacity, clock.clone()),
-                verifier: verifier.clone(),
-                introspector: introspection_settings(&config).map(|settings| {
-                    Introspector::new(
+            bearer: config.bearer.enabled.then(|| {
+                let userinfo = config.bearer.userinfo.then(|| {
+                    Arc::new(BearerUserinfo::new(
                         provider.clone(),
-                        credentials.clone(),
-                        verifier.clone(),
                         identity_headers.clone(),
-                        settings,
-                        clock.clone(),
-                    )
-                }),
+                        config.bearer.cache_capacity,
+                        Default::default(),
+                    ))
+                });
+                BearerAuth {
+                    cache: BearerCache::with_clock(config.bearer.cache_capacity, clock.clone()),
+                    verifier: verifier.clone(),
+                    introspector: introspection_settings(&config).map(|settings| {
+                        Introspector::new(
+                            provider.clone(),
+                            credentials.clone(),
+                            verifier.clone(),
+                            identity_headers.clone(),
+                            settings,
+                            clock.clone(),
+                        )
+                        .with_userinfo(userinfo.clone())
+                    }),
+                    userinfo,
+                    insufficient_scope: BearerAuth::insufficient_scope_challenge(
+                        &config.bearer.required_scopes,
+                    ),
+                }
             }),
             refresher: SessionRefresher {
                 provider: provider.clone(),
