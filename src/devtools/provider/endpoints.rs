@@ -182,8 +182,16 @@ fn userinfo(shared: &Shared, req: &Request<Incoming>) -> Resp {
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return resp;
     };
-    let Some(claims) = shared.keys.read().verify(token) else {
-        return invalid_token("bad signature");
+    // An opaque access token (`mint_opaque_token`) stands for its
+    // introspection answer; anything else must be a JWT of ours.
+    let opaque = shared.opaque.lock().get(token).cloned();
+    let claims = match opaque {
+        Some(answer) if answer.get("active") == Some(&Value::Bool(true)) => answer,
+        Some(_) => return invalid_token("inactive"),
+        None => match shared.keys.read().verify(token) {
+            Some(claims) => claims,
+            None => return invalid_token("bad signature"),
+        },
     };
     if claims.get("iss").and_then(Value::as_str) != Some(shared.issuer.as_str()) {
         return invalid_token("wrong issuer");
