@@ -47,8 +47,14 @@ async fn bearer_missing_required_scope_is_403_insufficient_scope_naming_the_scop
     })
     .await;
     for (what, token) in [
-        ("jwt", h.op.mint_access_token(json!({"scope": "openid api:read"}))),
-        ("opaque", h.op.mint_opaque_token(json!({"scope": "api:read"}))),
+        (
+            "jwt",
+            h.op.mint_access_token(json!({"scope": "openid api:read"})),
+        ),
+        (
+            "opaque",
+            h.op.mint_opaque_token(json!({"scope": "api:read"})),
+        ),
     ] {
         let resp = get_with_token(&h, "/api", &token).await;
         assert_eq!(resp.status, 403, "{what}: {resp:?}");
@@ -59,9 +65,8 @@ async fn bearer_missing_required_scope_is_403_insufficient_scope_naming_the_scop
         );
         assert_eq!(resp.json()["error"], "insufficient_scope", "{what}");
     }
-    let ok = h
-        .op
-        .mint_access_token(json!({"scope": "api:write openid api:read"}));
+    let ok =
+        h.op.mint_access_token(json!({"scope": "api:write openid api:read"}));
     assert_eq!(get_with_token(&h, "/api", &ok).await.status, 200);
     // Forward-auth answers the same.
     let resp = Resp::of(
@@ -184,10 +189,8 @@ async fn bearer_userinfo_adds_email_and_groups_once_per_token() {
         "sub": "carol", "email": null, "groups": null, "preferred_username": null,
     }));
     h.op.reset_counters();
-    let resps = futures_util::future::join_all(
-        (0..8).map(|_| get_with_token(&h, "/api", &token)),
-    )
-    .await;
+    let resps =
+        futures_util::future::join_all((0..8).map(|_| get_with_token(&h, "/api", &token))).await;
     for r in &resps {
         assert_eq!(r.status, 200, "{r:?}");
     }
@@ -199,7 +202,8 @@ async fn bearer_userinfo_adds_email_and_groups_once_per_token() {
     assert_eq!(h.op.counters().userinfo, 1, "single flight, then cached");
 
     // Introspected tokens get it too.
-    let opaque = h.op.mint_opaque_token(json!({"sub": "carol", "email": null}));
+    let opaque =
+        h.op.mint_opaque_token(json!({"sub": "carol", "email": null}));
     assert_eq!(get_with_token(&h, "/api", &opaque).await.status, 200);
     assert_eq!(
         h.last_upstream()["headers"]["x-auth-request-email"],
@@ -231,7 +235,11 @@ async fn bearer_userinfo_other_sub_is_401_outage_is_503_not_cached() {
         h.op.clear_faults();
         // Well past the short single-flight window: the outage is not kept.
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        assert_eq!(get_with_token(&h, "/api", &t).await.status, 200, "{fault:?}");
+        assert_eq!(
+            get_with_token(&h, "/api", &t).await.status,
+            200,
+            "{fault:?}"
+        );
     }
     assert_eq!(h.echo.request_count(), 2);
 }
@@ -266,7 +274,10 @@ async fn bearer_second_issuer_tokens_accepted_by_their_iss_and_keys_only() {
         assert!(std::time::Instant::now() < deadline, "{resp:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(h.last_upstream()["headers"]["x-auth-request-user"], "pipeline-7");
+    assert_eq!(
+        h.last_upstream()["headers"]["x-auth-request-user"],
+        "pipeline-7"
+    );
     // The login provider's tokens still work.
     let own = h.op.mint_access_token(json!({}));
     assert_eq!(get_with_token(&h, "/api", &own).await.status, 200);
@@ -292,7 +303,11 @@ async fn bearer_second_issuer_tokens_accepted_by_their_iss_and_keys_only() {
         "exp": support::now_secs() + 60, "iat": support::now_secs(),
     }));
     assert_invalid_token(&get_with_token(&h, "/api", &forged).await, "forged");
-    assert_eq!(h.op.counters().jwks, 1, "the login provider's JWKS was fetched once, at start");
+    assert_eq!(
+        h.op.counters().jwks,
+        1,
+        "the login provider's JWKS was fetched once, at start"
+    );
 }
 
 // ===== item 7: bearer-only, no discovery =====
@@ -334,5 +349,9 @@ async fn bearer_unknown_kid_right_after_start_up_fetch_is_followed_at_once() {
     h.op.rotate_keys().unwrap();
     let again = h.op.mint_access_token(json!({}));
     assert_invalid_token(&get_with_token(&h, "/api", &again).await, "repeated miss");
-    assert_eq!(h.op.counters().jwks, 2, "a repeated miss waits for the window");
+    assert_eq!(
+        h.op.counters().jwks,
+        2,
+        "a repeated miss waits for the window"
+    );
 }

@@ -191,11 +191,18 @@ fn token_verifier(
         verifier = verifier.with_algorithms_from_discovery();
     }
     if let Some(secret) = &p.client_secret {
-        let hmac: Vec<_> = listed.iter().filter(|a| a.is_hmac()).map(|a| a.jwt()).collect();
+        let hmac: Vec<_> = listed
+            .iter()
+            .filter(|a| a.is_hmac())
+            .map(|a| a.jwt())
+            .collect();
         verifier = verifier.with_hmac_id_tokens(&hmac, secret);
     }
     for (issuer, c) in bearer_issuers.iter().zip(&config.bearer.issuers) {
-        let algs = c.allowed_algorithms.as_deref().unwrap_or(&SigningAlgorithm::ALL);
+        let algs = c
+            .allowed_algorithms
+            .as_deref()
+            .unwrap_or(&SigningAlgorithm::ALL);
         verifier = verifier.with_bearer_issuer(issuer.clone(), &c.audiences, algs);
     }
     verifier
@@ -293,16 +300,22 @@ impl OidcLayerBuilder {
             .bearer
             .issuers
             .iter()
-            .map(|i| Arc::new(BearerIssuer::new(i, http.clone(), p.jwks_min_refresh_interval)))
+            .map(|i| {
+                Arc::new(BearerIssuer::new(
+                    i,
+                    http.clone(),
+                    p.jwks_min_refresh_interval,
+                ))
+            })
             .collect();
         let verifier = Arc::new(
             token_verifier(&config, provider.clone(), &bearer_issuers)
-            .with_trusted_audiences(dialect.trusted_audiences())
-            .with_max_id_token_age(p.id_token_max_age.as_secs())
-            .with_accept_id_tokens(config.bearer.accept_id_tokens)
-            .with_required_scopes(config.bearer.required_scopes.clone())
-            .with_kept_claims(routes.claim_names())
-            .with_clock(clock.clone()),
+                .with_trusted_audiences(dialect.trusted_audiences())
+                .with_max_id_token_age(p.id_token_max_age.as_secs())
+                .with_accept_id_tokens(config.bearer.accept_id_tokens)
+                .with_required_scopes(config.bearer.required_scopes.clone())
+                .with_kept_claims(routes.claim_names())
+                .with_clock(clock.clone()),
         );
         let upstream = upstream_credentials(&config, assertion_audience, &clock)?;
         let identity_headers = Arc::new(

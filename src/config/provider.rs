@@ -242,6 +242,15 @@ impl ProviderConfig {
         }
     }
 
+    /// Whether the client can authenticate at the provider with a secret
+    /// (`client_secret_basic` / `_post` with a non-empty secret) or a key.
+    pub(super) fn has_client_credentials(&self) -> bool {
+        match self.client_auth {
+            ClientAuth::PrivateKeyJwt => self.private_key_file.is_some(),
+            _ => self.client_secret.as_ref().is_some_and(|s| !s.is_empty()),
+        }
+    }
+
     /// Whether this configuration has browser sign-in: discovery, or
     /// both explicit login endpoints (bearer-only otherwise).
     pub fn has_browser_login(&self) -> bool {
@@ -252,7 +261,10 @@ impl ProviderConfig {
     fn validate_kind(&self, at: &mut At<'_>) {
         if !self.discovery {
             if !matches!(self.kind, ProviderKind::Oidc) {
-                at.add("discovery", "only for kind = \"oidc\" (the other kinds set their own)");
+                at.add(
+                    "discovery",
+                    "only for kind = \"oidc\" (the other kinds set their own)",
+                );
             }
             if self.jwks_uri.is_none() {
                 at.add("jwks_uri", "required with discovery = false");
@@ -315,7 +327,13 @@ impl ProviderConfig {
             }
         };
         match self.client_auth {
-            ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost => needs_secret(at),
+            // Bearer-only makes no token request (introspection, which
+            // does, is checked with `[bearer]`).
+            ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost => {
+                if self.has_browser_login() {
+                    needs_secret(at)
+                }
+            }
             ClientAuth::PrivateKeyJwt => {
                 if self.kind == ProviderKind::JanrainCapture {
                     at.add(

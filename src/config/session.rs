@@ -295,7 +295,10 @@ impl BearerIssuerConfig {
                     at.add("issuer", e.to_string());
                 }
             }
-            _ => at.add("issuer", "must be an absolute URL without query or fragment"),
+            _ => at.add(
+                "issuer",
+                "must be an absolute URL without query or fragment",
+            ),
         }
         if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
             at.add("audiences", "must name at least one non-empty audience");
@@ -304,7 +307,10 @@ impl BearerIssuerConfig {
             at.add("jwks_uri", e.to_string());
         }
         if self.allowed_algorithms.as_ref().is_some_and(Vec::is_empty) {
-            at.add("allowed_algorithms", "must not be empty (omit it for the default)");
+            at.add(
+                "allowed_algorithms",
+                "must not be empty (omit it for the default)",
+            );
         }
     }
 }

@@ -44,7 +44,11 @@ struct Discovery {
 impl BearerIssuer {
     /// An issuer that has loaded nothing yet; call [`BearerIssuer::load`]
     /// (or [`BearerIssuer::maintain`]).
-    pub(crate) fn new(config: &BearerIssuerConfig, http: ProviderHttp, min_refresh: Duration) -> Self {
+    pub(crate) fn new(
+        config: &BearerIssuerConfig,
+        http: ProviderHttp,
+        min_refresh: Duration,
+    ) -> Self {
         BearerIssuer {
             issuer: config.issuer.clone(),
             configured_jwks_uri: config.jwks_uri.clone(),
@@ -153,7 +157,10 @@ mod tests {
     use super::*;
     use jsonwebtoken::Algorithm;
 
-    async fn issuer_for(op: &crate::devtools::provider::DevProvider, jwks: Option<String>) -> BearerIssuer {
+    async fn issuer_for(
+        op: &crate::devtools::provider::DevProvider,
+        jwks: Option<String>,
+    ) -> BearerIssuer {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut toml = format!("issuer = \"{}\"\naudiences = [\"api\"]\n", op.issuer());
         if let Some(j) = jwks {
@@ -178,10 +185,16 @@ mod tests {
         op.rotate_keys().unwrap();
         let kid = op.rsa_kid();
         op.reset_counters();
-        let keys = issuer.keys_after_miss(issuer.current_keys().generation).await;
+        let keys = issuer
+            .keys_after_miss(issuer.current_keys().generation)
+            .await;
         assert_eq!(keys.candidates(Some(&kid), Algorithm::RS256).count(), 1);
         issuer.keys_after_miss(keys.generation).await;
-        assert_eq!(op.counters().jwks, 1, "a repeated miss waits for the window");
+        assert_eq!(
+            op.counters().jwks,
+            1,
+            "a repeated miss waits for the window"
+        );
     }
 
     #[tokio::test]

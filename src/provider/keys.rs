@@ -127,17 +127,23 @@ mod tests {
         cache.refresh_now(|| fetcher(&count)).await.unwrap();
         assert_eq!(count.load(Ordering::SeqCst), 2);
         // Right after two scheduled fetches, the first miss is followed.
-        let keys = cache.refresh_on_miss(cache.generation(), || fetcher(&count)).await;
+        let keys = cache
+            .refresh_on_miss(cache.generation(), || fetcher(&count))
+            .await;
         assert_eq!(count.load(Ordering::SeqCst), 3);
         assert_eq!(keys.generation, 3);
         // A repeated miss within the window is not.
-        cache.refresh_on_miss(cache.generation(), || fetcher(&count)).await;
+        cache
+            .refresh_on_miss(cache.generation(), || fetcher(&count))
+            .await;
         assert_eq!(count.load(Ordering::SeqCst), 3);
         // A miss against an older generation gets the newer keys, no fetch.
         let keys = cache.refresh_on_miss(1, || fetcher(&count)).await;
         assert_eq!((count.load(Ordering::SeqCst), keys.generation), (3, 3));
         tokio::time::advance(Duration::from_secs(31)).await;
-        cache.refresh_on_miss(cache.generation(), || fetcher(&count)).await;
+        cache
+            .refresh_on_miss(cache.generation(), || fetcher(&count))
+            .await;
         assert_eq!(count.load(Ordering::SeqCst), 4, "the window has passed");
     }
 

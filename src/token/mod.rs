@@ -56,10 +56,10 @@ use crate::provider::issuer::BearerIssuer;
 use crate::provider::keys::KeySource;
 use crate::provider::Provider;
 use crate::secret::Secret;
-use jsonwebtoken::DecodingKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::DecodingKey;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -595,7 +595,12 @@ impl TokenVerifier {
     /// HMAC algorithms among `algorithms` (OpenID Connect Core §10.1).
     /// Never bearer tokens. An empty secret allows none.
     pub fn with_hmac_id_tokens(mut self, algorithms: &[Algorithm], secret: &Secret) -> Self {
-        let set = AlgSet::of(algorithms.iter().copied().filter(|a| AlgSet::HMAC.contains(*a)));
+        let set = AlgSet::of(
+            algorithms
+                .iter()
+                .copied()
+                .filter(|a| AlgSet::HMAC.contains(*a)),
+        );
         self.hmac = (!set.is_empty() && !secret.is_empty())
             .then(|| (set, DecodingKey::from_secret(secret.expose().as_bytes())));
         self

@@ -874,7 +874,11 @@ async fn hmac_id_token_with_the_client_secret_ok_only_when_allowed() {
     // The asymmetric ones still work alongside.
     assert!(f.id_token(id_claims()).await.is_ok());
     // Another secret is a bad signature; another HMAC size is not allowed.
-    let wrong = hmac_token(Algorithm::HS256, "another-secret-another-secret-xx", &id_claims());
+    let wrong = hmac_token(
+        Algorithm::HS256,
+        "another-secret-another-secret-xx",
+        &id_claims(),
+    );
     assert_eq!(
         f.verifier.verify_id_token(&wrong, "n-1").await.unwrap_err(),
         TokenError::BadSignature
@@ -914,7 +918,11 @@ async fn alg_none_and_unknown_algorithms_are_refused_algorithms_not_malformed() 
             "{alg}"
         );
     }
-    let garbage = format!("{}.{}.", URL_SAFE_NO_PAD.encode("nope"), b64(&access_claims()));
+    let garbage = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode("nope"),
+        b64(&access_claims())
+    );
     assert_eq!(
         f.verifier.verify_access_token(&garbage).await.unwrap_err(),
         TokenError::Malformed
@@ -924,9 +932,17 @@ async fn alg_none_and_unknown_algorithms_are_refused_algorithms_not_malformed() 
 #[test]
 fn peeked_issuer_is_read_without_verification() {
     let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    let t = format!("{}.{}.sig", b64(&json!({"alg": "RS256"})), b64(&json!({"iss": "https://ci"})));
+    let t = format!(
+        "{}.{}.sig",
+        b64(&json!({"alg": "RS256"})),
+        b64(&json!({"iss": "https://ci"}))
+    );
     assert_eq!(peek_issuer(&t).as_deref(), Some("https://ci"));
     assert_eq!(peek_issuer("a.b.c"), None);
-    let t = format!("{}.{}.sig", b64(&json!({"alg": "RS256"})), b64(&json!({"iss": 5})));
+    let t = format!(
+        "{}.{}.sig",
+        b64(&json!({"alg": "RS256"})),
+        b64(&json!({"iss": 5}))
+    );
     assert_eq!(peek_issuer(&t), None);
 }

@@ -302,7 +302,8 @@ impl Introspector {
         )
         .await?;
         let answer = self.judge(&body);
-        let (Some(userinfo), Answer::Active { principal, until }) = (&self.userinfo, &answer) else {
+        let (Some(userinfo), Answer::Active { principal, until }) = (&self.userinfo, &answer)
+        else {
             return Ok(answer);
         };
         match userinfo.enrich(token, (*principal.identity).clone()).await {

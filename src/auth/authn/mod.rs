@@ -18,13 +18,13 @@ pub(crate) use introspect::{IntrospectionSettings, Introspector};
 pub(crate) use refresh::SessionRefresher;
 pub(crate) use userinfo::BearerUserinfo;
 
+use crate::auth::responses::json_error;
 use crate::auth::session_cookie::{Presented, SessionCookies};
+use crate::body::ResponseBody;
 use crate::clock::SharedClock;
 use crate::identity::{IdentityHeaders, PrecomputedHeaders};
 use crate::metrics::{AuthOutcome, Metrics};
 use crate::session::{Opened, Session, SessionKey, SessionLookup, SessionStore, StoreError};
-use crate::auth::responses::json_error;
-use crate::body::ResponseBody;
 use crate::token::{TokenError, TokenVerifier};
 use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};

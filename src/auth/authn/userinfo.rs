@@ -117,12 +117,18 @@ impl BearerUserinfo {
         let _permit = {
             if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.max_waiting {
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
-                return Err(UserinfoFailure::Unavailable("too many calls waiting".into()));
+                return Err(UserinfoFailure::Unavailable(
+                    "too many calls waiting".into(),
+                ));
             }
             let _waiting = Waiting(&self.waiting);
             match tokio::time::timeout(self.limits.max_wait, self.calls.acquire()).await {
                 Ok(Ok(permit)) => permit,
-                _ => return Err(UserinfoFailure::Unavailable("too many calls in flight".into())),
+                _ => {
+                    return Err(UserinfoFailure::Unavailable(
+                        "too many calls in flight".into(),
+                    ))
+                }
             }
         };
         let Some(url) = self
