@@ -153,6 +153,7 @@ impl KeySource for BearerIssuer {
 }
 
 #[cfg(all(test, feature = "devtools"))]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic")]
 mod tests {
     use super::*;
     use jsonwebtoken::Algorithm;

@@ -106,17 +106,16 @@ impl KeyCache {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic")]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const RSA_JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"r1","use":"sig","alg":"RS256","n":"u1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0_IzW7yWR7QkrmBL7jTKEn5u-qKhbwKfBstIs-bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW_VDL5AaWTg0nLVkjRo9z-40RQzuVaE8AkAFmxZzow3x-VJYKdjykkJ0iT9wCS0DRTXu269V264Vf_3jvredZiKRkgwlL9xNAwxXFg0x_XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC-9aGVd-Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmw","e":"AQAB"}]}"#;
 
-    fn fetcher(count: &AtomicUsize) -> impl Future<Output = Result<KeySet, ProviderError>> + '_ {
-        async move {
-            count.fetch_add(1, Ordering::SeqCst);
-            KeySet::from_jwks_json(RSA_JWKS.as_bytes()).map_err(ProviderError::Jwks)
-        }
+    async fn fetcher(count: &AtomicUsize) -> Result<KeySet, ProviderError> {
+        count.fetch_add(1, Ordering::SeqCst);
+        KeySet::from_jwks_json(RSA_JWKS.as_bytes()).map_err(ProviderError::Jwks)
     }
 
     #[tokio::test(start_paused = true)]
