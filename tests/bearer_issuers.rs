@@ -4,7 +4,8 @@
 //! of bearer tokens, tokens of a second issuer (`[[bearer.issuer]]`),
 //! bearer-only setups without discovery, the JWKS refetch right after the
 //! start-up fetch, 403 `insufficient_scope` and 503 when the provider does
-//! not answer.
+//! not answer. The real npm `oidc-provider` (tests/oidc-provider) serves as
+//! a second issuer found by discovery.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -353,5 +354,148 @@ async fn bearer_unknown_kid_right_after_start_up_fetch_is_followed_at_once() {
         h.op.counters().jwks,
         2,
         "a repeated miss waits for the window"
+    );
+}
+
+// ===== a real provider (npm oidc-provider) as a second issuer =====
+
+/// `node tests/oidc-provider/server.mjs` on a free port; killed on drop.
+/// Needs Node.js >= 20 (`npm ci --prefix tests/oidc-provider` runs when
+/// its modules are missing); fails, never skips, without it.
+struct NodeIssuer {
+    child: std::process::Child,
+    dir: support::TempDir,
+    issuer: String,
+    secret: String,
+}
+
+impl NodeIssuer {
+    const RESOURCE: &'static str = "urn:oidc-gateway:api";
+
+    async fn start() -> Self {
+        use std::process::{Command, Stdio};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider");
+        if !root
+            .join("node_modules/oidc-provider/package.json")
+            .exists()
+        {
+            let out = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&root)
+                .output()
+                .expect("npm (Node.js >= 20) is needed: apt-get install nodejs npm");
+            assert!(out.status.success(), "npm ci failed: {out:?}");
+        }
+        let dir = support::TempDir::new("oidc-provider-issuer");
+        let secret = support::random_token(24);
+        let stdout_path = dir.path().join("op.stdout");
+        let child = Command::new("node")
+            .arg("server.mjs")
+            .args(["--port", "0", &format!("--client-secret={secret}")])
+            .args(["--resource", Self::RESOURCE])
+            .args(["--redirect-uri", "http://127.0.0.1:9/unused"])
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("op.stderr")).unwrap())
+            .spawn()
+            .expect("node (>= 20) is needed: apt-get install nodejs npm");
+        // Generous: node starts slowly on a loaded machine.
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+            if let Some(line) = out.lines().find(|l| l.starts_with("listening on ")) {
+                let issuer = line["listening on ".len()..].trim().trim_end_matches('/');
+                return NodeIssuer {
+                    issuer: issuer.to_string(),
+                    child,
+                    dir,
+                    secret,
+                };
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "oidc-provider did not start:\n{out}\n{}",
+                support::tail_of(&dir.path().join("op.stderr"), 4096)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A client-credentials JWT access token for [`Self::RESOURCE`]
+    /// (`sub` = the client id `gateway`).
+    async fn client_credentials_token(&self) -> String {
+        let client = support::api_client(None);
+        let discovery: serde_json::Value = client
+            .get(format!("{}/.well-known/openid-configuration", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let resp = client
+            .post(discovery["token_endpoint"].as_str().unwrap())
+            .basic_auth("gateway", Some(&self.secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("resource", Self::RESOURCE),
+                ("scope", "api:read"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for NodeIssuer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "{}",
+                support::tail_of(&self.dir.path().join("op.stderr"), 4096)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn bearer_real_oidc_provider_as_second_issuer_by_discovery() {
+    let node = NodeIssuer::start().await;
+    let h = Harness::with(Options {
+        bearer: format!(
+            "[[bearer.issuer]]\nissuer = \"{}\"\naudiences = [\"{}\"]\n",
+            node.issuer,
+            NodeIssuer::RESOURCE
+        ),
+        ..Options::default()
+    })
+    .await;
+    let token = node.client_credentials_token().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = get_with_token(&h, "/api", &token).await;
+        if resp.status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{resp:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        h.last_upstream()["headers"]["x-auth-request-user"],
+        "gateway"
+    );
+    // Its token is for its resource; the login provider's audience list
+    // does not apply to it, nor its to the login provider's tokens.
+    let own = h.op.mint_access_token(json!({"aud": NodeIssuer::RESOURCE}));
+    assert_invalid_token(
+        &get_with_token(&h, "/api", &own).await,
+        "login provider, other aud",
     );
 }
