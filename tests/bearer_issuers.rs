@@ -400,23 +400,26 @@ impl NodeIssuer {
             .stderr(std::fs::File::create(dir.path().join("op.stderr")).unwrap())
             .spawn()
             .expect("node (>= 20) is needed: apt-get install nodejs npm");
+        // Owned at once, so that a failed start still kills the child.
+        let mut node = NodeIssuer {
+            child,
+            dir,
+            issuer: String::new(),
+            secret,
+        };
         // Generous: node starts slowly on a loaded machine.
         let deadline = std::time::Instant::now() + Duration::from_secs(40);
         loop {
             let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
             if let Some(line) = out.lines().find(|l| l.starts_with("listening on ")) {
                 let issuer = line["listening on ".len()..].trim().trim_end_matches('/');
-                return NodeIssuer {
-                    issuer: issuer.to_string(),
-                    child,
-                    dir,
-                    secret,
-                };
+                node.issuer = issuer.to_string();
+                return node;
             }
             assert!(
                 std::time::Instant::now() < deadline,
                 "oidc-provider did not start:\n{out}\n{}",
-                support::tail_of(&dir.path().join("op.stderr"), 4096)
+                support::tail_of(&node.dir.path().join("op.stderr"), 4096)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
