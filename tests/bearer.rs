@@ -400,15 +400,25 @@ async fn bearer_required_scopes_refuse_tokens_without_them() {
         ..Options::default()
     })
     .await;
+    // A valid token without the scope is 403 insufficient_scope (RFC 6750
+    // 3.1), not 401.
+    let insufficient = |resp: &Resp, what: &str| {
+        assert_eq!(resp.status, 403, "{what}: {resp:?}");
+        assert!(
+            resp.header("www-authenticate")
+                .is_some_and(|v| v.contains(r#"error="insufficient_scope""#)),
+            "{what}: {resp:?}"
+        );
+    };
     let without = h.op.mint_access_token(json!({}));
-    assert_invalid_token(
+    insufficient(
         &get_with_token(&h, "/api", &without).await,
         "jwt without scope",
     );
     let with = h.op.mint_access_token(json!({"scope": "openid api:read"}));
     assert_eq!(get_with_token(&h, "/api", &with).await.status, 200);
     let opaque_without = h.op.mint_opaque_token(json!({}));
-    assert_invalid_token(
+    insufficient(
         &get_with_token(&h, "/api", &opaque_without).await,
         "opaque without scope",
     );
@@ -477,7 +487,7 @@ async fn bearer_jwt_shaped_token_is_never_introspected() {
 }
 
 #[tokio::test]
-async fn bearer_opaque_hostile_introspection_answers_401() {
+async fn bearer_opaque_hostile_introspection_answers_401_outages_503() {
     let h = Harness::with(Options {
         bearer: "introspection = true".into(),
         provider: "http_timeout = \"1s\"\nmax_response_bytes = 65536".into(),
@@ -507,15 +517,26 @@ async fn bearer_opaque_hostile_introspection_answers_401() {
             Fault::IntrospectionClaims(json!({"token_type": "refresh_token"})),
         ),
         ("malformed", Fault::MalformedIntrospectionResponse),
-        ("oversized", Fault::OversizedIntrospectionResponse(1 << 20)),
-        ("slow", Fault::IntrospectionDelay(Duration::from_secs(3))),
-        ("unavailable", Fault::IntrospectionUnavailable),
     ];
     for (what, fault) in faults {
         h.op.clear_faults();
         h.op.set_fault(fault);
         let token = h.op.mint_opaque_token(json!({}));
         assert_invalid_token(&get_with_token(&h, "/api", &token).await, what);
+    }
+    // No usable answer at all: 503, fail closed (not "invalid token").
+    let outages = [
+        ("oversized", Fault::OversizedIntrospectionResponse(1 << 20)),
+        ("slow", Fault::IntrospectionDelay(Duration::from_secs(3))),
+        ("unavailable", Fault::IntrospectionUnavailable),
+    ];
+    for (what, fault) in outages {
+        h.op.clear_faults();
+        h.op.set_fault(fault);
+        let token = h.op.mint_opaque_token(json!({}));
+        let resp = get_with_token(&h, "/api", &token).await;
+        assert_eq!(resp.status, 503, "{what}: {resp:?}");
+        assert_eq!(resp.json()["error"], "temporarily_unavailable", "{what}");
     }
     assert_eq!(h.echo.request_count(), 0, "nothing reached the upstream");
     // Twin: the same provider, no fault.

@@ -97,6 +97,9 @@ async fn userinfo(authn: &Authenticator, req: &Parts) -> Response<ResponseBody> 
     if outcome.unavailable {
         return store_unavailable(&req.method, &req.headers);
     }
+    if let Some(resp) = authn.refusal_response(&outcome) {
+        return resp;
+    }
     let Some(who) = outcome.who else {
         return unauthorized(outcome.invalid_token);
     };
@@ -151,6 +154,9 @@ impl ForwardAuth<'_> {
             .await;
         if outcome.unavailable {
             return json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+        }
+        if let Some(resp) = self.authn.refusal_response(&outcome) {
+            return resp;
         }
         let Some(who) = outcome.who else {
             self.metrics.record_auth(AuthOutcome::Unauthenticated);

@@ -18,7 +18,8 @@
 
 use super::assertion::AssertionSigner;
 use super::authn::{
-    Authenticator, BearerAuth, BearerCache, IntrospectionSettings, Introspector, SessionRefresher,
+    Authenticator, BearerAuth, BearerCache, BearerUserinfo, IntrospectionSettings, Introspector,
+    SessionRefresher,
 };
 use super::cookies::{CookieSettings, SameSite};
 use super::endpoints::BackchannelLogout;
@@ -33,11 +34,13 @@ use super::upstream::{Assertion, AuthorizationMode};
 use crate::clock::{Clock, SharedClock};
 use crate::config::{
     AuthorizationConfig, OidcConfig, ResponseMode, SameSiteConfig, SessionStoreKind,
+    SigningAlgorithm,
 };
 use crate::identity::IdentityHeaders;
 use crate::metrics::Metrics;
 use crate::provider::client::ClientCredentials;
 use crate::provider::http::ProviderHttp;
+use crate::provider::issuer::BearerIssuer;
 use crate::provider::{dialect, Provider};
 use crate::secret::SessionSecret;
 use crate::session::{CookieStore, MemoryStore, RedisStore, RedisStoreOptions, SessionStore};
@@ -88,12 +91,12 @@ pub(crate) struct Core {
     pub(crate) upstream: Option<Box<UpstreamCredentials>>,
     provider: Arc<Provider>,
     store: Arc<dyn SessionStore>,
-    maintenance: Option<tokio::task::JoinHandle<()>>,
+    maintenance: Option<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Core {
     fn drop(&mut self) {
-        if let Some(task) = self.maintenance.take() {
+        for task in self.maintenance.take().into_iter().flatten() {
             task.abort();
         }
     }
@@ -164,6 +167,45 @@ impl<S> tower_layer::Layer<S> for OidcLayer {
     fn layer(&self, inner: S) -> Oidc<S> {
         Oidc::new(inner, self.core.clone())
     }
+}
+
+/// The token verifier's algorithms and issuers: `provider.allowed_algorithms`
+/// (or the provider's advertised ones), HMAC ID tokens when listed, and the
+/// `[[bearer.issuer]]`s.
+fn token_verifier(
+    config: &OidcConfig,
+    provider: Arc<Provider>,
+    bearer_issuers: &[Arc<BearerIssuer>],
+) -> TokenVerifier {
+    let p = &config.provider;
+    let listed = p.allowed_algorithms.as_deref().unwrap_or_default();
+    let asymmetric: Vec<SigningAlgorithm> = listed.iter().filter_map(|a| a.signing()).collect();
+    let mut verifier = TokenVerifier::new(
+        provider,
+        &asymmetric,
+        &p.client_id,
+        &config.bearer_audiences(),
+        p.clock_skew.as_secs(),
+    );
+    if p.allowed_algorithms.is_none() {
+        verifier = verifier.with_algorithms_from_discovery();
+    }
+    if let Some(secret) = &p.client_secret {
+        let hmac: Vec<_> = listed
+            .iter()
+            .filter(|a| a.is_hmac())
+            .map(|a| a.jwt())
+            .collect();
+        verifier = verifier.with_hmac_id_tokens(&hmac, secret);
+    }
+    for (issuer, c) in bearer_issuers.iter().zip(&config.bearer.issuers) {
+        let algs = c
+            .allowed_algorithms
+            .as_deref()
+            .unwrap_or(&SigningAlgorithm::ALL);
+        verifier = verifier.with_bearer_issuer(issuer.clone(), &c.audiences, algs);
+    }
+    verifier
 }
 
 /// The introspector's settings when `bearer.introspection = true`.
@@ -251,24 +293,32 @@ impl OidcLayerBuilder {
         let dialect = dialect::for_config(p);
         let http = ProviderHttp::new(p.ca_file.as_deref(), p.http_timeout, p.max_response_bytes)
             .map_err(LayerError::ProviderClient)?;
-        let provider = Arc::new(Provider::new(dialect.provider_rules(p), http));
+        let provider = Arc::new(Provider::new(dialect.provider_rules(p), http.clone()));
         let credentials = ClientCredentials::from_config(p)
             .map_err(|e| LayerError::ClientCredentials(e.into()))?;
+        let bearer_issuers: Vec<Arc<BearerIssuer>> = config
+            .bearer
+            .issuers
+            .iter()
+            .map(|i| {
+                Arc::new(BearerIssuer::new(
+                    i,
+                    http.clone(),
+                    p.jwks_min_refresh_interval,
+                ))
+            })
+            .collect();
         let verifier = Arc::new(
-            TokenVerifier::new(
-                provider.clone(),
-                &p.allowed_algorithms,
-                &p.client_id,
-                &config.bearer_audiences(),
-                p.clock_skew.as_secs(),
-            )
-            .with_trusted_audiences(dialect.trusted_audiences())
-            .with_max_id_token_age(p.id_token_max_age.as_secs())
-            .with_accept_id_tokens(config.bearer.accept_id_tokens)
-            .with_introspection_access_tokens_only(config.bearer.introspection_access_tokens_only)
-            .with_required_scopes(config.bearer.required_scopes.clone())
-            .with_kept_claims(routes.claim_names())
-            .with_clock(clock.clone()),
+            token_verifier(&config, provider.clone(), &bearer_issuers)
+                .with_trusted_audiences(dialect.trusted_audiences())
+                .with_max_id_token_age(p.id_token_max_age.as_secs())
+                .with_accept_id_tokens(config.bearer.accept_id_tokens)
+                .with_introspection_access_tokens_only(
+                    config.bearer.introspection_access_tokens_only,
+                )
+                .with_required_scopes(config.bearer.required_scopes.clone())
+                .with_kept_claims(routes.claim_names())
+                .with_clock(clock.clone()),
         );
         let upstream = upstream_credentials(&config, assertion_audience, &clock)?;
         let identity_headers = Arc::new(
@@ -301,19 +351,34 @@ impl OidcLayerBuilder {
         let authn = Authenticator {
             cookies: SessionCookies::new(cookies.clone(), store.clone()),
             store: store.clone(),
-            bearer: config.bearer.enabled.then(|| BearerAuth {
-                cache: BearerCache::with_clock(config.bearer.cache_capacity, clock.clone()),
-                verifier: verifier.clone(),
-                introspector: introspection_settings(&config).map(|settings| {
-                    Introspector::new(
+            bearer: config.bearer.enabled.then(|| {
+                let userinfo = config.bearer.userinfo.then(|| {
+                    Arc::new(BearerUserinfo::new(
                         provider.clone(),
-                        credentials.clone(),
-                        verifier.clone(),
                         identity_headers.clone(),
-                        settings,
-                        clock.clone(),
-                    )
-                }),
+                        config.bearer.cache_capacity,
+                        Default::default(),
+                    ))
+                });
+                BearerAuth {
+                    cache: BearerCache::with_clock(config.bearer.cache_capacity, clock.clone()),
+                    verifier: verifier.clone(),
+                    introspector: introspection_settings(&config).map(|settings| {
+                        Introspector::new(
+                            provider.clone(),
+                            credentials.clone(),
+                            verifier.clone(),
+                            identity_headers.clone(),
+                            settings,
+                            clock.clone(),
+                        )
+                        .with_userinfo(userinfo.clone())
+                    }),
+                    userinfo,
+                    insufficient_scope: BearerAuth::insufficient_scope_challenge(
+                        &config.bearer.required_scopes,
+                    ),
+                }
             }),
             refresher: SessionRefresher {
                 provider: provider.clone(),
@@ -363,9 +428,15 @@ impl OidcLayerBuilder {
             clock,
         };
         let logout = BackchannelLogout::new(verifier, store.clone(), metrics.clone());
-        let maintenance = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|rt| rt.spawn(provider.clone().maintain(KEY_REFRESH_PERIOD)));
+        let maintenance = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            let mut tasks = vec![rt.spawn(provider.clone().maintain(KEY_REFRESH_PERIOD))];
+            tasks.extend(
+                bearer_issuers
+                    .iter()
+                    .map(|i| rt.spawn(i.clone().maintain(KEY_REFRESH_PERIOD))),
+            );
+            tasks
+        });
         let core = Core {
             prefix: config.prefix.clone(),
             routes,

@@ -65,6 +65,24 @@ pub(crate) fn unauthorized(invalid_token: bool) -> Response<ResponseBody> {
     resp
 }
 
+/// 401 for a browser when the gateway has no browser sign-in (a
+/// bearer-only provider: `discovery = false` without login endpoints):
+/// a page saying so for navigation, JSON otherwise; never a redirect.
+pub(crate) fn no_browser_sign_in(headers: &HeaderMap) -> Response<ResponseBody> {
+    let mut resp = if is_navigation(&Method::GET, headers) {
+        html_page(
+            StatusCode::UNAUTHORIZED,
+            "Sign-in not available",
+            "This service accepts API clients with bearer tokens only; it has no browser sign-in.",
+        )
+    } else {
+        json_error(StatusCode::UNAUTHORIZED, "unauthorized")
+    };
+    resp.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
 /// 302 to `location` (already a valid URL or local path).
 pub(crate) fn redirect(location: &str) -> Response<ResponseBody> {
     let mut resp = Response::new(crate::body::empty());

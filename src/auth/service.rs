@@ -211,12 +211,11 @@ where
                 let fut = self.inner.call(req);
                 ResponseFuture::inner(fut, metrics, RouteKind::Protected)
             }
-            Resolved::Done(Outcome {
-                who: None,
-                invalid_token,
-                ..
-            }) => {
-                let resp = core.unauthenticated(&req, invalid_token);
+            Resolved::Done(outcome) => {
+                let resp = core
+                    .authn
+                    .refusal_response(&outcome)
+                    .unwrap_or_else(|| core.unauthenticated(&req, outcome.invalid_token));
                 ResponseFuture::ready(resp, metrics, RouteKind::Protected)
             }
             Resolved::Pending => {
@@ -227,6 +226,9 @@ where
                     let outcome = core.authn.resolve(&credential, req.headers()).await;
                     if outcome.unavailable {
                         return Ok(store_unavailable(req.method(), req.headers()));
+                    }
+                    if let Some(resp) = core.authn.refusal_response(&outcome) {
+                        return Ok(resp);
                     }
                     let Some(who) = outcome.who else {
                         return Ok(core.unauthenticated(&req, outcome.invalid_token));

@@ -32,14 +32,15 @@ mod session;
 pub use env::{Environment, ProcessEnv};
 pub use problems::{ConfigError, ConfigProblem};
 pub use provider::{
-    check_provider_url, is_loopback_host, ClientAuth, JwksAuth, ProviderConfig, ProviderKind,
-    ProviderUrlError, ResponseMode, SigningAlgorithm, UnsupportedAlgorithm, SUPPORTED_ALGORITHMS,
+    check_provider_url, is_loopback_host, AllowedAlgorithm, ClientAuth, JwksAuth, ProviderConfig,
+    ProviderKind, ProviderUrlError, ResponseMode, SigningAlgorithm, UnsupportedAlgorithm,
+    SUPPORTED_ALGORITHMS,
 };
 pub use routes::{RouteAuth, RouteConfig};
 pub use server::{AdminConfig, ServerConfig, UpstreamConfig};
 pub use session::{
-    AuthorizationConfig, BearerConfig, HeaderNamesConfig, SameSiteConfig, SessionConfig,
-    SessionStoreKind,
+    AuthorizationConfig, BearerConfig, BearerIssuerConfig, HeaderNamesConfig, SameSiteConfig,
+    SessionConfig, SessionStoreKind, MAX_BEARER_ISSUERS,
 };
 
 use problems::{At, Problems, Section};
@@ -358,8 +359,11 @@ impl LayerSections {
         }
     }
 
-    /// The rules across sections that depend on `public_url`.
+    /// The rules across sections (some depend on `public_url`).
     fn validate_for_origin(&self, public_url: &Url, problems: &mut Problems) {
+        if let (Some(provider), Some(bearer)) = (&self.provider, &self.bearer) {
+            introspection_credentials(provider, bearer, problems);
+        }
         if let Some(provider) = &self.provider {
             provider.validate_for_origin(public_url, &mut problems.at("provider"));
         }
@@ -398,6 +402,18 @@ fn validate_layer(c: &OidcConfig, problems: &mut Problems) {
         .validate_for_origin(&c.public_url, &mut problems.at("session"));
     c.headers
         .validate_for_store(c.session.store, &mut problems.at("headers"));
+    introspection_credentials(&c.provider, &c.bearer, problems);
+}
+
+/// Introspection calls are client-authenticated, also when nothing else
+/// (bearer-only) needs the client's credentials.
+fn introspection_credentials(p: &ProviderConfig, b: &BearerConfig, problems: &mut Problems) {
+    if b.introspection && !p.has_client_credentials() {
+        problems.add(
+            "bearer.introspection",
+            "needs provider.client_secret (or private_key_jwt): introspection calls are client-authenticated",
+        );
+    }
 }
 
 /// Section `name` of `doc`, which must be there.

@@ -169,6 +169,14 @@ impl At<'_> {
     pub(crate) fn add(&mut self, key: &str, message: impl Into<String>) {
         self.problems.add(join(&self.path, key), message);
     }
+
+    /// A view of the keys under `key` of this section (`"issuer[0]"`).
+    pub(crate) fn at(&mut self, key: &str) -> At<'_> {
+        At {
+            path: join(&self.path, key),
+            problems: self.problems,
+        }
+    }
 }
 
 /// `path.key`, or `key` at the top level; `[i]` indexes attach directly.

@@ -104,9 +104,21 @@ pub struct ProviderConfig {
     pub jwks_uri: Option<Url>,
     /// RP-initiated logout endpoint.
     pub end_session_endpoint: Option<Url>,
-    /// Signing algorithms accepted for ID and access tokens. Default `["RS256", "ES256"]`.
-    #[serde(default = "default_algorithms")]
-    pub allowed_algorithms: Vec<SigningAlgorithm>,
+    /// Signing algorithms accepted for ID and access tokens. Default: from
+    /// discovery, the provider's `id_token_signing_alg_values_supported`
+    /// that are in the safe asymmetric set (RS256/384/512, PS256/384/512,
+    /// ES256/384, EdDSA); `RS256` when the provider advertises none (OpenID
+    /// Connect Core §15.1) or has no discovery. `HS256`/`HS384`/`HS512`
+    /// only when listed here (and a `client_secret` exists): ID tokens
+    /// MACed with the client secret (Core §10.1); never bearer tokens.
+    pub allowed_algorithms: Option<Vec<AllowedAlgorithm>>,
+    /// Fetch the discovery document at `issuer`. Default `true` for
+    /// `oidc` and `oracle-idcs`. `false`: the endpoints come from this
+    /// section (`jwks_uri` required); without `authorization_endpoint` and
+    /// `token_endpoint` the gateway is bearer-only (no browser sign-in:
+    /// browsers get 401).
+    #[serde(default = "yes")]
+    pub discovery: bool,
     /// How the provider returns the authorization response: `query` (GET
     /// callback) or `form_post` (POST callback; the login cookie is then
     /// `SameSite=None`, so `public_url` must be https). Default `query`.
@@ -154,9 +166,7 @@ impl Section for ProviderConfig {
         {
             at.add("scopes", "must contain \"openid\"");
         }
-        if self.allowed_algorithms.is_empty() {
-            at.add("allowed_algorithms", "must not be empty");
-        }
+        self.validate_algorithms(at);
         if self.max_response_bytes < 1024 {
             at.add("max_response_bytes", "must be at least 1024");
         }
@@ -211,8 +221,61 @@ impl ProviderConfig {
         }
     }
 
+    /// `allowed_algorithms`: not empty; HMAC only with a client secret.
+    fn validate_algorithms(&self, at: &mut At<'_>) {
+        let Some(algs) = &self.allowed_algorithms else {
+            return;
+        };
+        if algs.is_empty() {
+            at.add(
+                "allowed_algorithms",
+                "must not be empty (omit it for the provider's advertised algorithms)",
+            );
+        }
+        if let Some(hmac) = algs.iter().find(|a| a.is_hmac()) {
+            if self.client_secret.as_ref().is_none_or(Secret::is_empty) {
+                at.add(
+                    "allowed_algorithms",
+                    format!("{hmac} needs client_secret: HMAC ID tokens are keyed with it (OpenID Connect Core 10.1)"),
+                );
+            }
+        }
+    }
+
+    /// Whether the client can authenticate at the provider with a secret
+    /// (`client_secret_basic` / `_post` with a non-empty secret) or a key.
+    pub(super) fn has_client_credentials(&self) -> bool {
+        match self.client_auth {
+            ClientAuth::PrivateKeyJwt => self.private_key_file.is_some(),
+            _ => self.client_secret.as_ref().is_some_and(|s| !s.is_empty()),
+        }
+    }
+
+    /// Whether this configuration has browser sign-in: discovery, or
+    /// both explicit login endpoints (bearer-only otherwise).
+    pub fn has_browser_login(&self) -> bool {
+        self.discovery || (self.authorization_endpoint.is_some() && self.token_endpoint.is_some())
+    }
+
     /// What each dialect requires, and the keys only one dialect takes.
     fn validate_kind(&self, at: &mut At<'_>) {
+        if !self.discovery {
+            if !matches!(self.kind, ProviderKind::Oidc) {
+                at.add(
+                    "discovery",
+                    "only for kind = \"oidc\" (the other kinds set their own)",
+                );
+            }
+            if self.jwks_uri.is_none() {
+                at.add("jwks_uri", "required with discovery = false");
+            }
+            if self.authorization_endpoint.is_some() != self.token_endpoint.is_some() {
+                at.add(
+                    "token_endpoint",
+                    "authorization_endpoint and token_endpoint go together (both for browser sign-in, neither for bearer-only)",
+                );
+            }
+        }
         match self.kind {
             ProviderKind::Oidc | ProviderKind::OracleIdcs => {
                 if self.issuer.is_none() {
@@ -264,7 +327,13 @@ impl ProviderConfig {
             }
         };
         match self.client_auth {
-            ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost => needs_secret(at),
+            // Bearer-only makes no token request (introspection, which
+            // does, is checked with `[bearer]`).
+            ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost => {
+                if self.has_browser_login() {
+                    needs_secret(at)
+                }
+            }
             ClientAuth::PrivateKeyJwt => {
                 if self.kind == ProviderKind::JanrainCapture {
                     at.add(
@@ -438,6 +507,90 @@ impl<'de> Deserialize<'de> for SigningAlgorithm {
     }
 }
 
+// ===== AllowedAlgorithm =====
+
+/// An algorithm `provider.allowed_algorithms` may name: a
+/// [`SigningAlgorithm`], or HMAC with the client secret (ID tokens only,
+/// OpenID Connect Core §10.1). `none` is never accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AllowedAlgorithm {
+    /// An asymmetric algorithm, verified with the provider's JWKS.
+    Signing(SigningAlgorithm),
+    /// HMAC-SHA-256 keyed with the client secret.
+    HS256,
+    /// HMAC-SHA-384 keyed with the client secret.
+    HS384,
+    /// HMAC-SHA-512 keyed with the client secret.
+    HS512,
+}
+
+impl AllowedAlgorithm {
+    /// The JOSE name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AllowedAlgorithm::Signing(a) => a.name(),
+            AllowedAlgorithm::HS256 => "HS256",
+            AllowedAlgorithm::HS384 => "HS384",
+            AllowedAlgorithm::HS512 => "HS512",
+        }
+    }
+
+    /// Whether this is an HMAC (client secret) algorithm.
+    pub fn is_hmac(self) -> bool {
+        !matches!(self, AllowedAlgorithm::Signing(_))
+    }
+
+    /// The asymmetric algorithm, when it is one.
+    pub fn signing(self) -> Option<SigningAlgorithm> {
+        match self {
+            AllowedAlgorithm::Signing(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The same algorithm for `jsonwebtoken`.
+    pub(crate) fn jwt(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm;
+        match self {
+            AllowedAlgorithm::Signing(a) => a.jwt(),
+            AllowedAlgorithm::HS256 => Algorithm::HS256,
+            AllowedAlgorithm::HS384 => Algorithm::HS384,
+            AllowedAlgorithm::HS512 => Algorithm::HS512,
+        }
+    }
+}
+
+impl fmt::Display for AllowedAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for AllowedAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "HS256" => Ok(AllowedAlgorithm::HS256),
+            "HS384" => Ok(AllowedAlgorithm::HS384),
+            "HS512" => Ok(AllowedAlgorithm::HS512),
+            _ => s.parse().map(AllowedAlgorithm::Signing).map_err(|_| {
+                format!(
+                    "`{s}` is not accepted (supported: {}, and HS256, HS384, HS512 for ID tokens keyed with the client secret)",
+                    SUPPORTED_ALGORITHMS.join(", ")
+                )
+            }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowedAlgorithm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 // ===== provider URLs =====
 
 /// Why a provider URL is refused.
@@ -483,8 +636,8 @@ fn default_scopes() -> Vec<String> {
 fn default_client_auth() -> ClientAuth {
     ClientAuth::ClientSecretBasic
 }
-fn default_algorithms() -> Vec<SigningAlgorithm> {
-    vec![SigningAlgorithm::RS256, SigningAlgorithm::ES256]
+fn yes() -> bool {
+    true
 }
 fn default_http_timeout() -> Duration {
     Duration::from_secs(10)

@@ -258,9 +258,67 @@ pub struct BearerConfig {
     #[serde(default)]
     pub introspection_access_tokens_only: bool,
     /// Scopes every bearer token (JWT or introspected) must have been
-    /// granted (`scope` / `scp`). Default: none.
+    /// granted (`scope` / `scp`); a token without one gets 403
+    /// `insufficient_scope`. Default: none.
     #[serde(default)]
     pub required_scopes: Vec<String>,
+    /// Fetch the provider's userinfo with each newly validated bearer token
+    /// of the login provider (the token as the credential) and merge it
+    /// into the identity; cached with the token. Its `sub` must equal the
+    /// token's. Default `false`.
+    #[serde(default)]
+    pub userinfo: bool,
+    /// `[[bearer.issuer]]`: further issuers whose JWT access tokens are
+    /// accepted alongside the login provider's. Default: none.
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<BearerIssuerConfig>,
+}
+
+/// Most `[[bearer.issuer]]` entries.
+pub const MAX_BEARER_ISSUERS: usize = 16;
+
+/// `[[bearer.issuer]]`: another issuer of JWT access tokens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerIssuerConfig {
+    /// The `iss` its tokens carry, exactly.
+    pub issuer: String,
+    /// Accepted `aud` values (at least one).
+    pub audiences: Vec<String>,
+    /// Its JWKS. Default: `jwks_uri` of its discovery document at
+    /// `issuer + /.well-known/openid-configuration`.
+    pub jwks_uri: Option<Url>,
+    /// Accepted signing algorithms (asymmetric only). Default: every one of
+    /// RS256/384/512, PS256/384/512, ES256/384, EdDSA that fits a key.
+    pub allowed_algorithms: Option<Vec<super::SigningAlgorithm>>,
+}
+
+impl BearerIssuerConfig {
+    fn validate(&self, at: &mut At<'_>) {
+        match Url::parse(&self.issuer) {
+            Ok(url) if url.query().is_none() && url.fragment().is_none() => {
+                if let Err(e) = check_provider_url(&url) {
+                    at.add("issuer", e.to_string());
+                }
+            }
+            _ => at.add(
+                "issuer",
+                "must be an absolute URL without query or fragment",
+            ),
+        }
+        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
+            at.add("audiences", "must name at least one non-empty audience");
+        }
+        if let Some(Err(e)) = self.jwks_uri.as_ref().map(check_provider_url) {
+            at.add("jwks_uri", e.to_string());
+        }
+        if self.allowed_algorithms.as_ref().is_some_and(Vec::is_empty) {
+            at.add(
+                "allowed_algorithms",
+                "must not be empty (omit it for the default)",
+            );
+        }
+    }
 }
 
 impl Default for BearerConfig {
@@ -275,6 +333,8 @@ impl Default for BearerConfig {
             introspection_cache: default_introspection_cache(),
             introspection_access_tokens_only: false,
             required_scopes: Vec::new(),
+            userinfo: false,
+            issuers: Vec::new(),
         }
     }
 }
@@ -313,6 +373,24 @@ impl Section for BearerConfig {
                 "required_scopes",
                 "each scope must be a non-empty word without spaces",
             );
+        }
+        if self.required_scopes.iter().any(|s| {
+            !s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+        }) {
+            at.add(
+                "required_scopes",
+                "scopes are RFC 6749 scope tokens (printable ASCII without space, \" or \\)",
+            );
+        }
+        if self.issuers.len() > MAX_BEARER_ISSUERS {
+            at.add("issuer", format!("at most {MAX_BEARER_ISSUERS} entries"));
+        }
+        for (i, issuer) in self.issuers.iter().enumerate() {
+            issuer.validate(&mut at.at(&format!("issuer[{i}]")));
+            if self.issuers[..i].iter().any(|o| o.issuer == issuer.issuer) {
+                at.add(&format!("issuer[{i}].issuer"), "repeats an earlier entry");
+            }
         }
     }
 }

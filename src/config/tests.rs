@@ -436,37 +436,43 @@ fn config_from_path_missing_file_says_so_and_suggests_config_and_demo() {
 // ===== typed values =====
 
 #[test]
-fn config_allowed_algorithms_are_typed() {
+fn config_allowed_algorithms_are_typed_and_default_to_discovery() {
     let e = env(&[("SECRET", "x")]);
     let text = MINIMAL.replace(
         "client_id = \"gateway\"",
-        "client_id = \"gateway\"\nallowed_algorithms = [\"PS384\", \"EdDSA\"]",
+        "client_id = \"gateway\"\nallowed_algorithms = [\"PS384\", \"EdDSA\", \"HS256\"]",
     );
     let c = GatewayConfig::from_toml_str(&text, &e).unwrap();
     assert_eq!(
         c.provider.allowed_algorithms,
-        [SigningAlgorithm::PS384, SigningAlgorithm::EdDSA]
+        Some(vec![
+            AllowedAlgorithm::Signing(SigningAlgorithm::PS384),
+            AllowedAlgorithm::Signing(SigningAlgorithm::EdDSA),
+            AllowedAlgorithm::HS256,
+        ])
     );
     let c = GatewayConfig::from_toml_str(MINIMAL, &e).unwrap();
     assert_eq!(
-        c.provider.allowed_algorithms,
-        [SigningAlgorithm::RS256, SigningAlgorithm::ES256]
+        c.provider.allowed_algorithms, None,
+        "default: from discovery"
     );
 }
 
 #[test]
-fn config_hmac_or_unknown_algorithm_is_a_problem_with_its_key() {
-    let e = env(&[("SECRET", "x")]);
+fn config_hmac_without_client_secret_none_or_unknown_algorithm_is_a_problem() {
+    let e = env(&[("SECRET", "")]);
     let text = MINIMAL.replace(
         "client_id = \"gateway\"",
-        "client_id = \"gateway\"\nallowed_algorithms = [\"RS256\", \"HS256\"]",
+        "client_id = \"gateway\"\nallowed_algorithms = [\"RS256\", \"HS512\"]",
     );
     let p = problems(&text, &e);
-    assert_eq!(p.len(), 1, "{p:?}");
     assert!(
-        p[0].starts_with("provider.allowed_algorithms[1]: `HS256` is not accepted (HMAC"),
+        p.iter()
+            .any(|p| p.starts_with("provider.allowed_algorithms: HS512 needs client_secret")),
         "{p:?}"
     );
+    let e = env(&[("SECRET", "x")]);
+    assert!(problems(&text, &e).is_empty());
     let text = MINIMAL.replace(
         "client_id = \"gateway\"",
         "client_id = \"gateway\"\nallowed_algorithms = [\"none\"]",
@@ -480,9 +486,101 @@ fn config_hmac_or_unknown_algorithm_is_a_problem_with_its_key() {
         "client_id = \"gateway\"",
         "client_id = \"gateway\"\nallowed_algorithms = []",
     );
+    let p = problems(&text, &e);
+    assert!(
+        p.len() == 1 && p[0].starts_with("provider.allowed_algorithms: must not be empty"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn config_discovery_false_needs_jwks_uri_and_both_or_no_login_endpoints() {
+    let e = env(&[("SECRET", "x")]);
+    let with = |extra: &str| {
+        MINIMAL.replace(
+            "client_id = \"gateway\"",
+            &format!("client_id = \"gateway\"\ndiscovery = false\n{extra}"),
+        )
+    };
     assert_eq!(
-        problems(&text, &e),
-        ["provider.allowed_algorithms: must not be empty"]
+        problems(&with(""), &e),
+        ["provider.jwks_uri: required with discovery = false"]
+    );
+    let bearer_only = with("jwks_uri = \"https://idp.example.com/jwks\"");
+    let c = GatewayConfig::from_toml_str(&bearer_only, &e).unwrap();
+    assert!(!c.provider.has_browser_login());
+    // Bearer-only needs no client secret, unless it introspects.
+    let no_secret = env(&[("SECRET", "")]);
+    assert!(problems(&bearer_only, &no_secret).is_empty());
+    let introspecting = format!("{bearer_only}\n[bearer]\nintrospection = true\n");
+    let p = problems(&introspecting, &no_secret);
+    assert!(
+        p.len() == 1 && p[0].starts_with("bearer.introspection: needs provider.client_secret"),
+        "{p:?}"
+    );
+    assert!(problems(&with(""), &no_secret)
+        .iter()
+        .all(|p| !p.starts_with("provider.client_secret")));
+    let half = with(
+        "jwks_uri = \"https://idp.example.com/jwks\"\nauthorization_endpoint = \"https://idp.example.com/a\"",
+    );
+    let p = problems(&half, &e);
+    assert!(
+        p.len() == 1
+            && p[0].starts_with(
+                "provider.token_endpoint: authorization_endpoint and token_endpoint go together"
+            ),
+        "{p:?}"
+    );
+    let full = with(
+        "jwks_uri = \"https://idp.example.com/jwks\"\nauthorization_endpoint = \"https://idp.example.com/a\"\ntoken_endpoint = \"https://idp.example.com/t\"",
+    );
+    let c = GatewayConfig::from_toml_str(&full, &e).unwrap();
+    assert!(c.provider.has_browser_login());
+    assert!(GatewayConfig::from_toml_str(MINIMAL, &e)
+        .unwrap()
+        .provider
+        .has_browser_login());
+}
+
+#[test]
+fn config_bearer_issuers_are_checked_with_their_index() {
+    let e = env(&[("SECRET", "x")]);
+    let text = format!(
+        "{MINIMAL}\n[bearer]\nuserinfo = true\n\n[[bearer.issuer]]\nissuer = \"https://ci.example.com\"\naudiences = [\"api\"]\n\n[[bearer.issuer]]\nissuer = \"http://ci.example.com\"\naudiences = []\n\n[[bearer.issuer]]\nissuer = \"https://ci.example.com\"\naudiences = [\"x\"]\njwks_uri = \"https://ci.example.com/keys\"\n"
+    );
+    let p = problems(&text, &e);
+    assert!(
+        p.iter()
+            .any(|p| p.starts_with("bearer.issuer[1].issuer: must be https")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.starts_with("bearer.issuer[1].audiences:")),
+        "{p:?}"
+    );
+    let hmac = format!("{MINIMAL}\n[[bearer.issuer]]\nissuer = \"https://ci.example.com\"\naudiences = [\"api\"]\nallowed_algorithms = [\"HS256\"]\n");
+    let p = problems(&hmac, &e);
+    assert!(
+        p.len() == 1
+            && p[0].starts_with("bearer.issuer[0].allowed_algorithms[0]: `HS256` is not accepted"),
+        "{p:?}"
+    );
+    let ok = text
+        .replace("issuer = \"http://ci.example.com\"\naudiences = []", "issuer = \"https://tenant.example.com\"\naudiences = [\"api\"]\nallowed_algorithms = [\"ES256\"]");
+    let p = problems(&ok, &e);
+    assert_eq!(p, ["bearer.issuer[2].issuer: repeats an earlier entry"]);
+    let ok = ok.replace(
+        "issuer = \"https://ci.example.com\"\naudiences = [\"x\"]",
+        "issuer = \"https://third.example.com\"\naudiences = [\"x\"]",
+    );
+    let c = GatewayConfig::from_toml_str(&ok, &e).unwrap();
+    assert_eq!(c.bearer.issuers.len(), 3);
+    assert!(c.bearer.userinfo);
+    assert_eq!(
+        c.bearer.issuers[2].jwks_uri.as_ref().unwrap().as_str(),
+        "https://ci.example.com/keys"
     );
 }
 

@@ -31,6 +31,9 @@ pub(crate) enum IntrospectError {
     /// Too many introspections are in flight or waiting.
     #[error("too many introspections in flight")]
     Overloaded,
+    /// `bearer.userinfo = true` and the userinfo endpoint gave no answer.
+    #[error("{0}")]
+    Userinfo(String),
 }
 
 /// `/.well-known/oauth-authorization-server` for `issuer` (RFC 8414 §3.1:

@@ -2,13 +2,13 @@
 //!
 //! Metadata comes from `issuer + /.well-known/openid-configuration`, whose
 //! `issuer` must equal the configured one exactly (OpenID Connect Discovery
-//! §4.3); explicitly configured endpoints override what discovery says. The
-//! JWKS is cached; a token with an unknown `kid` triggers at most one refetch
-//! per `jwks_min_refresh_interval`, so a flood of random kids cannot become a
-//! flood of JWKS fetches. Only those on-demand fetches count against the
-//! limit: the start-up and periodic fetches do not, so a provider that rotates
-//! its keys right after a scheduled fetch is followed at the first unknown
-//! `kid`, and only repeated misses wait.
+//! §4.3); explicitly configured endpoints override what discovery says. With
+//! `discovery = false` it comes from the configuration alone (`issuer` +
+//! `jwks_uri`, and the login endpoints when there is browser sign-in). The
+//! JWKS is cached in a [`KeyCache`](keys::KeyCache): a token with an unknown
+//! `kid` triggers at most one refetch per `jwks_min_refresh_interval`, and
+//! the start-up and periodic fetches do not count against that limit (see
+//! [`keys`]). Each `[[bearer.issuer]]` has its own ([`issuer`]).
 //!
 //! Provider dialects (see [`crate::provider::dialect`]) change three things here:
 //! `janrain-capture` and `oauth2` have no discovery (their endpoints come
@@ -23,10 +23,13 @@ pub(crate) mod client_assertion;
 pub(crate) mod dialect;
 pub(crate) mod http;
 pub(crate) mod introspection;
+pub(crate) mod issuer;
+pub(crate) mod keys;
 pub(crate) mod userinfo;
 
 use self::client::ClientCredentials;
 use self::http::{HttpError, ProviderHttp};
+use self::keys::{KeyCache, KeySource};
 use crate::config::{check_provider_url, JwksAuth, ProviderConfig};
 use ::http::HeaderValue;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
@@ -35,7 +38,6 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 use url::Url;
 
 /// Why provider metadata or keys could not be loaded.
@@ -82,10 +84,12 @@ pub enum ProviderError {
 pub struct ProviderMetadata {
     /// The issuer tokens must carry.
     pub issuer: String,
-    /// Where browsers are sent to log in.
-    pub authorization_endpoint: Url,
-    /// Where codes are exchanged.
-    pub token_endpoint: Url,
+    /// Where browsers are sent to log in; `None`: bearer-only (no browser
+    /// sign-in, `discovery = false` without login endpoints).
+    pub authorization_endpoint: Option<Url>,
+    /// Where codes are exchanged (and tokens refreshed); `None` with
+    /// `authorization_endpoint`.
+    pub token_endpoint: Option<Url>,
     /// Userinfo, when offered.
     pub userinfo_endpoint: Option<Url>,
     /// Signing keys; `None` for providers without a JWKS (Janrain
@@ -98,6 +102,9 @@ pub struct ProviderMetadata {
     pub introspection_endpoint: Option<Url>,
     /// RFC 9207: the provider sends `iss` with authorization responses.
     pub iss_parameter_supported: bool,
+    /// Discovery's `id_token_signing_alg_values_supported` (at most 32
+    /// names); `None` when it names none or there is no discovery.
+    pub id_token_signing_algs: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +118,8 @@ struct DiscoveryDocument {
     introspection_endpoint: Option<String>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    id_token_signing_alg_values_supported: Option<Vec<serde_json::Value>>,
 }
 
 /// One verification key from the JWKS.
@@ -157,7 +166,7 @@ pub enum JwksError {
 #[derive(Clone, Default)]
 pub struct KeySet {
     keys: Vec<VerificationKey>,
-    generation: u64,
+    pub(crate) generation: u64,
 }
 
 impl KeySet {
@@ -262,12 +271,6 @@ impl KeySet {
     }
 }
 
-struct RefreshState {
-    /// The last fetch caused by an unknown `kid` (scheduled fetches do not
-    /// count: they must not delay following a key rotation).
-    last_miss_fetch: Option<Instant>,
-}
-
 /// How discovery's `issuer` member is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DiscoveryIssuer {
@@ -313,7 +316,7 @@ impl ProviderRules {
             configured_issuer: p.issuer.clone().unwrap_or_default(),
             accepted_issuers: p.issuer.iter().cloned().collect(),
             discovery_issuer: DiscoveryIssuer::Configured,
-            static_metadata: None,
+            static_metadata: (!p.discovery).then(|| configured_metadata(p)),
             jwks_credentials,
             overrides: Overrides {
                 authorization_endpoint: p.authorization_endpoint.clone(),
@@ -327,6 +330,21 @@ impl ProviderRules {
     }
 }
 
+/// The metadata of `discovery = false`: the configured endpoints only.
+fn configured_metadata(p: &ProviderConfig) -> ProviderMetadata {
+    ProviderMetadata {
+        issuer: p.issuer.clone().unwrap_or_default(),
+        authorization_endpoint: p.authorization_endpoint.clone(),
+        token_endpoint: p.token_endpoint.clone(),
+        userinfo_endpoint: p.userinfo_endpoint.clone(),
+        jwks_uri: p.jwks_uri.clone(),
+        end_session_endpoint: p.end_session_endpoint.clone(),
+        introspection_endpoint: None,
+        iss_parameter_supported: false,
+        id_token_signing_algs: None,
+    }
+}
+
 /// Provider metadata and keys, shared by every request.
 pub struct Provider {
     http: ProviderHttp,
@@ -337,9 +355,7 @@ pub struct Provider {
     jwks_auth: Option<ClientCredentials>,
     overrides: Overrides,
     metadata: RwLock<Option<Arc<ProviderMetadata>>>,
-    keys: RwLock<Arc<KeySet>>,
-    refresh: tokio::sync::Mutex<RefreshState>,
-    min_refresh: Duration,
+    keys: KeyCache,
 }
 
 /// Explicitly configured endpoints.
@@ -373,11 +389,7 @@ impl Provider {
             jwks_auth: rules.jwks_credentials,
             overrides: rules.overrides,
             metadata: RwLock::new(None),
-            keys: RwLock::new(Arc::new(KeySet::default())),
-            refresh: tokio::sync::Mutex::new(RefreshState {
-                last_miss_fetch: None,
-            }),
-            min_refresh: rules.min_key_refresh,
+            keys: KeyCache::new(rules.min_key_refresh),
         }
     }
 
@@ -392,7 +404,7 @@ impl Provider {
     ) -> Self {
         let provider = Provider::new(rules, http);
         *provider.metadata.write() = Some(Arc::new(metadata));
-        *provider.keys.write() = Arc::new(keys);
+        provider.keys.store(keys);
         provider
     }
 
@@ -415,7 +427,7 @@ impl Provider {
     /// Whether metadata and keys are loaded (keys only when there is a JWKS).
     pub fn is_ready(&self) -> bool {
         match &*self.metadata.read() {
-            Some(m) => m.jwks_uri.is_none() || !self.keys.read().is_empty(),
+            Some(m) => m.jwks_uri.is_none() || !self.keys.keys().is_empty(),
             None => false,
         }
     }
@@ -427,7 +439,7 @@ impl Provider {
 
     /// The current keys.
     pub fn keys(&self) -> Arc<KeySet> {
-        self.keys.read().clone()
+        self.keys.keys()
     }
 
     /// Loads discovery metadata, then the JWKS.
@@ -441,8 +453,7 @@ impl Provider {
         if metadata.jwks_uri.is_none() {
             return Ok(());
         }
-        let _state = self.refresh.lock().await;
-        self.fetch_keys(&metadata).await
+        self.keys.refresh_now(|| self.fetch_keys(&metadata)).await
     }
 
     /// Refetches the JWKS for a token whose key is not in the set, unless
@@ -451,25 +462,12 @@ impl Provider {
     /// Scheduled fetches neither count nor block: the first unknown `kid`
     /// after one is followed. Returns the current keys either way.
     pub async fn refresh_keys(&self, seen_generation: u64) -> Arc<KeySet> {
-        let mut state = self.refresh.lock().await;
-        let current = self.keys();
-        if current.generation != seen_generation {
-            return current;
-        }
-        if state
-            .last_miss_fetch
-            .is_some_and(|t| t.elapsed() < self.min_refresh)
-        {
-            return current;
-        }
         let Some(meta) = self.metadata() else {
-            return current;
+            return self.keys();
         };
-        state.last_miss_fetch = Some(Instant::now());
-        if let Err(e) = self.fetch_keys(&meta).await {
-            tracing::warn!(error = %e, "jwks refresh failed");
-        }
-        self.keys()
+        self.keys
+            .refresh_on_miss(seen_generation, || self.fetch_keys(&meta))
+            .await
     }
 
     /// Periodic refresh. It does not count against the unknown-`kid`
@@ -478,34 +476,30 @@ impl Provider {
         let Some(meta) = self.metadata() else {
             return Err(ProviderError::NotReady);
         };
-        let _state = self.refresh.lock().await;
-        self.fetch_keys(&meta).await
+        if meta.jwks_uri.is_none() {
+            return Ok(());
+        }
+        self.keys.refresh_now(|| self.fetch_keys(&meta)).await
     }
 
-    async fn fetch_keys(&self, meta: &ProviderMetadata) -> Result<(), ProviderError> {
+    /// Fetches and parses the JWKS (`meta.jwks_uri`, which is set).
+    async fn fetch_keys(&self, meta: &ProviderMetadata) -> Result<KeySet, ProviderError> {
         let Some(jwks_uri) = &meta.jwks_uri else {
-            return Ok(());
+            return Err(ProviderError::NotReady);
         };
         let mut headers = Vec::new();
         if let Some(credentials) = &self.jwks_auth {
+            let Some(token_endpoint) = &meta.token_endpoint else {
+                return Err(ProviderError::Invalid {
+                    what: "client-credentials token for the jwks",
+                    reason: "no token endpoint".into(),
+                });
+            };
             let token =
-                client_credentials_token(&self.http, meta.token_endpoint.as_str(), credentials)
-                    .await?;
+                client_credentials_token(&self.http, token_endpoint.as_str(), credentials).await?;
             headers.push((::http::header::AUTHORIZATION, token));
         }
-        let resp = self.http.get(jwks_uri.as_str(), &headers).await?;
-        if !resp.status.is_success() {
-            return Err(ProviderError::Status {
-                what: "jwks",
-                status: resp.status.as_u16(),
-            });
-        }
-        let mut set = KeySet::from_jwks_json(&resp.body).map_err(ProviderError::Jwks)?;
-        let mut keys = self.keys.write();
-        set.generation = keys.generation + 1;
-        tracing::debug!(keys = set.len(), "jwks loaded");
-        *keys = Arc::new(set);
-        Ok(())
+        fetch_jwks(&self.http, jwks_uri, &headers).await
     }
 
     async fn discover(&self) -> Result<ProviderMetadata, ProviderError> {
@@ -561,18 +555,18 @@ impl Provider {
             })
         };
         Ok(ProviderMetadata {
-            authorization_endpoint: required(
+            authorization_endpoint: Some(required(
                 "authorization_endpoint",
                 endpoint(
                     "authorization_endpoint",
                     &o.authorization_endpoint,
                     doc.authorization_endpoint,
                 )?,
-            )?,
-            token_endpoint: required(
+            )?),
+            token_endpoint: Some(required(
                 "token_endpoint",
                 endpoint("token_endpoint", &o.token_endpoint, doc.token_endpoint)?,
-            )?,
+            )?),
             userinfo_endpoint: endpoint(
                 "userinfo_endpoint",
                 &o.userinfo_endpoint,
@@ -599,6 +593,12 @@ impl Provider {
                 None
             }),
             iss_parameter_supported: doc.authorization_response_iss_parameter_supported,
+            id_token_signing_algs: doc.id_token_signing_alg_values_supported.map(|algs| {
+                algs.iter()
+                    .filter_map(|a| a.as_str().map(str::to_string))
+                    .take(32)
+                    .collect()
+            }),
             issuer: doc.issuer,
         })
     }
@@ -628,8 +628,38 @@ impl Provider {
 
     /// Generation of the current key set (changes on every successful fetch).
     pub fn key_generation(&self) -> u64 {
-        self.keys.read().generation
+        self.keys.generation()
     }
+}
+
+impl KeySource for Provider {
+    fn is_ready(&self) -> bool {
+        Provider::is_ready(self)
+    }
+
+    fn current_keys(&self) -> Arc<KeySet> {
+        self.keys()
+    }
+
+    fn keys_after_miss(&self, seen: u64) -> impl std::future::Future<Output = Arc<KeySet>> + Send {
+        self.refresh_keys(seen)
+    }
+}
+
+/// GETs a JWKS document and parses it.
+pub(crate) async fn fetch_jwks(
+    http: &ProviderHttp,
+    jwks_uri: &Url,
+    headers: &[(::http::HeaderName, HeaderValue)],
+) -> Result<KeySet, ProviderError> {
+    let resp = http.get(jwks_uri.as_str(), headers).await?;
+    if !resp.status.is_success() {
+        return Err(ProviderError::Status {
+            what: "jwks",
+            status: resp.status.as_u16(),
+        });
+    }
+    KeySet::from_jwks_json(&resp.body).map_err(ProviderError::Jwks)
 }
 
 /// The scope that lets a confidential client read the tenant's signing

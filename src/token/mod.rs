@@ -1,10 +1,32 @@
 //! Verification of ID tokens and bearer access tokens.
 //!
-//! The algorithm comes from the configured allow-list, never from the token:
-//! the token's `alg` must be in the list and must fit the key's type, so
-//! `alg: none` and HMAC with a public key as secret are refused. Signature
-//! keys only come from the provider's JWKS (`jku`, `x5u` and embedded `jwk`
-//! headers are ignored).
+//! The algorithm comes from the allow-list, never from the token: the
+//! token's `alg` must be in the list and must fit the key's type, so
+//! `alg: none` and HMAC with a public key as secret are refused (and logged
+//! as a refused algorithm). Signature keys only come from the issuer's JWKS
+//! (`jku`, `x5u` and embedded `jwk` headers are ignored).
+//!
+//! # Which algorithms
+//!
+//! By default ([`TokenVerifier::with_algorithms_from_discovery`]) the login
+//! provider's tokens may use the algorithms its discovery document
+//! advertises in `id_token_signing_alg_values_supported` that are in the
+//! safe asymmetric set (RS256/384/512, PS256/384/512, ES256/384, EdDSA);
+//! `RS256` when it advertises none or has no discovery (OpenID Connect Core
+//! §15.1, Discovery §3). An explicit list replaces that. HMAC (`HS256`,
+//! `HS384`, `HS512`) is accepted only when listed explicitly, only for ID
+//! and logout tokens, keyed with the client secret (Core §10.1)
+//! ([`TokenVerifier::with_hmac_id_tokens`]); never for bearer access
+//! tokens, and `none` never.
+//!
+//! # Further issuers
+//!
+//! With `[[bearer.issuer]]` entries ([`TokenVerifier::with_bearer_issuer`]) a
+//! bearer JWT's `iss` is read before verification (unverified) to pick the
+//! issuer: the login provider's, or the entry with exactly that `iss`, whose
+//! own keys, audiences and algorithms then verify it; any other `iss` is
+//! refused. Nothing is trusted from the peek: the signature check against
+//! that issuer's keys and its `iss` check follow.
 //!
 //! # Access tokens, not ID tokens
 //!
@@ -30,10 +52,14 @@
 use crate::clock::SharedClock;
 use crate::config::SigningAlgorithm;
 use crate::identity::{Identity, IdentitySource};
+use crate::provider::issuer::BearerIssuer;
+use crate::provider::keys::KeySource;
 use crate::provider::Provider;
+use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::DecodingKey;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -307,6 +333,111 @@ pub struct IdTokenInfo {
     pub expires_at: u64,
 }
 
+/// A set of JWS algorithms (one bit each).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AlgSet(u16);
+
+impl AlgSet {
+    /// RS256/384/512, PS256/384/512, ES256/384, EdDSA.
+    pub(crate) const SAFE_ASYMMETRIC: AlgSet = AlgSet(0b1111_1111_1000);
+    const HMAC: AlgSet = AlgSet(0b111);
+
+    fn bit(alg: Algorithm) -> u16 {
+        1 << match alg {
+            Algorithm::HS256 => 0,
+            Algorithm::HS384 => 1,
+            Algorithm::HS512 => 2,
+            Algorithm::RS256 => 3,
+            Algorithm::RS384 => 4,
+            Algorithm::RS512 => 5,
+            Algorithm::PS256 => 6,
+            Algorithm::PS384 => 7,
+            Algorithm::PS512 => 8,
+            Algorithm::ES256 => 9,
+            Algorithm::ES384 => 10,
+            Algorithm::EdDSA => 11,
+            // An algorithm this list does not name is in no set.
+            _ => return 0,
+        }
+    }
+
+    pub(crate) fn of(algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        AlgSet(algs.into_iter().fold(0, |m, a| m | Self::bit(a)))
+    }
+
+    pub(crate) fn contains(self, alg: Algorithm) -> bool {
+        self.0 & Self::bit(alg) != 0
+    }
+
+    fn without_hmac(self) -> Self {
+        AlgSet(self.0 & !Self::HMAC.0)
+    }
+
+    fn union(self, other: AlgSet) -> Self {
+        AlgSet(self.0 | other.0)
+    }
+
+    /// The accepted set for advertised names (`id_token_signing_alg_values_supported`):
+    /// those in the safe asymmetric set; `RS256` when none are advertised.
+    pub(crate) fn from_advertised(names: Option<&[String]>) -> Self {
+        match names {
+            None => AlgSet::of([Algorithm::RS256]),
+            Some(names) => AlgSet::of(
+                names
+                    .iter()
+                    .filter_map(|n| n.parse::<SigningAlgorithm>().ok())
+                    .map(SigningAlgorithm::jwt),
+            ),
+        }
+    }
+
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Every algorithm the verifier has a validation for.
+const ALL_ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Where the login provider's accepted algorithms come from.
+#[derive(Clone, Copy, Debug)]
+enum AlgorithmPolicy {
+    /// The configured list (asymmetric part).
+    Explicit(AlgSet),
+    /// Discovery's `id_token_signing_alg_values_supported` ∩ the safe set.
+    FromDiscovery,
+}
+
+/// A `[[bearer.issuer]]` as the verifier sees it.
+struct ExtraIssuer {
+    keys: Arc<BearerIssuer>,
+    algorithms: AlgSet,
+    validations: Vec<(Algorithm, Validation)>,
+}
+
+/// The keys and rules a token is checked with.
+struct Check<'a, K> {
+    keys: &'a K,
+    validations: &'a [(Algorithm, Validation)],
+    algorithms: AlgSet,
+    /// The client secret as HMAC key (ID and logout tokens, when allowed).
+    hmac: Option<&'a DecodingKey>,
+    types: &'a [&'a str],
+}
+
 /// Verifies tokens against the provider's keys.
 pub struct TokenVerifier {
     provider: Arc<Provider>,
@@ -328,8 +459,48 @@ pub struct TokenVerifier {
     id_validations: Vec<(Algorithm, Validation)>,
     bearer_validations: Vec<(Algorithm, Validation)>,
     logout_validations: Vec<(Algorithm, Validation)>,
+    /// Where the login provider's algorithms come from.
+    policy: AlgorithmPolicy,
+    /// HMAC algorithms allowed for ID and logout tokens, and their key.
+    hmac: Option<(AlgSet, DecodingKey)>,
+    /// `[[bearer.issuer]]`s.
+    extra_issuers: Vec<ExtraIssuer>,
     /// Claim names kept on identities for route policies (`allowed_claims`).
     kept_claims: Arc<[String]>,
+}
+
+/// The validation of one algorithm: issuers, audiences, required claims;
+/// `exp`/`nbf` are checked against the injected clock (`check_times`).
+fn validation(alg: Algorithm, issuers: &[String], audiences: &[String], skew: u64) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = skew;
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = true;
+    v.set_issuer(issuers);
+    v.set_audience(audiences);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v
+}
+
+/// The `iss` of a JWS payload, read without verifying anything.
+fn peek_issuer(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Peek {
+        iss: Option<String>,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice::<Peek>(&bytes).ok()?.iss
+}
+
+/// The `alg` a header names, when the header is a JSON object that
+/// jsonwebtoken could not read (`none`, an unknown name).
+fn peek_algorithm(token: &str) -> Option<String> {
+    let header = token.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("alg")?.as_str().map(|a| a.chars().take(32).collect())
 }
 
 /// The claims of a verified back-channel logout token.
@@ -370,9 +541,10 @@ impl fmt::Debug for TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// A verifier for `algorithms` (asymmetric only: the configuration's
-    /// type has no HMAC), checking ID tokens against `client_id` and bearer
-    /// tokens against `bearer_audiences`.
+    /// A verifier for the asymmetric `algorithms` (see
+    /// [`TokenVerifier::with_algorithms_from_discovery`] and
+    /// [`TokenVerifier::with_hmac_id_tokens`] for the others), checking ID
+    /// tokens against `client_id` and bearer tokens against `bearer_audiences`.
     pub fn new(
         provider: Arc<Provider>,
         algorithms: &[SigningAlgorithm],
@@ -381,29 +553,20 @@ impl TokenVerifier {
         skew_secs: u64,
     ) -> Self {
         let issuers = provider.accepted_issuers().to_vec();
-        let build = |alg: Algorithm, auds: &[String]| {
-            let mut v = Validation::new(alg);
-            v.leeway = skew_secs;
-            // `exp` and `nbf` are checked against the injected clock
-            // (`check_times`); jsonwebtoken only checks their presence.
-            v.validate_exp = false;
-            v.validate_nbf = false;
-            v.validate_aud = true;
-            v.set_issuer(&issuers);
-            v.set_audience(auds);
-            v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-            v
-        };
+        let build = |alg: Algorithm, auds: &[String]| validation(alg, &issuers, auds, skew_secs);
         let mut id_validations = Vec::new();
         let mut bearer_validations = Vec::new();
         let mut logout_validations = Vec::new();
-        for alg in algorithms.iter().map(|a| a.jwt()) {
+        for alg in ALL_ALGORITHMS {
             id_validations.push((alg, build(alg, &[client_id.to_string()])));
-            bearer_validations.push((alg, build(alg, bearer_audiences)));
             let mut logout = build(alg, &[client_id.to_string()]);
             logout.set_required_spec_claims(&["iss", "aud"]);
             logout_validations.push((alg, logout));
+            if AlgSet::SAFE_ASYMMETRIC.contains(alg) {
+                bearer_validations.push((alg, build(alg, bearer_audiences)));
+            }
         }
+        let explicit = AlgSet::of(algorithms.iter().map(|a| a.jwt()));
         TokenVerifier {
             provider,
             client_id: client_id.to_string(),
@@ -418,7 +581,88 @@ impl TokenVerifier {
             id_validations,
             bearer_validations,
             logout_validations,
+            policy: AlgorithmPolicy::Explicit(explicit),
+            hmac: None,
+            extra_issuers: Vec::new(),
             kept_claims: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Accepts the login provider's advertised algorithms instead of the
+    /// list given to [`TokenVerifier::new`] (see the [module docs](self)).
+    pub fn with_algorithms_from_discovery(mut self) -> Self {
+        self.policy = AlgorithmPolicy::FromDiscovery;
+        self
+    }
+
+    /// Accepts ID and logout tokens MACed with the client secret with the
+    /// HMAC algorithms among `algorithms` (OpenID Connect Core §10.1).
+    /// Never bearer tokens. An empty secret allows none.
+    pub fn with_hmac_id_tokens(mut self, algorithms: &[Algorithm], secret: &Secret) -> Self {
+        let set = AlgSet::of(
+            algorithms
+                .iter()
+                .copied()
+                .filter(|a| AlgSet::HMAC.contains(*a)),
+        );
+        self.hmac = (!set.is_empty() && !secret.is_empty())
+            .then(|| (set, DecodingKey::from_secret(secret.expose().as_bytes())));
+        self
+    }
+
+    /// Accepts bearer JWTs of a `[[bearer.issuer]]`: `iss` exactly
+    /// `keys.issuer()`, `aud` one of `audiences`, signed with one of
+    /// `algorithms` by a key of its JWKS.
+    pub(crate) fn with_bearer_issuer(
+        mut self,
+        keys: Arc<BearerIssuer>,
+        audiences: &[String],
+        algorithms: &[SigningAlgorithm],
+    ) -> Self {
+        let issuers = [keys.issuer().to_string()];
+        let validations = ALL_ALGORITHMS
+            .into_iter()
+            .filter(|a| AlgSet::SAFE_ASYMMETRIC.contains(*a))
+            .map(|a| (a, validation(a, &issuers, audiences, self.skew)))
+            .collect();
+        self.extra_issuers.push(ExtraIssuer {
+            keys,
+            algorithms: AlgSet::of(algorithms.iter().map(|a| a.jwt())),
+            validations,
+        });
+        self
+    }
+
+    /// The asymmetric algorithms the login provider's tokens may use now.
+    fn provider_algorithms(&self) -> AlgSet {
+        match self.policy {
+            AlgorithmPolicy::Explicit(set) => set,
+            AlgorithmPolicy::FromDiscovery => AlgSet::from_advertised(
+                self.provider
+                    .metadata()
+                    .as_ref()
+                    .and_then(|m| m.id_token_signing_algs.as_deref()),
+            ),
+        }
+        .without_hmac()
+    }
+
+    /// What ID and logout tokens are checked with.
+    fn id_check<'a>(
+        &'a self,
+        validations: &'a [(Algorithm, Validation)],
+        types: &'a [&'a str],
+    ) -> Check<'a, Provider> {
+        let (hmac_algs, hmac) = match &self.hmac {
+            Some((set, key)) => (*set, Some(key)),
+            None => (AlgSet::default(), None),
+        };
+        Check {
+            keys: &*self.provider,
+            validations,
+            algorithms: self.provider_algorithms().union(hmac_algs),
+            hmac,
+            types,
         }
     }
 
@@ -537,7 +781,7 @@ impl TokenVerifier {
         expected_nonce: Option<&str>,
     ) -> Result<(Identity, IdTokenInfo), TokenError> {
         let (claims, _) = self
-            .verify::<Claims>(token, &self.id_validations, ID_TOKEN_TYPES)
+            .verify::<Claims, _>(token, self.id_check(&self.id_validations, ID_TOKEN_TYPES))
             .await?;
         let now = self.check_times(claims.exp, claims.nbf)?;
         let iat = claims
@@ -589,9 +833,7 @@ impl TokenVerifier {
     /// accepted audiences, `exp`, `nbf`, `sub`; that it is not an ID token
     /// of this client (unless accepted) and has the required scopes.
     pub async fn verify_access_token(&self, token: &str) -> Result<Identity, TokenError> {
-        let (claims, typ) = self
-            .verify::<Claims>(token, &self.bearer_validations, ACCESS_TOKEN_TYPES)
-            .await?;
+        let (claims, typ) = self.verify_bearer_jwt(token).await?;
         self.check_times(claims.exp, claims.nbf)?;
         if !self.accept_id_tokens && claims.is_id_token_of(typ.as_deref(), &self.client_id) {
             return Err(TokenError::IdTokenAsBearer);
@@ -602,6 +844,44 @@ impl TokenVerifier {
         let mut identity = identity_from(claims, IdentitySource::Bearer)?;
         self.keep_claims(token, &mut identity);
         Ok(identity)
+    }
+
+    /// The signature and `iss`/`aud` check of a bearer JWT, against the
+    /// login provider or the `[[bearer.issuer]]` its `iss` names.
+    async fn verify_bearer_jwt(&self, token: &str) -> Result<(Claims, Option<String>), TokenError> {
+        let provider = Check {
+            keys: &*self.provider,
+            validations: &self.bearer_validations,
+            algorithms: self.provider_algorithms(),
+            hmac: None,
+            types: ACCESS_TOKEN_TYPES,
+        };
+        if self.extra_issuers.is_empty() {
+            return self.verify::<Claims, _>(token, provider).await;
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let iss = peek_issuer(token).ok_or(TokenError::Malformed)?;
+        if self.provider.accepted_issuers().contains(&iss) {
+            return self.verify::<Claims, _>(token, provider).await;
+        }
+        let Some(extra) = self.extra_issuers.iter().find(|e| e.keys.issuer() == iss) else {
+            return Err(TokenError::WrongIssuer);
+        };
+        let check = Check {
+            keys: &*extra.keys,
+            validations: &extra.validations,
+            algorithms: extra.algorithms,
+            hmac: None,
+            types: ACCESS_TOKEN_TYPES,
+        };
+        self.verify::<Claims, _>(token, check).await
+    }
+
+    /// Whether `issuer` is the login provider's (not a `[[bearer.issuer]]`).
+    pub(crate) fn is_provider_issuer(&self, issuer: &str) -> bool {
+        self.provider.accepted_issuers().iter().any(|i| i == issuer)
     }
 
     /// Checks an RFC 7662 introspection answer for an opaque bearer token
@@ -701,7 +981,10 @@ impl TokenVerifier {
     /// `sid` or `sub`, and no `nonce`. Single use of `jti` is the caller's.
     pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, TokenError> {
         let (raw, _) = self
-            .verify::<RawLogoutClaims>(token, &self.logout_validations, LOGOUT_TOKEN_TYPES)
+            .verify::<RawLogoutClaims, _>(
+                token,
+                self.id_check(&self.logout_validations, LOGOUT_TOKEN_TYPES),
+            )
             .await?;
         let now = self.check_times(raw.exp, raw.nbf)?;
         let iat = raw
@@ -741,16 +1024,29 @@ impl TokenVerifier {
     }
 
     /// The verified claims and the header's `typ`.
-    async fn verify<T: serde::de::DeserializeOwned>(
+    async fn verify<T: serde::de::DeserializeOwned, K: KeySource>(
         &self,
         token: &str,
-        validations: &[(Algorithm, Validation)],
-        types: &[&str],
+        check: Check<'_, K>,
     ) -> Result<(T, Option<String>), TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let header = match jsonwebtoken::decode_header(token) {
+            Ok(h) => h,
+            // A readable header naming an algorithm jsonwebtoken does not
+            // know (`none`, `HS999`) is a refused algorithm, not garbage.
+            Err(_) => {
+                return Err(match peek_algorithm(token) {
+                    Some(alg) => {
+                        tracing::info!(%alg, "token algorithm refused");
+                        TokenError::AlgorithmNotAllowed
+                    }
+                    None => TokenError::Malformed,
+                })
+            }
+        };
+        let types = check.types;
         // RFC 7515 §4.1.11: no `crit` extension is understood here, and an
         // encrypted (JWE) or compressed token is not a signed ID/access token.
         if header.crit.is_some() || header.enc.is_some() || header.zip.is_some() {
@@ -764,18 +1060,27 @@ impl TokenVerifier {
                 return Err(TokenError::WrongType);
             }
         }
-        let validation = validations
+        let validation = check
+            .validations
             .iter()
-            .find(|(a, _)| *a == header.alg)
+            .find(|(a, _)| *a == header.alg && check.algorithms.contains(*a))
             .map(|(_, v)| v)
-            .ok_or(TokenError::AlgorithmNotAllowed)?;
-        if !self.provider.is_ready() {
+            .ok_or_else(|| {
+                tracing::info!(alg = ?header.alg, "token algorithm refused");
+                TokenError::AlgorithmNotAllowed
+            })?;
+        if AlgSet::HMAC.contains(header.alg) {
+            let key = check.hmac.ok_or(TokenError::AlgorithmNotAllowed)?;
+            return jsonwebtoken::decode::<T>(token, key, validation)
+                .map(|data| (data.claims, header.typ.clone()))
+                .map_err(|e| map_error(e.kind()));
+        }
+        if !check.keys.is_ready() {
             return Err(TokenError::ProviderNotReady);
         }
-        let mut keys = self.provider.keys();
+        let mut keys = check.keys.current_keys();
         if keys.candidates_for(&header).next().is_none() {
-            let generation = self.provider.key_generation();
-            keys = self.provider.refresh_keys(generation).await;
+            keys = check.keys.keys_after_miss(keys.generation).await;
         }
         let mut last = TokenError::UnknownKey;
         // Without a kid, try the (few) keys that fit the algorithm.

@@ -32,6 +32,15 @@ fn fixture() -> Fixture {
 
 /// [`fixture`] with the verifier adjusted by `adjust`.
 fn fixture_with(adjust: impl FnOnce(TokenVerifier) -> TokenVerifier) -> Fixture {
+    fixture_advertising(Some(vec!["ES256".into()]), adjust)
+}
+
+/// [`fixture_with`] whose discovery advertised `advertised` as
+/// `id_token_signing_alg_values_supported`.
+fn fixture_advertising(
+    advertised: Option<Vec<String>>,
+    adjust: impl FnOnce(TokenVerifier) -> TokenVerifier,
+) -> Fixture {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -50,13 +59,14 @@ fn fixture_with(adjust: impl FnOnce(TokenVerifier) -> TokenVerifier) -> Fixture 
     let url = |p: &str| url::Url::parse(&format!("http://127.0.0.1:9{p}")).unwrap();
     let metadata = ProviderMetadata {
         issuer: ISSUER.into(),
-        authorization_endpoint: url("/authorize"),
-        token_endpoint: url("/token"),
+        authorization_endpoint: Some(url("/authorize")),
+        token_endpoint: Some(url("/token")),
         userinfo_endpoint: None,
         jwks_uri: Some(url("/jwks")),
         end_session_endpoint: None,
         introspection_endpoint: None,
         iss_parameter_supported: false,
+        id_token_signing_algs: advertised,
     };
     let http = ProviderHttp::new(None, Duration::from_millis(200), 1 << 20).unwrap();
     let provider = Arc::new(Provider::preloaded(
@@ -832,4 +842,137 @@ fn introspection_needs_sub_and_the_required_scopes() {
         introspect(&f, &without(active(), "scope")).unwrap_err(),
         TokenError::InsufficientScope
     );
+}
+
+// ===== algorithms: discovery, HMAC, refusals =====
+
+const CLIENT_SECRET: &str = "client-secret-of-at-least-32-bytes!!";
+
+fn hmac_token(alg: Algorithm, secret: &str, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn algorithms_from_discovery_are_the_advertised_safe_ones() {
+    // ES256 advertised: the ES256 token verifies.
+    let f = fixture_advertising(Some(vec!["HS256".into(), "ES256".into()]), |v| {
+        v.with_algorithms_from_discovery()
+    });
+    assert!(f.id_token(id_claims()).await.is_ok());
+    // Only RS256 (and HS256, never taken from discovery) advertised: the
+    // ES256 token is a refused algorithm.
+    let f = fixture_advertising(Some(vec!["RS256".into(), "HS256".into()]), |v| {
+        v.with_algorithms_from_discovery()
+    });
+    assert_eq!(
+        f.id_token(id_claims()).await.unwrap_err(),
+        TokenError::AlgorithmNotAllowed
+    );
+    let hs = hmac_token(Algorithm::HS256, CLIENT_SECRET, &id_claims());
+    assert_eq!(
+        f.verifier.verify_id_token(&hs, "n-1").await.unwrap_err(),
+        TokenError::AlgorithmNotAllowed
+    );
+    // Nothing advertised: RS256 only (OpenID Connect Core 15.1).
+    let f = fixture_advertising(None, |v| v.with_algorithms_from_discovery());
+    assert_eq!(
+        f.id_token(id_claims()).await.unwrap_err(),
+        TokenError::AlgorithmNotAllowed
+    );
+    assert_eq!(
+        AlgSet::from_advertised(None),
+        AlgSet::of([Algorithm::RS256])
+    );
+    assert_eq!(
+        AlgSet::from_advertised(Some(&["none".into(), "HS512".into(), "EdDSA".into()])),
+        AlgSet::of([Algorithm::EdDSA])
+    );
+}
+
+#[tokio::test]
+async fn hmac_id_token_with_the_client_secret_ok_only_when_allowed() {
+    let secret = Secret::new(CLIENT_SECRET.to_string());
+    let f = fixture_with(|v| v.with_hmac_id_tokens(&[Algorithm::HS256], &secret));
+    let hs = hmac_token(Algorithm::HS256, CLIENT_SECRET, &id_claims());
+    let (identity, _) = f.verifier.verify_id_token(&hs, "n-1").await.unwrap();
+    assert_eq!(identity.subject, "alice");
+    // The asymmetric ones still work alongside.
+    assert!(f.id_token(id_claims()).await.is_ok());
+    // Another secret is a bad signature; another HMAC size is not allowed.
+    let wrong = hmac_token(
+        Algorithm::HS256,
+        "another-secret-another-secret-xx",
+        &id_claims(),
+    );
+    assert_eq!(
+        f.verifier.verify_id_token(&wrong, "n-1").await.unwrap_err(),
+        TokenError::BadSignature
+    );
+    let hs384 = hmac_token(Algorithm::HS384, CLIENT_SECRET, &id_claims());
+    assert_eq!(
+        f.verifier.verify_id_token(&hs384, "n-1").await.unwrap_err(),
+        TokenError::AlgorithmNotAllowed
+    );
+    // Never as a bearer token, even with access-token claims.
+    let access = hmac_token(Algorithm::HS256, CLIENT_SECRET, &access_claims());
+    assert_eq!(
+        f.verifier.verify_access_token(&access).await.unwrap_err(),
+        TokenError::AlgorithmNotAllowed
+    );
+    // Without the opt-in the same ID token is refused.
+    let f = fixture();
+    assert_eq!(
+        f.verifier.verify_id_token(&hs, "n-1").await.unwrap_err(),
+        TokenError::AlgorithmNotAllowed
+    );
+}
+
+#[tokio::test]
+async fn alg_none_and_unknown_algorithms_are_refused_algorithms_not_malformed() {
+    let f = fixture();
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    for alg in ["none", "None", "HS999"] {
+        let token = format!(
+            "{}.{}.",
+            b64(&json!({"alg": alg, "typ": "JWT"})),
+            b64(&access_claims())
+        );
+        assert_eq!(
+            f.verifier.verify_access_token(&token).await.unwrap_err(),
+            TokenError::AlgorithmNotAllowed,
+            "{alg}"
+        );
+    }
+    let garbage = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode("nope"),
+        b64(&access_claims())
+    );
+    assert_eq!(
+        f.verifier.verify_access_token(&garbage).await.unwrap_err(),
+        TokenError::Malformed
+    );
+}
+
+#[test]
+fn peeked_issuer_is_read_without_verification() {
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let t = format!(
+        "{}.{}.sig",
+        b64(&json!({"alg": "RS256"})),
+        b64(&json!({"iss": "https://ci"}))
+    );
+    assert_eq!(peek_issuer(&t).as_deref(), Some("https://ci"));
+    assert_eq!(peek_issuer("a.b.c"), None);
+    let t = format!(
+        "{}.{}.sig",
+        b64(&json!({"alg": "RS256"})),
+        b64(&json!({"iss": 5}))
+    );
+    assert_eq!(peek_issuer(&t), None);
 }

@@ -165,7 +165,7 @@ impl Echoed {
 
 // ===== HTTP clients =====
 
-fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     // reqwest is built with `rustls-tls-manual-roots-no-provider`.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
@@ -513,7 +513,9 @@ auth = "none"
                 upstream_extra = opts.upstream,
                 issuer = op.issuer(),
                 secret = op.client_secret(),
-                provider = opts.provider,
+                // `@OP_ISSUER@` stands for the DevProvider's issuer (known
+                // only once it runs), e.g. for an explicit `jwks_uri`.
+                provider = opts.provider.replace("@OP_ISSUER@", op.issuer()),
                 session_secret = random_base64(32),
                 session = opts.session,
                 bearer = opts.bearer,

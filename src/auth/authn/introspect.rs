@@ -31,6 +31,7 @@
 //! fetched on first need, retried at most every [`ENDPOINT_RETRY`]).
 
 use super::bearer::Principal;
+use super::userinfo::{BearerUserinfo, UserinfoFailure};
 use crate::clock::SharedClock;
 use crate::identity::IdentityHeaders;
 use crate::provider::client::ClientCredentials;
@@ -176,6 +177,8 @@ pub(crate) struct Introspector {
     waiting: AtomicUsize,
     limits: IntrospectionLimits,
     clock: SharedClock,
+    /// `bearer.userinfo = true`: merged into active answers before caching.
+    userinfo: Option<Arc<BearerUserinfo>>,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -224,7 +227,16 @@ impl Introspector {
             waiting: AtomicUsize::new(0),
             limits: settings.limits,
             clock,
+            userinfo: None,
         }
+    }
+
+    /// Merges the provider's userinfo into every active answer before it
+    /// is cached (`bearer.userinfo = true`); a refusal there refuses the
+    /// token, an outage is not cached.
+    pub(crate) fn with_userinfo(mut self, userinfo: Option<Arc<BearerUserinfo>>) -> Self {
+        self.userinfo = userinfo;
+        self
     }
 
     /// The principal for an opaque `token`, from the cache or a call, and
@@ -279,7 +291,7 @@ impl Introspector {
         let audience = self
             .provider
             .metadata()
-            .map(|m| m.token_endpoint.to_string())
+            .and_then(|m| m.token_endpoint.as_ref().map(Url::to_string))
             .unwrap_or_else(|| endpoint.to_string());
         let body = introspection::introspect(
             self.provider.http(),
@@ -289,7 +301,25 @@ impl Introspector {
             token,
         )
         .await?;
-        Ok(self.judge(&body))
+        let answer = self.judge(&body);
+        let (Some(userinfo), Answer::Active { principal, until }) = (&self.userinfo, &answer)
+        else {
+            return Ok(answer);
+        };
+        match userinfo.enrich(token, (*principal.identity).clone()).await {
+            Ok(principal) => Ok(Answer::Active {
+                principal,
+                until: *until,
+            }),
+            Err(e @ UserinfoFailure::Refused(_)) => {
+                tracing::info!(reason = %e, "opaque bearer token refused at userinfo");
+                Ok(Answer::Refused {
+                    reason: TokenError::Inactive,
+                    until: self.clock.now_secs() + self.negative_ttl,
+                })
+            }
+            Err(e) => Err(IntrospectError::Userinfo(e.to_string())),
+        }
     }
 
     /// The cached form of an answer body.

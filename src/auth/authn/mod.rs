@@ -11,19 +11,23 @@
 pub(crate) mod bearer;
 pub(crate) mod introspect;
 mod refresh;
+pub(crate) mod userinfo;
 
 pub(crate) use bearer::{BearerCache, Principal};
 pub(crate) use introspect::{IntrospectionSettings, Introspector};
 pub(crate) use refresh::SessionRefresher;
+pub(crate) use userinfo::BearerUserinfo;
 
+use crate::auth::responses::json_error;
 use crate::auth::session_cookie::{Presented, SessionCookies};
+use crate::body::ResponseBody;
 use crate::clock::SharedClock;
 use crate::identity::{IdentityHeaders, PrecomputedHeaders};
 use crate::metrics::{AuthOutcome, Metrics};
 use crate::session::{Opened, Session, SessionKey, SessionLookup, SessionStore, StoreError};
-use crate::token::TokenVerifier;
-use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderValue};
+use crate::token::{TokenError, TokenVerifier};
+use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use std::sync::Arc;
 
 /// Who a request was authenticated as.
@@ -68,13 +72,26 @@ pub(crate) enum Credential {
     Sealed(Opened),
 }
 
+/// Why a presented bearer token was not accepted, when that is not a
+/// plain `invalid_token` (401).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BearerRefusal {
+    /// Valid, but a `bearer.required_scopes` scope is not granted: 403
+    /// `insufficient_scope` (RFC 6750 §3.1).
+    InsufficientScope,
+    /// The provider (introspection or userinfo) did not answer: 503, fail
+    /// closed.
+    ProviderUnavailable,
+}
+
 /// The outcome of authentication: who, or whether a presented bearer
-/// token was refused (`invalid_token`), or whether the session store could
-/// not answer (`unavailable`: 503, not "signed out").
+/// token was refused (`invalid_token`, or `bearer_refusal`), or whether the
+/// session store could not answer (`unavailable`: 503, not "signed out").
 pub(crate) struct Outcome {
     pub(crate) who: Option<Authenticated>,
     pub(crate) invalid_token: bool,
     pub(crate) unavailable: bool,
+    pub(crate) bearer_refusal: Option<BearerRefusal>,
     /// `Set-Cookie` values the response must carry: a cookie-sealed session
     /// that was refreshed or resealed.
     pub(crate) set_cookies: Vec<HeaderValue>,
@@ -85,20 +102,40 @@ impl Outcome {
         who: None,
         invalid_token: false,
         unavailable: false,
+        bearer_refusal: None,
         set_cookies: Vec::new(),
     };
     const INVALID_TOKEN: Outcome = Outcome {
         who: None,
         invalid_token: true,
         unavailable: false,
+        bearer_refusal: None,
         set_cookies: Vec::new(),
     };
     const UNAVAILABLE: Outcome = Outcome {
         who: None,
         invalid_token: false,
         unavailable: true,
+        bearer_refusal: None,
         set_cookies: Vec::new(),
     };
+
+    fn bearer_refused(refusal: BearerRefusal) -> Self {
+        Outcome {
+            bearer_refusal: Some(refusal),
+            ..Outcome::ANONYMOUS
+        }
+    }
+
+    /// The outcome of a bearer token refused for `reason`.
+    fn refused_token(reason: TokenError) -> Self {
+        match reason {
+            TokenError::InsufficientScope => {
+                Outcome::bearer_refused(BearerRefusal::InsufficientScope)
+            }
+            _ => Outcome::INVALID_TOKEN,
+        }
+    }
 
     fn found(who: Authenticated) -> Self {
         Outcome {
@@ -125,6 +162,24 @@ pub(crate) struct BearerAuth {
     pub(crate) cache: BearerCache,
     pub(crate) verifier: Arc<TokenVerifier>,
     pub(crate) introspector: Option<Introspector>,
+    /// `bearer.userinfo = true`: the login provider's JWTs get userinfo
+    /// merged (introspected tokens get it inside the introspector).
+    pub(crate) userinfo: Option<Arc<BearerUserinfo>>,
+    /// The `WWW-Authenticate` of a 403 `insufficient_scope`, naming
+    /// `bearer.required_scopes`.
+    pub(crate) insufficient_scope: HeaderValue,
+}
+
+impl BearerAuth {
+    /// `Bearer error="insufficient_scope", scope="<required scopes>"`
+    /// (RFC 6750 §3; the scopes are validated scope tokens).
+    pub(crate) fn insufficient_scope_challenge(required: &[String]) -> HeaderValue {
+        HeaderValue::from_str(&format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+            required.join(" ")
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"insufficient_scope\""))
+    }
 }
 
 /// Credential → identity, for sessions and bearer tokens.
@@ -139,6 +194,31 @@ pub(crate) struct Authenticator {
 }
 
 impl Authenticator {
+    /// The response for a bearer token refused with a [`BearerRefusal`]:
+    /// 403 `insufficient_scope` with the required scopes, or 503 (JSON,
+    /// `Retry-After: 1`) when the provider did not answer.
+    pub(crate) fn refusal_response(&self, outcome: &Outcome) -> Option<Response<ResponseBody>> {
+        let refusal = outcome.bearer_refusal?;
+        Some(match refusal {
+            BearerRefusal::InsufficientScope => {
+                self.metrics.record_auth(AuthOutcome::Forbidden);
+                let mut resp = json_error(StatusCode::FORBIDDEN, "insufficient_scope");
+                if let Some(b) = &self.bearer {
+                    resp.headers_mut()
+                        .insert(WWW_AUTHENTICATE, b.insufficient_scope.clone());
+                }
+                resp
+            }
+            BearerRefusal::ProviderUnavailable => {
+                let mut resp =
+                    json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            }
+        })
+    }
+
     /// The credential a request presents: a bearer token wins over a cookie.
     pub(crate) fn credential(&self, headers: &HeaderMap) -> Credential {
         if self.bearer.is_some() {
@@ -232,34 +312,56 @@ impl Authenticator {
                         Err(e) => {
                             self.metrics.record_auth(AuthOutcome::BearerInvalid);
                             match e {
-                                introspect::IntrospectionFailure::Refused(_) => {
-                                    tracing::info!(reason = %e, "opaque bearer token refused")
+                                introspect::IntrospectionFailure::Refused(reason) => {
+                                    tracing::info!(reason = %e, "opaque bearer token refused");
+                                    Outcome::refused_token(reason)
                                 }
                                 introspect::IntrospectionFailure::Unavailable(_) => {
-                                    tracing::warn!(error = %e, "opaque bearer token not introspected")
+                                    tracing::warn!(error = %e, "opaque bearer token not introspected");
+                                    Outcome::bearer_refused(BearerRefusal::ProviderUnavailable)
                                 }
                             }
-                            Outcome::INVALID_TOKEN
                         }
                     };
                 }
-                match bearer.verifier.verify_access_token(token).await {
-                    Ok(identity) => {
-                        self.metrics.record_auth(AuthOutcome::BearerValidated);
-                        let headers = self.identity_headers.precompute(&identity);
-                        let p = Arc::new(Principal {
-                            identity: Arc::new(identity),
-                            headers,
-                        });
-                        bearer.cache.insert(BearerCache::key(token), p.clone());
-                        Outcome::found(Authenticated::Bearer(p))
-                    }
+                let identity = match bearer.verifier.verify_access_token(token).await {
+                    Ok(identity) => identity,
                     Err(e) => {
                         self.metrics.record_auth(AuthOutcome::BearerInvalid);
                         tracing::info!(reason = %e, "bearer token refused");
-                        Outcome::INVALID_TOKEN
+                        return Outcome::refused_token(e);
                     }
-                }
+                };
+                let p = match &bearer.userinfo {
+                    Some(u) if bearer.verifier.is_provider_issuer(&identity.issuer) => {
+                        match u.enrich(token, identity).await {
+                            Ok(p) => p,
+                            Err(e) => {
+                                self.metrics.record_auth(AuthOutcome::BearerInvalid);
+                                return match e {
+                                    userinfo::UserinfoFailure::Refused(_) => {
+                                        tracing::info!(reason = %e, "bearer token refused");
+                                        Outcome::INVALID_TOKEN
+                                    }
+                                    userinfo::UserinfoFailure::Unavailable(_) => {
+                                        tracing::warn!(error = %e, "bearer token not enriched");
+                                        Outcome::bearer_refused(BearerRefusal::ProviderUnavailable)
+                                    }
+                                };
+                            }
+                        }
+                    }
+                    _ => {
+                        let headers = self.identity_headers.precompute(&identity);
+                        Arc::new(Principal {
+                            identity: Arc::new(identity),
+                            headers,
+                        })
+                    }
+                };
+                self.metrics.record_auth(AuthOutcome::BearerValidated);
+                bearer.cache.insert(BearerCache::key(token), p.clone());
+                Outcome::found(Authenticated::Bearer(p))
             }
             Credential::Session(key) => {
                 let session = match self.load_session(key).await {

@@ -80,12 +80,16 @@ impl SessionRefresher {
         let Some(state) = session.refresh.as_ref() else {
             return Ok(Some(session));
         };
-        let Some(meta) = self.provider.metadata() else {
+        let Some(token_endpoint) = self
+            .provider
+            .metadata()
+            .and_then(|m| m.token_endpoint.clone())
+        else {
             return Ok(None);
         };
         let result = client::refresh(
             self.provider.http(),
-            meta.token_endpoint.as_str(),
+            token_endpoint.as_str(),
             &self.credentials,
             state.refresh_token.expose(),
         )

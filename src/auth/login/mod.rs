@@ -192,10 +192,13 @@ impl LoginFlow {
         let Some(meta) = self.provider.metadata() else {
             return provider_unavailable();
         };
+        let Some(endpoint) = meta.authorization_endpoint.as_ref() else {
+            return crate::auth::responses::no_browser_sign_in(headers);
+        };
         let (attempt, set_cookies) = self.attempts.begin(return_to, headers);
-        let mut url = self
-            .dialect
-            .authorization_url(&self.context(), &meta, &attempt.params());
+        let mut url =
+            self.dialect
+                .authorization_url(&self.context(), &meta, endpoint, &attempt.params());
         // OpenID Connect Core §11: offline access needs prompt=consent.
         if self.client.scopes.iter().any(|s| s == "offline_access") {
             url.push_str("&prompt=consent");

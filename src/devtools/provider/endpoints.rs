@@ -26,7 +26,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
         "/authorize" if get || post => authorize::authorize(&shared, req).await,
         "/authorize/login" if post => authorize::login(&shared, req).await,
         "/token" if post => token::token(&shared, req).await,
-        "/userinfo" if get || post => userinfo(&shared, &req),
+        "/userinfo" if get || post => {
+            if let Some(delay) = shared.faults.find(|f| match f {
+                Fault::UserinfoDelay(d) => Some(*d),
+                _ => None,
+            }) {
+                tokio::time::sleep(delay).await;
+            }
+            userinfo(&shared, &req)
+        }
         "/end_session" if get || post => end_session(&shared, req).await,
         "/introspect" if post => introspect::introspect(&shared, req).await,
         "/.well-known/oauth-authorization-server" if get => {
@@ -101,6 +109,19 @@ fn discovery(shared: &Shared) -> Resp {
     if shared.faults.has(&Fault::DiscoveryIssuerMismatch) {
         doc["issuer"] = json!(ATTACKER_ISSUER);
     }
+    if let Some(algs) = shared.faults.find(|f| match f {
+        Fault::AdvertisedIdTokenAlgs(a) => Some(a.clone()),
+        _ => None,
+    }) {
+        match algs {
+            Some(algs) => doc["id_token_signing_alg_values_supported"] = json!(algs),
+            None => {
+                if let Some(o) = doc.as_object_mut() {
+                    o.remove("id_token_signing_alg_values_supported");
+                }
+            }
+        }
+    }
     if !shared.faults.has(&Fault::IntrospectionOnlyInRfc8414) {
         doc["introspection_endpoint"] = json!(format!("{}/introspect", shared.issuer));
     }
@@ -161,8 +182,16 @@ fn userinfo(shared: &Shared, req: &Request<Incoming>) -> Resp {
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return resp;
     };
-    let Some(claims) = shared.keys.read().verify(token) else {
-        return invalid_token("bad signature");
+    // An opaque access token (`mint_opaque_token`) stands for its
+    // introspection answer; anything else must be a JWT of ours.
+    let opaque = shared.opaque.lock().get(token).cloned();
+    let claims = match opaque {
+        Some(answer) if answer.get("active") == Some(&Value::Bool(true)) => answer,
+        Some(_) => return invalid_token("inactive"),
+        None => match shared.keys.read().verify(token) {
+            Some(claims) => claims,
+            None => return invalid_token("bad signature"),
+        },
     };
     if claims.get("iss").and_then(Value::as_str) != Some(shared.issuer.as_str()) {
         return invalid_token("wrong issuer");

@@ -99,6 +99,11 @@ pub enum Fault {
     UserinfoUnavailable,
     /// `/userinfo` returns a `sub` that differs from the token's.
     UserinfoSubMismatch,
+    /// `/userinfo` waits this long before answering.
+    UserinfoDelay(Duration),
+    /// The discovery document's `id_token_signing_alg_values_supported` is
+    /// this list; `None` leaves the member out.
+    AdvertisedIdTokenAlgs(Option<Vec<String>>),
 
     // --- introspection (RFC 7662) and RFC 8414 metadata ---
     /// The discovery document does not name the introspection endpoint

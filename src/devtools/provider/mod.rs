@@ -91,13 +91,17 @@ pub enum SigningAlg {
     Rs256,
     /// ECDSA P-256 with SHA-256.
     Es256,
+    /// HMAC-SHA-256 keyed with the client secret (OpenID Connect Core
+    /// §10.1), for ID tokens of clients that accept it.
+    Hs256ClientSecret,
 }
 
 impl SigningAlg {
-    fn signer(self) -> Signer {
+    fn signer(self, client_secret: &str) -> Signer {
         match self {
             SigningAlg::Rs256 => Signer::Rs256,
             SigningAlg::Es256 => Signer::Es256,
+            SigningAlg::Hs256ClientSecret => Signer::Hs256(client_secret.as_bytes().to_vec()),
         }
     }
 }
@@ -316,7 +320,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn signer(&self) -> Signer {
-        self.signing_alg.lock().signer()
+        self.signing_alg.lock().signer(&self.client_secret)
     }
 
     /// Signs with the current keys; a crypto failure (which does not happen

@@ -57,11 +57,12 @@ impl Dialect for JanrainCapture {
     fn authorization_url(
         &self,
         ctx: &LoginContext<'_>,
-        meta: &ProviderMetadata,
+        _meta: &ProviderMetadata,
+        endpoint: &Url,
         attempt: &AttemptParams<'_>,
     ) -> String {
         authorization_url(
-            &meta.authorization_endpoint,
+            endpoint,
             ctx.client_id,
             &redirect_uri(ctx.redirect_uri, attempt.state),
         )
@@ -87,16 +88,18 @@ fn metadata(p: &ProviderConfig) -> Option<ProviderMetadata> {
     let at = |path: &str| base.join(path).ok();
     Some(ProviderMetadata {
         issuer: base.as_str().trim_end_matches('/').to_string(),
-        authorization_endpoint: p
-            .authorization_endpoint
-            .clone()
-            .or_else(|| at("/oauth/signin"))?,
-        token_endpoint: p.token_endpoint.clone().or_else(|| at("/oauth/token"))?,
+        authorization_endpoint: Some(
+            p.authorization_endpoint
+                .clone()
+                .or_else(|| at("/oauth/signin"))?,
+        ),
+        token_endpoint: Some(p.token_endpoint.clone().or_else(|| at("/oauth/token"))?),
         userinfo_endpoint: p.userinfo_endpoint.clone().or_else(|| at("/entity")),
         jwks_uri: None,
         end_session_endpoint: p.end_session_endpoint.clone(),
         introspection_endpoint: None,
         iss_parameter_supported: false,
+        id_token_signing_algs: None,
     })
 }
 
@@ -395,9 +398,12 @@ async fn complete_login(
 ) -> Result<DialectLogin, LoginFailure> {
     let http = ctx.http;
     let redirect_uri = redirect_uri(ctx.redirect_uri, attempt.state);
+    let Some(token_endpoint) = &meta.token_endpoint else {
+        return Err(LoginFailure::bad_gateway());
+    };
     let exchanged = token_request(
         http,
-        &meta.token_endpoint,
+        token_endpoint,
         ctx.credentials,
         &[
             ("grant_type", "authorization_code"),
@@ -428,7 +434,7 @@ async fn complete_login(
             tracing::info!("capture access token expired at /entity; refreshing once");
             let refreshed = token_request(
                 http,
-                &meta.token_endpoint,
+                token_endpoint,
                 ctx.credentials,
                 &[
                     ("grant_type", "refresh_token"),

@@ -203,15 +203,17 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         Cow::Borrowed(base)
     }
 
-    /// The URL the browser is sent to.
+    /// The URL the browser is sent to (`endpoint`: the metadata's
+    /// authorization endpoint, which a provider with browser sign-in has).
     fn authorization_url(
         &self,
         ctx: &LoginContext<'_>,
-        meta: &ProviderMetadata,
+        _meta: &ProviderMetadata,
+        endpoint: &Url,
         attempt: &AttemptParams<'_>,
     ) -> String {
         oidc::AuthorizationRequest {
-            endpoint: &meta.authorization_endpoint,
+            endpoint,
             client_id: ctx.client_id,
             redirect_uri: ctx.redirect_uri,
             scopes: ctx.scopes,
@@ -304,6 +306,7 @@ pub(crate) trait DynDialect: Send + Sync + 'static {
         &self,
         ctx: &LoginContext<'_>,
         meta: &ProviderMetadata,
+        endpoint: &Url,
         attempt: &AttemptParams<'_>,
     ) -> String;
     fn complete_login<'a>(
@@ -329,9 +332,10 @@ impl<D: Dialect> DynDialect for D {
         &self,
         ctx: &LoginContext<'_>,
         meta: &ProviderMetadata,
+        endpoint: &Url,
         attempt: &AttemptParams<'_>,
     ) -> String {
-        Dialect::authorization_url(self, ctx, meta, attempt)
+        Dialect::authorization_url(self, ctx, meta, endpoint, attempt)
     }
     fn complete_login<'a>(
         &'a self,
@@ -354,9 +358,13 @@ pub(crate) async fn standard_login<D: Dialect>(
     code: &str,
 ) -> Result<DialectLogin, LoginFailure> {
     let redirect_uri = dialect.redirect_uri(ctx.redirect_uri, &attempt);
+    let Some(token_endpoint) = &meta.token_endpoint else {
+        tracing::warn!("callback without a token endpoint (bearer-only provider)");
+        return Err(LoginFailure::bad_gateway());
+    };
     let tokens = exchange_code(
         ctx.http,
-        meta.token_endpoint.as_str(),
+        token_endpoint.as_str(),
         ctx.credentials,
         code,
         &redirect_uri,

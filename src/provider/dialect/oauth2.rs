@@ -16,6 +16,7 @@ use crate::config::ProviderConfig;
 use crate::identity::{Identity, IdentitySource};
 use crate::provider::{ProviderMetadata, ProviderRules};
 use serde_json::{Map, Value};
+use url::Url;
 
 /// Plain OAuth 2.0 with a userinfo endpoint.
 #[derive(Debug)]
@@ -35,10 +36,11 @@ impl Dialect for OAuth2 {
         &self,
         ctx: &LoginContext<'_>,
         meta: &ProviderMetadata,
+        endpoint: &Url,
         attempt: &AttemptParams<'_>,
     ) -> String {
         AuthorizationRequest {
-            endpoint: &meta.authorization_endpoint,
+            endpoint,
             client_id: ctx.client_id,
             redirect_uri: ctx.redirect_uri,
             scopes: ctx.scopes,
@@ -66,10 +68,9 @@ impl Dialect for OAuth2 {
         meta: &ProviderMetadata,
         expires_at: Option<u64>,
     ) -> Option<Identity> {
-        let issuer = if meta.issuer.is_empty() {
-            meta.authorization_endpoint.origin().ascii_serialization()
-        } else {
-            meta.issuer.clone()
+        let issuer = match &meta.authorization_endpoint {
+            Some(a) if meta.issuer.is_empty() => a.origin().ascii_serialization(),
+            _ => meta.issuer.clone(),
         };
         identity_from_userinfo(info, &issuer, expires_at)
     }
@@ -79,13 +80,14 @@ impl Dialect for OAuth2 {
 fn metadata(p: &ProviderConfig) -> Option<ProviderMetadata> {
     Some(ProviderMetadata {
         issuer: p.issuer.clone().unwrap_or_default(),
-        authorization_endpoint: p.authorization_endpoint.clone()?,
-        token_endpoint: p.token_endpoint.clone()?,
+        authorization_endpoint: Some(p.authorization_endpoint.clone()?),
+        token_endpoint: Some(p.token_endpoint.clone()?),
         userinfo_endpoint: p.userinfo_endpoint.clone(),
         jwks_uri: p.jwks_uri.clone(),
         end_session_endpoint: p.end_session_endpoint.clone(),
         introspection_endpoint: None,
         iss_parameter_supported: false,
+        id_token_signing_algs: None,
     })
 }
 
