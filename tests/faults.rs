@@ -492,6 +492,59 @@ async fn provider_down_or_slow_sessions_and_bearer_keep_working_logins_fail_fast
     assert_eq!(resp.status, 200, "{resp:?}");
 }
 
+/// The provider is down when a session's access token is due for refresh
+/// (4 s tokens: refreshed from half-life): the session keeps working while
+/// its access token is valid, and is refreshed once the provider is back.
+/// When the access token expires with the provider still down, the session
+/// ends (fail closed: nothing vouches for it any more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_down_at_refresh_time_keeps_the_session_until_its_access_token_expires() {
+    let mut h = Harness::with(Options {
+        provider: "http_timeout = \"1s\"\n".into(),
+        session: "refresh_margin = \"60s\"\n".into(),
+        op_access_token_ttl: Some(Duration::from_secs(4)),
+        ..Options::default()
+    })
+    .await;
+    let (browser, _jar) = h.browser();
+    h.login(&browser, "/app/").await;
+    let base = h.base.clone();
+    let get = |path: &'static str| {
+        let b = browser.clone();
+        let url = format!("{base}{path}");
+        async move { Resp::of(b.get(url).send().await.expect("session request")).await }
+    };
+    assert_eq!(get("/app/0").await.status, 200);
+
+    // In the refresh window, provider down: kept.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    h.op.stop_serving();
+    for path in ["/app/1", "/app/2"] {
+        let resp = get(path).await;
+        assert_eq!(resp.status, 200, "provider down at refresh time: {resp:?}");
+    }
+    // Back before the access token expires: refreshed.
+    h.op.resume_serving().await.expect("provider back");
+    let refreshed = h.op.counters().refresh;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let resp = get("/app/3").await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(
+        h.op.counters().refresh,
+        refreshed + 1,
+        "refreshed once back"
+    );
+
+    // Down again until the new access token has expired: the session ends.
+    h.op.stop_serving();
+    tokio::time::sleep(Duration::from_millis(4300)).await;
+    let resp = get("/app/4").await;
+    assert_eq!(
+        resp.status, 401,
+        "expired access token, provider down: {resp:?}"
+    );
+}
+
 // ===== the JWKS during a rotation =====
 
 /// The provider rotates its keys while its JWKS endpoint serves garbage
