@@ -243,7 +243,7 @@ async fn soak(args: SoakArgs) -> Result<(), BoxError> {
         }
     }
     for w in workers {
-        w.await?;
+        w.await??;
     }
     let elapsed = start.elapsed();
     // Idle for a moment: what is left once the load is gone.
@@ -295,14 +295,13 @@ fn take(shared: &Shared) -> bool {
     shared.done.fetch_add(1, Ordering::Relaxed) < shared.args.requests
 }
 
-async fn worker(w: usize, shared: &Shared) {
+async fn worker(w: usize, shared: &Shared) -> Result<(), reqwest::Error> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
         .pool_max_idle_per_host(4)
         .no_proxy()
-        .build()
-        .expect("http client");
+        .build()?;
     let base = &shared.args.gateway;
     let tally = &shared.tally;
     let mut n: u64 = 0;
@@ -372,6 +371,7 @@ async fn worker(w: usize, shared: &Shared) {
             .await;
         check(tally, "old cookie after sign-out", resp, 401).await;
     }
+    Ok(())
 }
 
 /// Counts the answer; the body is read to its end (keep-alive).
@@ -519,49 +519,30 @@ async fn slowloris(
         }));
     }
 
-    let mut kept_lat = Vec::new();
-    let mut new_lat = Vec::new();
-    let mut failures = Vec::new();
-    let mut max_rss = rss_before;
-    let mut max_fds = fds_before;
-    let mut max_open = 0;
-    let mut tick = 0u64;
-    println!("{:>5} {:>6} {:>9} {:>6}", "t_s", "open", "rss_mib", "fds");
-    let begin = Instant::now();
-    while Instant::now() < stop_at {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        tick += 1;
-        match authed(kept.clone(), url.clone(), token.clone()).await {
-            Ok(t) => kept_lat.push(t),
-            Err(e) => failures.push(format!("kept-alive: {e}")),
-        }
-        if tick % 4 == 0 {
-            // A user arriving now: a new connection.
-            let fresh = reqwest::Client::builder()
-                .no_proxy()
-                .pool_max_idle_per_host(0)
-                .build()?;
-            let url = url.clone();
-            let token = token.clone();
-            match authed(fresh, url, token).await {
-                Ok(t) => new_lat.push(t),
-                Err(e) => failures.push(format!("new connection: {e}")),
-            }
-            let (rss, fd, o) = (rss_kib(pid), fds(pid), open.load(Ordering::Relaxed));
-            max_rss = max_rss.max(rss);
-            max_fds = max_fds.max(fd);
-            max_open = max_open.max(o);
-            if tick % 20 == 0 {
-                println!(
-                    "{:>5.0} {:>6} {:>9.1} {:>6}",
-                    begin.elapsed().as_secs_f64(),
-                    o,
-                    mib(rss),
-                    fd
-                );
-            }
-        }
-    }
+    // The probes run on their own thread and runtime: their latency is the
+    // gateway's, not this process's scheduling of the slow connections.
+    let probe_open = open.clone();
+    let (url2, token2) = (url.clone(), token.clone());
+    let probe = tokio::task::spawn_blocking(move || {
+        probe(
+            &url2,
+            &token2,
+            stop_at,
+            pid,
+            rss_before,
+            fds_before,
+            &probe_open,
+        )
+    })
+    .await??;
+    let Probe {
+        mut kept_lat,
+        mut new_lat,
+        failures,
+        max_rss,
+        max_fds,
+        max_open,
+    } = probe;
     for t in tasks {
         let _ = t.await;
     }
@@ -607,6 +588,103 @@ async fn slowloris(
         println!("  {f}");
     }
     Ok(())
+}
+
+/// What the probes measured during the slowloris run.
+struct Probe {
+    kept_lat: Vec<Duration>,
+    new_lat: Vec<Duration>,
+    failures: Vec<String>,
+    max_rss: u64,
+    max_fds: usize,
+    max_open: usize,
+}
+
+/// Until `stop_at`: an authenticated request every 250 ms on a kept-alive
+/// connection, one per second on a new connection, and the gateway's RSS
+/// and descriptors.
+fn probe(
+    url: &str,
+    token: &str,
+    stop_at: Instant,
+    pid: u32,
+    rss_before: u64,
+    fds_before: usize,
+    open: &AtomicUsize,
+) -> Result<Probe, BoxError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let authed = |client: reqwest::Client| async move {
+            let t = Instant::now();
+            let resp = client
+                .get(url)
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await;
+            match resp {
+                Ok(r) if r.status() == 200 => {
+                    let _ = r.bytes().await;
+                    Ok(t.elapsed())
+                }
+                Ok(r) => Err(format!("status {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let kept = reqwest::Client::builder().no_proxy().build()?;
+        let _ = authed(kept.clone()).await;
+        let mut kept_lat = Vec::new();
+        let mut new_lat = Vec::new();
+        let mut failures = Vec::new();
+        let mut max_rss = rss_before;
+        let mut max_fds = fds_before;
+        let mut max_open = 0;
+        let mut tick = 0u64;
+        println!("{:>5} {:>6} {:>9} {:>6}", "t_s", "open", "rss_mib", "fds");
+        let begin = Instant::now();
+        while Instant::now() < stop_at {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            tick += 1;
+            match authed(kept.clone()).await {
+                Ok(t) => kept_lat.push(t),
+                Err(e) => failures.push(format!("kept-alive: {e}")),
+            }
+            if tick % 4 == 0 {
+                // A user arriving now: a new connection.
+                let fresh = reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(0)
+                    .build()?;
+                match authed(fresh).await {
+                    Ok(t) => new_lat.push(t),
+                    Err(e) => failures.push(format!("new connection: {e}")),
+                }
+                let (rss, fd, o) = (rss_kib(pid), fds(pid), open.load(Ordering::Relaxed));
+                max_rss = max_rss.max(rss);
+                max_fds = max_fds.max(fd);
+                max_open = max_open.max(o);
+                if tick % 20 == 0 {
+                    println!(
+                        "{:>5.0} {:>6} {:>9.1} {:>6}",
+                        begin.elapsed().as_secs_f64(),
+                        o,
+                        mib(rss),
+                        fd
+                    );
+                }
+            }
+        }
+        Ok(Probe {
+            kept_lat,
+            new_lat,
+            failures,
+            max_rss,
+            max_fds,
+            max_open,
+        })
+    })
 }
 
 /// Whether the peer closed the connection (a read would return EOF or an error).

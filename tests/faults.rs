@@ -12,6 +12,8 @@
 //! The long run of the same faults (10,000 slowloris connections, a million
 //! requests with session churn) is `benches/soak.sh`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::VecDeque;
