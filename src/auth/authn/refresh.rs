@@ -213,3 +213,31 @@ fn with_refresh_at(session: &Session, state: &RefreshState, refresh_at: u64) -> 
     }));
     kept
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn only_an_unanswering_provider_keeps_the_session() {
+        assert!(provider_unavailable(&ExchangeError::Http(
+            HttpError::Timeout
+        )));
+        assert!(provider_unavailable(&ExchangeError::Http(
+            HttpError::Unreachable("connection refused".into())
+        )));
+        let refused = |status| ExchangeError::Refused {
+            status,
+            error: "x".into(),
+        };
+        assert!(provider_unavailable(&refused(503)));
+        assert!(!provider_unavailable(&refused(400)));
+        assert!(!provider_unavailable(&refused(401)));
+        assert!(!provider_unavailable(&ExchangeError::Http(
+            HttpError::TooLarge(10)
+        )));
+        assert!(!provider_unavailable(&ExchangeError::Malformed("no token")));
+    }
+}
