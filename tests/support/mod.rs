@@ -313,6 +313,11 @@ impl GatewayProcess {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.main_url)
     }
+
+    /// The process id (to read `/proc/<pid>/status` and `/proc/<pid>/fd`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for GatewayProcess {

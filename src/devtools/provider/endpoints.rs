@@ -16,6 +16,13 @@ use crate::devtools::http::{self as h, escape_html, Resp};
 pub(crate) const MAX_FORM_BODY: usize = 64 * 1024;
 
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
+    let delay = shared.faults.find(|f| match f {
+        Fault::ResponseDelay(d) => Some(*d),
+        _ => None,
+    });
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let get = method == Method::GET || method == Method::HEAD;
@@ -134,6 +141,14 @@ fn jwks(shared: &Shared) -> Resp {
         return h::json(
             StatusCode::INTERNAL_SERVER_ERROR,
             &json!({"error": "server_error"}),
+        );
+    }
+    if shared.faults.has(&Fault::MalformedJwks) {
+        // A document cut short, as a proxy or a half-written file would serve.
+        return h::response(
+            StatusCode::OK,
+            "application/jwk-set+json",
+            r#"{"keys":[{"kty":"RSA","kid":"#.to_owned(),
         );
     }
     let doc = shared.keys.read().jwks();

@@ -90,6 +90,8 @@ pub enum Fault {
     // --- discovery, JWKS, userinfo ---
     /// `/jwks` answers 500.
     JwksUnavailable,
+    /// `/jwks` answers 200 with a truncated, unparsable document.
+    MalformedJwks,
     /// `/.well-known/openid-configuration` answers 500.
     DiscoveryUnavailable,
     /// The discovery document's `issuer` is [`ATTACKER_ISSUER`] (endpoints
@@ -122,6 +124,13 @@ pub enum Fault {
     /// (e.g. `{"active": false}`, `{"aud": "other"}`, `{"exp": 1}`); a
     /// `null` member removes one.
     IntrospectionClaims(serde_json::Value),
+
+    // --- the whole provider ---
+    /// Every endpoint waits this long before answering (a provider that is
+    /// overloaded or hangs). See also
+    /// [`DevProvider::stop_serving`](super::DevProvider::stop_serving) for a
+    /// provider that is down.
+    ResponseDelay(Duration),
 }
 
 /// The set of active faults.

@@ -586,13 +586,26 @@ impl DevProviderBuilder {
             last_sid: Mutex::new(None),
             opaque: Mutex::new(HashMap::new()),
         });
-        let handler_shared = Arc::clone(&shared);
         let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
-        let server = spawn_server_with(listener, acceptor, move |req| {
-            endpoints::handle(Arc::clone(&handler_shared), req)
-        })?;
-        Ok(DevProvider { shared, server })
+        let server = serve(&shared, listener, acceptor.clone())?;
+        Ok(DevProvider {
+            shared,
+            addr,
+            acceptor,
+            server: Some(server),
+        })
     }
+}
+
+fn serve(
+    shared: &Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> io::Result<ServerHandle> {
+    let handler_shared = Arc::clone(shared);
+    spawn_server_with(listener, acceptor, move |req| {
+        endpoints::handle(Arc::clone(&handler_shared), req)
+    })
 }
 
 // ===== impl DevProvider =====
@@ -602,7 +615,11 @@ impl DevProviderBuilder {
 /// See the [module docs](self).
 pub struct DevProvider {
     shared: Arc<Shared>,
-    server: ServerHandle,
+    addr: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// `None` between [`DevProvider::stop_serving`] and
+    /// [`DevProvider::resume_serving`].
+    server: Option<ServerHandle>,
 }
 
 impl std::fmt::Debug for DevProvider {
@@ -610,7 +627,8 @@ impl std::fmt::Debug for DevProvider {
         f.debug_struct("DevProvider")
             .field("issuer", &self.shared.issuer)
             .field("client_id", &self.shared.client_id)
-            .field("addr", &self.server.addr())
+            .field("addr", &self.addr)
+            .field("serving", &self.server.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -631,7 +649,7 @@ impl DevProvider {
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
+        self.addr
     }
 
     /// The registered client's id.
@@ -651,7 +669,44 @@ impl DevProvider {
 
     /// Stops the server now (dropping the handle does the same).
     pub fn shutdown(mut self) {
-        self.server.stop();
+        self.stop_serving();
+    }
+
+    /// The provider goes down: the listener is closed (connections to
+    /// [`addr`](Self::addr) are refused) and open connections are closed.
+    /// Keys, grants and faults are kept for [`resume_serving`](Self::resume_serving).
+    /// Does nothing when already stopped.
+    pub fn stop_serving(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.stop();
+        }
+    }
+
+    /// Serves again on the same address (and issuer) after
+    /// [`stop_serving`](Self::stop_serving), with the same state. Does
+    /// nothing while serving.
+    ///
+    /// # Errors
+    /// When the address cannot be bound again (another process took the port).
+    pub async fn resume_serving(&mut self) -> io::Result<()> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        // The stopped accept loop drops its listener when its task is
+        // cancelled, which may be a moment after `stop_serving`.
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.server = Some(serve(&self.shared, listener, self.acceptor.clone())?);
+        Ok(())
     }
 
     // --- faults ---

@@ -1066,6 +1066,52 @@ async fn fault_discovery_and_jwks_faults() {
 }
 
 #[tokio::test]
+async fn fault_malformed_jwks_is_not_a_key_set() {
+    let op = start().await;
+    op.set_fault(Fault::MalformedJwks);
+    let reply = get(&format!("{}/jwks", op.issuer())).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(serde_json::from_slice::<Value>(&reply.body).is_err());
+    op.clear_faults();
+    assert_eq!(jwks(&op).await.keys.len(), 2);
+}
+
+#[tokio::test]
+async fn fault_response_delay_holds_every_endpoint() {
+    let op = start().await;
+    op.set_fault(Fault::ResponseDelay(Duration::from_millis(300)));
+    for url in [op.discovery_url(), format!("{}/jwks", op.issuer())] {
+        let t = std::time::Instant::now();
+        assert_eq!(get(&url).await.status, StatusCode::OK);
+        assert!(t.elapsed() >= Duration::from_millis(300), "{url}");
+    }
+}
+
+#[tokio::test]
+async fn stop_and_resume_serving_keeps_address_and_keys() {
+    let mut op = start().await;
+    let kid = op.rsa_kid();
+    op.stop_serving();
+    let addr = op.addr();
+    let mut refused = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "stopped provider still accepts connections");
+    op.resume_serving().await.unwrap();
+    assert_eq!(op.addr(), addr);
+    let set = jwks(&op).await;
+    assert!(set
+        .keys
+        .iter()
+        .any(|k| k.common.key_id.as_deref() == Some(kid.as_str())));
+}
+
+#[tokio::test]
 async fn fault_userinfo_sub_mismatch_and_unavailable() {
     let op = start().await;
     let access = tokens(&op).await["access_token"]
