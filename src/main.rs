@@ -1,5 +1,6 @@
 //! `oidc-gateway`: load the configuration (exit 2 when it is bad), start,
-//! serve until SIGTERM/SIGINT, drain, exit 0.
+//! serve until SIGTERM/SIGINT (reloading the configuration at each SIGHUP),
+//! drain, exit 0.
 
 use clap::{Parser, Subcommand};
 use oidc_gateway::config::{ConfigError, GatewayConfig};
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_tracing();
-            runtime(|| run(config))
+            runtime(|| run(config, &cli.config))
         }
         #[cfg(feature = "devtools")]
         Command::Demo { port } => {
@@ -167,7 +168,7 @@ fn init_tracing() {
     }
 }
 
-async fn run(config: GatewayConfig) -> ExitCode {
+async fn run(config: GatewayConfig, path: &Path) -> ExitCode {
     let gateway = match RunningGateway::start(config).await {
         Ok(g) => g,
         Err(e) => {
@@ -175,7 +176,14 @@ async fn run(config: GatewayConfig) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    shutdown_signal().await;
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut hangup = hangup_signals();
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = hangup.recv() => reload(&gateway, path).await,
+        }
+    }
     tracing::info!("shutting down: draining in-flight requests");
     match gateway.shutdown().await {
         Ok(()) => {
@@ -185,6 +193,65 @@ async fn run(config: GatewayConfig) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "server error");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// One message per SIGHUP (none where there are no signals).
+fn hangup_signals() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut s) => {
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    // Signals during a reload fold into one more reload.
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "no SIGHUP handler: reload needs a restart"),
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
+}
+
+/// Reloads the configuration file at `path` (SIGHUP): one log line for
+/// the outcome, one more naming restart-only settings that changed.
+async fn reload(gateway: &RunningGateway, path: &Path) {
+    let metrics = gateway.metrics();
+    let config = match GatewayConfig::from_path(path) {
+        Ok(c) => c,
+        Err(e) => {
+            metrics.record_config_reload(false);
+            let problems = e.to_string().replace('\n', "; ");
+            tracing::error!(
+                config = %path.display(),
+                error = %problems,
+                "reload refused: the running configuration keeps serving"
+            );
+            return;
+        }
+    };
+    match gateway.reload(config).await {
+        Ok(report) => {
+            metrics.record_config_reload(true);
+            tracing::info!(config = %path.display(), "configuration reloaded: new requests use it");
+            if !report.not_applied.is_empty() {
+                tracing::warn!(
+                    settings = %report.not_applied.join(", "),
+                    "changed settings need a restart: the running values are kept"
+                );
+            }
+        }
+        Err(e) => {
+            metrics.record_config_reload(false);
+            tracing::error!(
+                config = %path.display(),
+                error = %e,
+                "reload refused: the running configuration keeps serving"
+            );
         }
     }
 }

@@ -313,6 +313,21 @@ impl GatewayProcess {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.main_url)
     }
+
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The temp dir holding `gateway.toml` and the logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What the process wrote to stderr so far (its log).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.stderr")).unwrap_or_default()
+    }
 }
 
 impl Drop for GatewayProcess {
