@@ -170,6 +170,16 @@ pub struct CertFiles {
     pub key: (PathBuf, Vec<u8>),
 }
 
+impl std::fmt::Debug for CertFiles {
+    /// The paths only: never the key's bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertFiles")
+            .field("cert", &self.cert.0)
+            .field("key", &self.key.0)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CertFiles {
     /// Reads both files (following symlinks, as cert-manager's mounted
     /// Secrets need).
