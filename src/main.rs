@@ -42,9 +42,13 @@ enum Command {
         )
     )]
     Demo {
-        /// Port of the gateway's HTTPS listener.
+        /// Port of the gateway's listener (0: a free port, printed).
         #[arg(long, default_value_t = 8443)]
         port: u16,
+        /// Serve plain HTTP on loopback instead of TLS with the test
+        /// certificate (nothing to trust).
+        #[arg(long)]
+        plain_http: bool,
     },
 }
 
@@ -61,12 +65,12 @@ fn main() -> ExitCode {
             runtime(|| run(config, &cli.config))
         }
         #[cfg(feature = "devtools")]
-        Command::Demo { port } => {
+        Command::Demo { port, plain_http } => {
             init_tracing();
-            runtime(|| demo::run(port))
+            runtime(|| demo::run(port, plain_http))
         }
         #[cfg(not(feature = "devtools"))]
-        Command::Demo { port: _ } => {
+        Command::Demo { .. } => {
             eprintln!("{NO_DEVTOOLS}");
             ExitCode::from(2)
         }

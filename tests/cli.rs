@@ -693,3 +693,72 @@ async fn demo_serves_tls_and_logs_in_through_provider_form() {
             .unwrap();
     assert_eq!(exit.code(), Some(0));
 }
+
+/// `demo --port 0 --plain-http` prints the port it got, and serves there.
+#[tokio::test]
+async fn demo_port_0_prints_the_real_port_plain_http() {
+    let child = gateway()
+        .current_dir(repo_root())
+        .args(["demo", "--port", "0", "--plain-http"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut printed = String::new();
+    let base = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("demo printed no Open line; got:\n{printed}"));
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("Open") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_owned();
+        }
+    };
+    let port: u16 = base
+        .strip_prefix("http://localhost:")
+        .unwrap_or_else(|| panic!("not a plain http localhost URL: {base}"))
+        .parse()
+        .unwrap();
+    assert_ne!(port, 0, "{printed}");
+    let client = support::api_client(None);
+    let public = client.get(format!("{base}/public/")).send().await.unwrap();
+    assert_eq!(public.status(), 200);
+    let start = client
+        .get(format!("{base}/x"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 302);
+    let to = start.headers()["location"].to_str().unwrap();
+    assert!(
+        to.contains(&format!(
+            "redirect_uri=http%3A%2F%2Flocalhost%3A{port}%2Foauth2%2Fcallback"
+        )),
+        "{to}"
+    );
+    sigterm(&child.0);
+    let exit =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child.0, Duration::from_secs(10)))
+            .await
+            .unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
