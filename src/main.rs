@@ -32,7 +32,13 @@ enum Command {
     /// Run the gateway (the default).
     Run,
     /// Load and validate the configuration, print `config ok` or every problem.
-    Check,
+    Check {
+        /// Also contact the provider and report its discovery, endpoints,
+        /// keys, the algorithms that will be accepted, and the URIs to
+        /// register (exit 2 when a login could not work).
+        #[arg(long)]
+        provider: bool,
+    },
     /// Start a complete local setup: development OpenID Provider, echo
     /// upstream and the gateway with TLS from `certs/`.
     #[cfg_attr(
@@ -55,7 +61,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Check => check(&cli.config),
+        Command::Check { provider: false } => check(&cli.config),
+        Command::Check { provider: true } => match check(&cli.config) {
+            code if code != ExitCode::SUCCESS => code,
+            _ => match load(&cli.config) {
+                Ok(config) => runtime(|| check_provider(config)),
+                Err(code) => code,
+            },
+        },
         Command::Run => {
             let config = match load(&cli.config) {
                 Ok(c) => c,
@@ -152,6 +165,93 @@ fn check(path: &Path) -> ExitCode {
     }
     println!("config ok");
     ExitCode::SUCCESS
+}
+
+/// `check --provider`: what the provider says, and what to register there.
+async fn check_provider(config: GatewayConfig) -> ExitCode {
+    let issuer = config
+        .provider
+        .issuer
+        .clone()
+        .unwrap_or_else(|| "(the dialect's issuer)".to_owned());
+    let report = match oidc_gateway::probe::probe(&config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("provider {issuer}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let m = &report.metadata;
+    let opt = |u: &Option<url::Url>| u.as_ref().map_or("(none)".to_owned(), |u| u.to_string());
+    println!("provider {issuer}: discovery ok");
+    println!("  issuer                  {}", m.issuer);
+    println!("  authorization_endpoint  {}", m.authorization_endpoint);
+    println!("  token_endpoint          {}", m.token_endpoint);
+    println!("  userinfo_endpoint       {}", opt(&m.userinfo_endpoint));
+    println!("  jwks_uri                {}", opt(&m.jwks_uri));
+    println!("  end_session_endpoint    {}", opt(&m.end_session_endpoint));
+    println!(
+        "  introspection_endpoint  {}",
+        opt(&m.introspection_endpoint)
+    );
+    println!("keys: {} usable", report.usable_keys);
+    match &report.keys {
+        Ok(keys) => {
+            for k in keys {
+                let verifies: Vec<String> = k.verifies.iter().map(|a| a.to_string()).collect();
+                println!(
+                    "  kid={} kty={}{} alg={}{} verifies: {}",
+                    k.kid.as_deref().unwrap_or("(none)"),
+                    k.kty,
+                    k.crv
+                        .as_ref()
+                        .map_or(String::new(), |c| format!(" crv={c}")),
+                    k.alg.as_deref().unwrap_or("(any)"),
+                    k.key_use
+                        .as_ref()
+                        .map_or(String::new(), |u| format!(" use={u}")),
+                    if verifies.is_empty() {
+                        "nothing allowed".to_owned()
+                    } else {
+                        verifies.join(", ")
+                    },
+                );
+            }
+        }
+        Err(why) => println!("  (cannot list them: {why})"),
+    }
+    let names = |v: &[oidc_gateway::config::SigningAlgorithm]| {
+        v.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("accepted algorithms: {}", names(&report.accepted));
+    if !report.without_key.is_empty() {
+        println!(
+            "allowed but no key verifies them: {}",
+            names(&report.without_key)
+        );
+    }
+    println!(
+        "register at the provider for client_id {}:",
+        config.provider.client_id
+    );
+    println!("  redirect URI              {}", report.redirect_uri);
+    println!(
+        "  post-logout redirect URI  {}",
+        report.post_logout_redirect_uri
+    );
+    if report.is_usable() {
+        println!("provider ok");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "provider {issuer}: no key verifies any of provider.allowed_algorithms ({}): logins will fail",
+            names(&config.provider.allowed_algorithms)
+        );
+        ExitCode::from(2)
+    }
 }
 
 fn init_tracing() {

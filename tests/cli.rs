@@ -762,3 +762,115 @@ async fn demo_port_0_prints_the_real_port_plain_http() {
             .unwrap();
     assert_eq!(exit.code(), Some(0));
 }
+
+// ===== check --provider =====
+
+fn provider_config(issuer: &str, extra_provider: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://app.example.com"
+
+[upstream]
+url = "http://127.0.0.1:9"
+
+[provider]
+issuer = "{issuer}"
+client_id = "gateway"
+client_secret = "s3cr3t-value"
+{extra_provider}
+
+[session]
+secret = "{secret}"
+"#,
+        secret = support::random_base64(32),
+    )
+}
+
+/// `check --provider` reports discovery, endpoints, keys, accepted
+/// algorithms and the URIs to register; exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_provider_reports_keys_algorithms_and_uris_exit_0() {
+    let op = support::DevProvider::builder()
+        .insecure_fixed_keys()
+        .start()
+        .await
+        .unwrap();
+    let dir = TempDir::new("cli-check-provider");
+    let path = write(&dir, "gateway.toml", &provider_config(op.issuer(), ""));
+    let out = tokio::task::spawn_blocking(move || {
+        gateway()
+            .args(["--config"])
+            .arg(&path)
+            .args(["check", "--provider"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for want in [
+        "discovery ok",
+        &format!("token_endpoint          {}/token", op.issuer()),
+        "kty=RSA",
+        "accepted algorithms: RS256",
+        "redirect URI              https://app.example.com/oauth2/callback",
+        "post-logout redirect URI  https://app.example.com/oauth2/signed_out",
+        "provider ok",
+    ] {
+        assert!(stdout.contains(want), "no {want:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("s3cr3t-value") && !stderr.contains("s3cr3t-value"));
+
+    // Only algorithms no key can verify: exit 2, said plainly.
+    let dir = TempDir::new("cli-check-provider");
+    let path = write(
+        &dir,
+        "gateway.toml",
+        &provider_config(op.issuer(), "allowed_algorithms = [\"EdDSA\"]"),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        gateway()
+            .arg("--config")
+            .arg(&path)
+            .args(["check", "--provider"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("allowed but no key verifies them: EdDSA"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("logins will fail"), "{stderr}");
+}
+
+/// An unreachable provider: exit 2 with the reason.
+#[test]
+fn check_provider_unreachable_exit_2() {
+    let dir = TempDir::new("cli-check-provider");
+    let port = free_port();
+    let path = write(
+        &dir,
+        "gateway.toml",
+        &provider_config(&format!("http://127.0.0.1:{port}"), "http_timeout = \"2s\""),
+    );
+    let out = gateway()
+        .arg("--config")
+        .arg(&path)
+        .args(["check", "--provider"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("provider http://127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("provider ok"), "{stdout}");
+}
