@@ -32,4 +32,10 @@ if ! command -v redis-server >/dev/null; then
   apt_install redis-server
 fi
 
+# nginx: the forward-auth example (deploy/nginx/) is run in front of the
+# gateway by tests/forward_auth_nginx.rs.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  apt_install nginx
+fi
+
 cargo test "$@"
