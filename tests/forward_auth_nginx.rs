@@ -94,7 +94,11 @@ http {{
             if let Some(status) = nginx.child.try_wait().unwrap() {
                 panic!("nginx exited ({status})\n{}", nginx.logs());
             }
-            assert!(Instant::now() < deadline, "nginx not listening\n{}", nginx.logs());
+            assert!(
+                Instant::now() < deadline,
+                "nginx not listening\n{}",
+                nginx.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         nginx
@@ -188,8 +192,15 @@ secret = "{session_secret}"
     let first = get(format!("{origin}/app/page")).await;
     assert_eq!(first.status(), 302, "{}\n{}", nginx.logs(), gw.logs());
     let start = location(&first).unwrap();
-    assert_eq!(start.as_str(), format!("{origin}/oauth2/start?rd=/app/page"));
-    assert_eq!(app.request_count(), 0, "the app was reached unauthenticated");
+    assert_eq!(
+        start.as_str(),
+        format!("{origin}/oauth2/start?rd=/app/page")
+    );
+    assert_eq!(
+        app.request_count(),
+        0,
+        "the app was reached unauthenticated"
+    );
     // /oauth2/start (through nginx) → provider (auto-login) → callback
     // (through nginx) → back to the page.
     let to_op = get(start.to_string()).await;
@@ -199,7 +210,9 @@ secret = "{session_secret}"
     let back = get(authorize.to_string()).await;
     let callback = location(&back).unwrap();
     assert!(
-        callback.as_str().starts_with(&format!("{origin}/oauth2/callback")),
+        callback
+            .as_str()
+            .starts_with(&format!("{origin}/oauth2/callback")),
         "{callback}"
     );
     let done = get(callback.to_string()).await;

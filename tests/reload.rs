@@ -76,16 +76,25 @@ async fn follow(client: &reqwest::Client, url: &str) -> reqwest::Response {
     panic!("too many redirects from {url}");
 }
 
-fn config(
+/// What every version of the test's gateway.toml shares.
+struct Setup<'a> {
     port: u16,
     admin: u16,
-    dir: &Path,
-    op: &DevProvider,
-    echo: &DevEcho,
-    secret: &str,
-    extra_headers: &str,
-    extra_routes: &str,
-) -> String {
+    dir: &'a Path,
+    op: &'a DevProvider,
+    echo: &'a DevEcho,
+    secret: &'a str,
+}
+
+fn config(setup: &Setup<'_>, extra_headers: &str, extra_routes: &str) -> String {
+    let Setup {
+        port,
+        admin,
+        dir,
+        op,
+        echo,
+        secret,
+    } = setup;
     format!(
         r#"
 [server]
@@ -146,7 +155,15 @@ async fn sighup_applies_new_config_refuses_bad_one_and_cert_rotates_without_sign
     let write = |gw: &GatewayProcess, text: &str| {
         std::fs::write(gw.dir().join("gateway.toml"), text).unwrap();
     };
-    let first = config(port, admin, certs_path, &op, &echo, &secret, "", "");
+    let setup = Setup {
+        port,
+        admin,
+        dir: certs_path,
+        op: &op,
+        echo: &echo,
+        secret: &secret,
+    };
+    let first = config(&setup, "", "");
     let gw = GatewayProcess::start(
         &first,
         &format!("https://localhost:{port}"),
@@ -180,12 +197,7 @@ async fn sighup_applies_new_config_refuses_bad_one_and_cert_rotates_without_sign
 
     // New route, new header name, and a restart-only change.
     let second = config(
-        port,
-        admin,
-        certs_path,
-        &op,
-        &echo,
-        &secret,
+        &setup,
         "user = \"X-Reloaded-User\"",
         "[[route]]\npath = \"/open/\"\nauth = \"none\"\n",
     )
