@@ -285,7 +285,14 @@ async fn run(config: GatewayConfig, path: &Path) -> ExitCode {
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            Some(()) = hangup.recv() => reload(&gateway, path).await,
+            Some(()) = hangup.recv() => {
+                // A reload waits for the new provider: SIGTERM still stops
+                // at once (a reload cut short applies nothing).
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = reload(&gateway, path) => {}
+                }
+            }
         }
     }
     tracing::info!("shutting down: draining in-flight requests");
