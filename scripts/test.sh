@@ -46,4 +46,10 @@ if [ ! -x "$django_venv/bin/python" ] || ! "$django_venv/bin/python" -c 'import 
   "$django_venv/bin/pip" install -q --disable-pip-version-check -r tests/django-provider/requirements.txt
 fi
 
+# nginx: the forward-auth example (deploy/nginx/) is run in front of the
+# gateway by tests/forward_auth_nginx.rs.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  apt_install nginx
+fi
+
 cargo test "$@"

@@ -9,6 +9,16 @@
 //! Two-phase start: the configuration is validated first (nothing bound);
 //! [`RunningGateway::start`] then binds both listeners and serves until
 //! [`RunningGateway::shutdown`].
+//!
+//! Reload: [`RunningGateway::reload`] builds a whole new service (layer,
+//! routes, policies, provider, header names, upstreams) from a new
+//! configuration on the same session store and metrics, waits until its
+//! provider is loaded, and swaps it in: each request takes the service that
+//! is current when it arrives, so requests in flight finish on the old one
+//! and open connections stay open. The TLS certificate is behind a
+//! [`ReloadingCert`] that the reload replaces and a watcher re-reads every
+//! [`CERT_POLL_PERIOD`]. Settings bound at start ([`RESTART_ONLY`]) keep
+//! their running values.
 
 use crate::admin::AdminService;
 use crate::auth::{MatchedRoute, Oidc, OidcLayer};
@@ -16,13 +26,16 @@ use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
 use crate::proxy::headers::sanitize_request;
 use crate::proxy::{ProxyOptions, ReverseProxy};
+use crate::server::reloading_cert::{CertPoll, ReloadingCert};
 use crate::server::{self, ServeOptions};
+use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -48,6 +61,59 @@ pub enum StartError {
     /// The upstream URL is unusable.
     #[error("upstream: {0}")]
     Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// How often the TLS certificate files are re-read for a change.
+pub const CERT_POLL_PERIOD: Duration = Duration::from_secs(2);
+
+/// The settings a reload cannot apply (they are bound at start: listeners,
+/// the serving loop's limits, and the session store with its keys); a
+/// reload that changes them says so in a log line and keeps the running
+/// values.
+pub const RESTART_ONLY: &[&str] = &[
+    "server.listen",
+    "admin.listen",
+    "server.tls_cert/tls_key (turning TLS on or off; new paths do apply)",
+    "server.shutdown_timeout",
+    "server.header_read_timeout",
+    "server.headers_with_underscores",
+    "session.store",
+    "session.secret",
+    "session.previous_secrets",
+    "session.lifetime",
+    "session.max_sessions",
+    "session.redis_url",
+    "session.redis_key_prefix",
+    "session.redis_cache_ttl",
+];
+
+/// Why a reload was refused (the running configuration keeps serving).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The new certificate or key cannot be used.
+    #[error("tls: {0}")]
+    Tls(#[source] crate::server::tls::TlsError),
+    /// The new authentication layer could not be built.
+    #[error("auth: {0}")]
+    Auth(#[source] crate::auth::LayerError),
+    /// A new upstream URL is unusable.
+    #[error("upstream: {0}")]
+    Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The provider's metadata and keys could not be loaded with the new
+    /// configuration within the bound.
+    #[error(
+        "the provider's metadata and keys did not load within {0:?} with the new configuration"
+    )]
+    ProviderNotReady(Duration),
+}
+
+/// What a reload applied.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ReloadReport {
+    /// Restart-only settings that changed and were not applied.
+    pub not_applied: Vec<&'static str>,
 }
 
 /// The main listener's service: strips hop-by-hop headers (including those
@@ -154,12 +220,123 @@ impl tower_service::Service<http::Request<Incoming>> for GatewayService {
     }
 }
 
+/// The service of the running configuration and its layer.
+#[derive(Debug)]
+struct Active {
+    layer: OidcLayer,
+    service: GatewayService,
+}
+
+/// The main listener's service across reloads: each request is handed to
+/// the service current when it arrives.
+#[derive(Clone, Debug)]
+struct CurrentService {
+    active: Arc<ArcSwap<Active>>,
+}
+
+impl tower_service::Service<http::Request<Incoming>> for CurrentService {
+    type Response = http::Response<crate::body::ResponseBody>;
+    type Error = Infallible;
+    type Future = <GatewayService as tower_service::Service<http::Request<Incoming>>>::Future;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The service is chosen per request in `call`, which polls it.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Incoming>) -> Self::Future {
+        let mut service = self.active.load().service.clone();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // Always ready (the layer and the proxies hold no capacity).
+        let _ =
+            tower_service::Service::<http::Request<Incoming>>::poll_ready(&mut service, &mut cx);
+        service.call(req)
+    }
+}
+
+/// Builds the layer and the service of `config`, on `store` when given.
+fn build_active(
+    config: &GatewayConfig,
+    metrics: &Arc<Metrics>,
+    store: Option<Arc<dyn crate::session::SessionStore>>,
+) -> Result<(Active, Vec<crate::proxy::Tunnels>), StartError> {
+    let mut builder = OidcLayer::builder(config.oidc())
+        .metrics(metrics.clone())
+        .assertion_audience(config.upstream.url.origin().ascii_serialization());
+    if let Some(store) = store {
+        builder = builder.shared_session_store(store);
+    }
+    let layer = builder.build().map_err(StartError::Auth)?;
+    let upstreams = Upstreams::from_config(config, metrics)?;
+    let tunnels = upstreams.tunnels();
+    let service = GatewayService {
+        inner: tower_layer::Layer::layer(&layer, upstreams),
+    };
+    Ok((Active { layer, service }, tunnels))
+}
+
+/// Gives `new` the running values of the restart-only settings and names
+/// those that differed.
+fn keep_restart_only(old: &GatewayConfig, new: &mut GatewayConfig) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! keep {
+        ($name:literal, $($field:tt)+) => {
+            if old.$($field)+ != new.$($field)+ {
+                changed.push($name);
+                new.$($field)+ = old.$($field)+.clone();
+            }
+        };
+    }
+    keep!("server.listen", server.listen);
+    keep!("admin.listen", admin.listen);
+    keep!("server.shutdown_timeout", server.shutdown_timeout);
+    keep!("server.header_read_timeout", server.header_read_timeout);
+    keep!(
+        "server.headers_with_underscores",
+        server.headers_with_underscores
+    );
+    keep!("session.store", session.store);
+    keep!("session.lifetime", session.lifetime);
+    keep!("session.max_sessions", session.max_sessions);
+    keep!("session.redis_key_prefix", session.redis_key_prefix);
+    keep!("session.redis_cache_ttl", session.redis_cache_ttl);
+    let tls_on = |c: &GatewayConfig| c.server.tls_cert.is_some() && c.server.tls_key.is_some();
+    if tls_on(old) != tls_on(new) {
+        changed.push("server.tls_cert/tls_key (TLS on or off)");
+        new.server.tls_cert.clone_from(&old.server.tls_cert);
+        new.server.tls_key.clone_from(&old.server.tls_key);
+    }
+    // Secrets: compared through a derived value, never by their text.
+    let fingerprint = |s: &crate::secret::SessionSecret| s.derive(b"oidc-gateway reload compare");
+    let s = (&old.session, &mut new.session);
+    if fingerprint(&s.0.secret) != fingerprint(&s.1.secret) {
+        changed.push("session.secret");
+        s.1.secret = s.0.secret.clone();
+    }
+    let fingerprints =
+        |v: &[crate::secret::SessionSecret]| v.iter().map(fingerprint).collect::<Vec<_>>();
+    if fingerprints(&s.0.previous_secrets) != fingerprints(&s.1.previous_secrets) {
+        changed.push("session.previous_secrets");
+        s.1.previous_secrets.clone_from(&s.0.previous_secrets);
+    }
+    let url = |u: &Option<crate::secret::Secret>| u.as_ref().map(|u| u.expose().to_owned());
+    if url(&s.0.redis_url) != url(&s.1.redis_url) {
+        changed.push("session.redis_url");
+        s.1.redis_url.clone_from(&s.0.redis_url);
+    }
+    changed
+}
+
 /// A gateway that is serving.
 #[derive(Debug)]
 pub struct RunningGateway {
     main_addr: SocketAddr,
     admin_addr: SocketAddr,
-    layer: OidcLayer,
+    active: Arc<ArcSwap<Active>>,
+    /// The running configuration (what a reload compares with).
+    config: Mutex<GatewayConfig>,
+    cert: Option<Arc<ReloadingCert>>,
+    tunnels: Arc<Mutex<Vec<crate::proxy::Tunnels>>>,
     metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<io::Result<()>>>,
@@ -168,24 +345,30 @@ pub struct RunningGateway {
 impl RunningGateway {
     /// Binds the listeners of `config` (port 0 picks a free port) and serves.
     pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> {
-        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
-            (Some(cert), Some(key)) => {
-                Some(server::tls::load_server_config(cert, key).map_err(StartError::Tls)?)
-            }
+        let cert = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                ReloadingCert::load(cert, key).map_err(StartError::Tls)?,
+            )),
             _ => None,
         };
-        let metrics = Arc::new(Metrics::new());
-        let layer = OidcLayer::builder(config.oidc())
-            .metrics(metrics.clone())
-            .assertion_audience(config.upstream.url.origin().ascii_serialization())
-            .build()
-            .map_err(StartError::Auth)?;
-        let upstreams = Upstreams::from_config(&config, &metrics)?;
-        let tunnels = upstreams.tunnels();
-        let service = GatewayService {
-            inner: tower_layer::Layer::layer(&layer, upstreams),
+        let tls = match &cert {
+            Some(cert) => Some(
+                server::tls::server_config_with_resolver(cert.clone()).map_err(StartError::Tls)?,
+            ),
+            None => None,
         };
-        let admin = AdminService::new(metrics.clone(), layer.readiness());
+        let metrics = Arc::new(Metrics::new());
+        let (active, tunnels) = build_active(&config, &metrics, None)?;
+        let active = Arc::new(ArcSwap::from_pointee(active));
+        let tunnels = Arc::new(Mutex::new(tunnels));
+        let service = CurrentService {
+            active: active.clone(),
+        };
+        let readiness = {
+            let active = active.clone();
+            Arc::new(move || active.load().layer.is_ready())
+        };
+        let admin = AdminService::new(metrics.clone(), readiness);
 
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -226,33 +409,110 @@ impl RunningGateway {
         // WebSocket tunnels are not hyper's to drain: same bound, in parallel.
         let drain_timeout = config.server.shutdown_timeout;
         let mut tunnel_stop = stop.subscribe();
+        let all_tunnels = tunnels.clone();
         let tunnel_task = tokio::spawn(async move {
             let _ = tunnel_stop.wait_for(|s| *s).await;
+            let tunnels = all_tunnels
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
             futures_util::future::join_all(tunnels.iter().map(|t| t.drain(drain_timeout))).await;
             Ok(())
         });
+        let mut tasks = vec![main_task, admin_task, tunnel_task];
+        if let Some(cert) = &cert {
+            tasks.push(tokio::spawn(watch_cert(
+                cert.clone(),
+                metrics.clone(),
+                stop.subscribe(),
+            )));
+        }
         // Keep the sessions gauge current as sessions expire.
-        let gauge_layer = layer.clone();
+        let gauge_active = active.clone();
         let gauge_metrics = metrics.clone();
         let mut gauge_stop = stop.subscribe();
         let gauge_task = tokio::spawn(async move {
             loop {
-                gauge_metrics.set_sessions(gauge_layer.session_count());
+                gauge_metrics.set_sessions(gauge_active.load().layer.session_count());
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
                     _ = gauge_stop.wait_for(|s| *s) => return Ok(()),
                 }
             }
         });
+        tasks.push(gauge_task);
         tracing::info!(%main_addr, %admin_addr, "oidc-gateway listening");
         Ok(RunningGateway {
             main_addr,
             admin_addr,
-            layer,
+            active,
+            config: Mutex::new(config),
+            cert,
+            tunnels,
             metrics,
             stop,
-            tasks: vec![main_task, admin_task, tunnel_task, gauge_task],
+            tasks,
         })
+    }
+
+    /// Applies `new` (already validated as `check` does): the certificate,
+    /// then routes, policies, provider, header names and upstreams, on the
+    /// same session store. Restart-only settings ([`RESTART_ONLY`]) keep
+    /// their running values and are listed in the report. On an error
+    /// nothing changed. Does not log or count: the caller does.
+    pub async fn reload(&self, mut new: GatewayConfig) -> Result<ReloadReport, ReloadError> {
+        let old = self
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let not_applied = keep_restart_only(&old, &mut new);
+        let cert = match (&self.cert, &new.server.tls_cert, &new.server.tls_key) {
+            (Some(_), Some(cert), Some(key)) => {
+                let (cert, key) = (cert.clone(), key.clone());
+                let files = tokio::task::spawn_blocking(move || {
+                    let files = server::tls::CertFiles::read(&cert, &key)?;
+                    let certified = files.certified_key()?;
+                    Ok((files, certified))
+                })
+                .await
+                .map_err(|e| {
+                    ReloadError::Tls(server::tls::TlsError::Read {
+                        path: Default::default(),
+                        source: io::Error::other(e),
+                    })
+                })?
+                .map_err(ReloadError::Tls)?;
+                Some(files)
+            }
+            _ => None,
+        };
+        let store = self.active.load().layer.shared_session_store();
+        let (active, tunnels) =
+            build_active(&new, &self.metrics, Some(store)).map_err(|e| match e {
+                StartError::Auth(e) => ReloadError::Auth(e),
+                StartError::Upstream(e) => ReloadError::Upstream(e),
+                other => ReloadError::Upstream(Box::new(other)),
+            })?;
+        // The new provider loads its metadata and keys before it serves.
+        let bound = new.provider.http_timeout * 2 + Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + bound;
+        while !active.layer.is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ReloadError::ProviderNotReady(bound));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let (Some(reloading), Some((files, certified))) = (&self.cert, cert) {
+            reloading.replace(&files, certified);
+        }
+        self.tunnels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(tunnels);
+        self.active.store(Arc::new(active));
+        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = new;
+        Ok(ReloadReport { not_applied })
     }
 
     /// Address of the main listener.
@@ -267,12 +527,12 @@ impl RunningGateway {
 
     /// Whether provider metadata and keys are loaded.
     pub fn is_ready(&self) -> bool {
-        self.layer.is_ready()
+        self.active.load().layer.is_ready()
     }
 
     /// Number of live sessions.
     pub fn session_count(&self) -> u64 {
-        self.layer.session_count()
+        self.active.load().layer.session_count()
     }
 
     /// The metrics registry.
@@ -293,5 +553,36 @@ impl RunningGateway {
             }
         }
         result
+    }
+}
+
+/// Re-reads the certificate files every [`CERT_POLL_PERIOD`] until `stop`,
+/// swapping a changed, usable certificate in (one log line and a count
+/// either way; an unusable change is reported once).
+async fn watch_cert(
+    cert: Arc<ReloadingCert>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CERT_POLL_PERIOD) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        let polled = cert.clone();
+        let Ok(outcome) = tokio::task::spawn_blocking(move || polled.poll()).await else {
+            continue;
+        };
+        match outcome {
+            CertPoll::Unchanged => {}
+            CertPoll::Reloaded => {
+                metrics.record_tls_reload(true);
+                tracing::info!("tls certificate reloaded: new connections use the new certificate");
+            }
+            CertPoll::Refused(e) => {
+                metrics.record_tls_reload(false);
+                tracing::error!(error = %e, "tls certificate reload refused: the running certificate keeps serving");
+            }
+        }
     }
 }

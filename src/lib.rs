@@ -146,6 +146,7 @@ mod html;
 pub mod identity;
 mod io;
 pub mod metrics;
+pub mod probe;
 #[cfg(test)]
 mod properties;
 pub(crate) mod provider;

@@ -1,5 +1,6 @@
 //! `oidc-gateway`: load the configuration (exit 2 when it is bad), start,
-//! serve until SIGTERM/SIGINT, drain, exit 0.
+//! serve until SIGTERM/SIGINT (reloading the configuration at each SIGHUP),
+//! drain, exit 0.
 
 use clap::{Parser, Subcommand};
 use oidc_gateway::config::{ConfigError, GatewayConfig};
@@ -31,7 +32,13 @@ enum Command {
     /// Run the gateway (the default).
     Run,
     /// Load and validate the configuration, print `config ok` or every problem.
-    Check,
+    Check {
+        /// Also contact the provider and report its discovery, endpoints,
+        /// keys, the algorithms that will be accepted, and the URIs to
+        /// register (exit 2 when a login could not work).
+        #[arg(long)]
+        provider: bool,
+    },
     /// Start a complete local setup: development OpenID Provider, echo
     /// upstream and the gateway with TLS from `certs/`.
     #[cfg_attr(
@@ -41,31 +48,42 @@ enum Command {
         )
     )]
     Demo {
-        /// Port of the gateway's HTTPS listener.
+        /// Port of the gateway's listener (0: a free port, printed).
         #[arg(long, default_value_t = 8443)]
         port: u16,
+        /// Serve plain HTTP on loopback instead of TLS with the test
+        /// certificate (nothing to trust).
+        #[arg(long)]
+        plain_http: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Check => check(&cli.config),
+        Command::Check { provider: false } => check(&cli.config),
+        Command::Check { provider: true } => match check(&cli.config) {
+            code if code != ExitCode::SUCCESS => code,
+            _ => match load(&cli.config) {
+                Ok(config) => runtime(|| check_provider(config)),
+                Err(code) => code,
+            },
+        },
         Command::Run => {
             let config = match load(&cli.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             init_tracing();
-            runtime(|| run(config))
+            runtime(|| run(config, &cli.config))
         }
         #[cfg(feature = "devtools")]
-        Command::Demo { port } => {
+        Command::Demo { port, plain_http } => {
             init_tracing();
-            runtime(|| demo::run(port))
+            runtime(|| demo::run(port, plain_http))
         }
         #[cfg(not(feature = "devtools"))]
-        Command::Demo { port: _ } => {
+        Command::Demo { .. } => {
             eprintln!("{NO_DEVTOOLS}");
             ExitCode::from(2)
         }
@@ -149,6 +167,96 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `check --provider`: what the provider says, and what to register there.
+async fn check_provider(config: GatewayConfig) -> ExitCode {
+    let issuer = config
+        .provider
+        .issuer
+        .clone()
+        .unwrap_or_else(|| "(the dialect's issuer)".to_owned());
+    let report = match oidc_gateway::probe::probe(&config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("provider {issuer}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let m = &report.metadata;
+    let opt = |u: &Option<url::Url>| u.as_ref().map_or("(none)".to_owned(), |u| u.to_string());
+    println!("provider {issuer}: discovery ok");
+    println!("  issuer                  {}", m.issuer);
+    println!(
+        "  authorization_endpoint  {}",
+        opt(&m.authorization_endpoint)
+    );
+    println!("  token_endpoint          {}", opt(&m.token_endpoint));
+    println!("  userinfo_endpoint       {}", opt(&m.userinfo_endpoint));
+    println!("  jwks_uri                {}", opt(&m.jwks_uri));
+    println!("  end_session_endpoint    {}", opt(&m.end_session_endpoint));
+    println!(
+        "  introspection_endpoint  {}",
+        opt(&m.introspection_endpoint)
+    );
+    println!("keys: {} usable", report.usable_keys);
+    match &report.keys {
+        Ok(keys) => {
+            for k in keys {
+                let verifies: Vec<String> = k.verifies.iter().map(|a| a.to_string()).collect();
+                println!(
+                    "  kid={} kty={}{} alg={}{} verifies: {}",
+                    k.kid.as_deref().unwrap_or("(none)"),
+                    k.kty,
+                    k.crv
+                        .as_ref()
+                        .map_or(String::new(), |c| format!(" crv={c}")),
+                    k.alg.as_deref().unwrap_or("(any)"),
+                    k.key_use
+                        .as_ref()
+                        .map_or(String::new(), |u| format!(" use={u}")),
+                    if verifies.is_empty() {
+                        "nothing allowed".to_owned()
+                    } else {
+                        verifies.join(", ")
+                    },
+                );
+            }
+        }
+        Err(why) => println!("  (cannot list them: {why})"),
+    }
+    let names = |v: &[oidc_gateway::config::SigningAlgorithm]| {
+        v.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("accepted algorithms: {}", names(&report.accepted));
+    if !report.without_key.is_empty() {
+        println!(
+            "allowed but no key verifies them: {}",
+            names(&report.without_key)
+        );
+    }
+    println!(
+        "register at the provider for client_id {}:",
+        config.provider.client_id
+    );
+    println!("  redirect URI              {}", report.redirect_uri);
+    println!(
+        "  post-logout redirect URI  {}",
+        report.post_logout_redirect_uri
+    );
+    if report.is_usable() {
+        println!("provider ok");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "provider {issuer}: no key verifies any accepted algorithm ({}): logins will fail",
+            names(&report.accepted)
+        );
+        ExitCode::from(2)
+    }
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -167,7 +275,7 @@ fn init_tracing() {
     }
 }
 
-async fn run(config: GatewayConfig) -> ExitCode {
+async fn run(config: GatewayConfig, path: &Path) -> ExitCode {
     let gateway = match RunningGateway::start(config).await {
         Ok(g) => g,
         Err(e) => {
@@ -175,7 +283,21 @@ async fn run(config: GatewayConfig) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    shutdown_signal().await;
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut hangup = hangup_signals();
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = hangup.recv() => {
+                // A reload waits for the new provider: SIGTERM still stops
+                // at once (a reload cut short applies nothing).
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = reload(&gateway, path) => {}
+                }
+            }
+        }
+    }
     tracing::info!("shutting down: draining in-flight requests");
     match gateway.shutdown().await {
         Ok(()) => {
@@ -185,6 +307,65 @@ async fn run(config: GatewayConfig) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "server error");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// One message per SIGHUP (none where there are no signals).
+fn hangup_signals() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut s) => {
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    // Signals during a reload fold into one more reload.
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "no SIGHUP handler: reload needs a restart"),
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
+}
+
+/// Reloads the configuration file at `path` (SIGHUP): one log line for
+/// the outcome, one more naming restart-only settings that changed.
+async fn reload(gateway: &RunningGateway, path: &Path) {
+    let metrics = gateway.metrics();
+    let config = match GatewayConfig::from_path(path) {
+        Ok(c) => c,
+        Err(e) => {
+            metrics.record_config_reload(false);
+            let problems = e.to_string().replace('\n', "; ");
+            tracing::error!(
+                config = %path.display(),
+                error = %problems,
+                "reload refused: the running configuration keeps serving"
+            );
+            return;
+        }
+    };
+    match gateway.reload(config).await {
+        Ok(report) => {
+            metrics.record_config_reload(true);
+            tracing::info!(config = %path.display(), "configuration reloaded: new requests use it");
+            if !report.not_applied.is_empty() {
+                tracing::warn!(
+                    settings = %report.not_applied.join(", "),
+                    "changed settings need a restart: the running values are kept"
+                );
+            }
+        }
+        Err(e) => {
+            metrics.record_config_reload(false);
+            tracing::error!(
+                config = %path.display(),
+                error = %e,
+                "reload refused: the running configuration keeps serving"
+            );
         }
     }
 }

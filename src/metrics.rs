@@ -78,6 +78,26 @@ pub struct Metrics {
     /// so that series appear in the output only once used, as before.
     request_cells: Box<[OnceLock<Counter>]>,
     auth_cells: Box<[OnceLock<Counter>]>,
+    reloads: Reloads,
+}
+
+/// The `result` label of the reload counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+/// Configuration (SIGHUP) and certificate reloads, by result.
+#[derive(Default)]
+struct Reloads {
+    config: Family<ReloadLabels, Counter>,
+    tls: Family<ReloadLabels, Counter>,
+}
+
+fn reload_labels(ok: bool) -> ReloadLabels {
+    ReloadLabels {
+        result: if ok { "ok" } else { "error" },
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,6 +134,17 @@ impl Metrics {
             upstream_latency.clone(),
         );
         registry.register("sessions", "Live server-side sessions", sessions.clone());
+        let reloads = Reloads::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP), by result (ok, error: refused, the running configuration kept)",
+            reloads.config.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "TLS certificate reloads, by result (ok, error: refused, the running certificate kept)",
+            reloads.tls.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -124,6 +155,7 @@ impl Metrics {
                 .map(|_| OnceLock::new())
                 .collect(),
             auth_cells: (0..AUTH_OUTCOMES).map(|_| OnceLock::new()).collect(),
+            reloads,
         }
     }
 
@@ -161,6 +193,16 @@ impl Metrics {
     /// Sets the number of live sessions.
     pub fn set_sessions(&self, count: u64) {
         self.sessions.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one configuration reload, applied (`ok`) or refused.
+    pub fn record_config_reload(&self, ok: bool) {
+        self.reloads.config.get_or_create(&reload_labels(ok)).inc();
+    }
+
+    /// Counts one TLS certificate reload, applied (`ok`) or refused.
+    pub fn record_tls_reload(&self, ok: bool) {
+        self.reloads.tls.get_or_create(&reload_labels(ok)).inc();
     }
 
     /// The registry in Prometheus text format.

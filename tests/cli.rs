@@ -693,3 +693,184 @@ async fn demo_serves_tls_and_logs_in_through_provider_form() {
             .unwrap();
     assert_eq!(exit.code(), Some(0));
 }
+
+/// `demo --port 0 --plain-http` prints the port it got, and serves there.
+#[tokio::test]
+async fn demo_port_0_prints_the_real_port_plain_http() {
+    let child = gateway()
+        .current_dir(repo_root())
+        .args(["demo", "--port", "0", "--plain-http"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut printed = String::new();
+    let base = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("demo printed no Open line; got:\n{printed}"));
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("Open") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_owned();
+        }
+    };
+    let port: u16 = base
+        .strip_prefix("http://localhost:")
+        .unwrap_or_else(|| panic!("not a plain http localhost URL: {base}"))
+        .parse()
+        .unwrap();
+    assert_ne!(port, 0, "{printed}");
+    let client = support::api_client(None);
+    let public = client.get(format!("{base}/public/")).send().await.unwrap();
+    assert_eq!(public.status(), 200);
+    let start = client
+        .get(format!("{base}/x"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 302);
+    let to = start.headers()["location"].to_str().unwrap();
+    assert!(
+        to.contains(&format!(
+            "redirect_uri=http%3A%2F%2Flocalhost%3A{port}%2Foauth2%2Fcallback"
+        )),
+        "{to}"
+    );
+    sigterm(&child.0);
+    let exit =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child.0, Duration::from_secs(10)))
+            .await
+            .unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
+
+// ===== check --provider =====
+
+fn provider_config(issuer: &str, extra_provider: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://app.example.com"
+
+[upstream]
+url = "http://127.0.0.1:9"
+
+[provider]
+issuer = "{issuer}"
+client_id = "gateway"
+client_secret = "s3cr3t-value"
+{extra_provider}
+
+[session]
+secret = "{secret}"
+"#,
+        secret = support::random_base64(32),
+    )
+}
+
+/// `check --provider` reports discovery, endpoints, keys, accepted
+/// algorithms and the URIs to register; exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_provider_reports_keys_algorithms_and_uris_exit_0() {
+    let op = support::DevProvider::builder()
+        .insecure_fixed_keys()
+        .start()
+        .await
+        .unwrap();
+    let dir = TempDir::new("cli-check-provider");
+    let path = write(&dir, "gateway.toml", &provider_config(op.issuer(), ""));
+    let out = tokio::task::spawn_blocking(move || {
+        gateway()
+            .args(["--config"])
+            .arg(&path)
+            .args(["check", "--provider"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for want in [
+        "discovery ok",
+        &format!("token_endpoint          {}/token", op.issuer()),
+        "kty=RSA",
+        "accepted algorithms: RS256",
+        "redirect URI              https://app.example.com/oauth2/callback",
+        "post-logout redirect URI  https://app.example.com/oauth2/signed_out",
+        "provider ok",
+    ] {
+        assert!(stdout.contains(want), "no {want:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("s3cr3t-value") && !stderr.contains("s3cr3t-value"));
+
+    // Only algorithms no key can verify: exit 2, said plainly.
+    let dir = TempDir::new("cli-check-provider");
+    let path = write(
+        &dir,
+        "gateway.toml",
+        &provider_config(op.issuer(), "allowed_algorithms = [\"EdDSA\"]"),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        gateway()
+            .arg("--config")
+            .arg(&path)
+            .args(["check", "--provider"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("allowed but no key verifies them: EdDSA"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("logins will fail"), "{stderr}");
+}
+
+/// An unreachable provider: exit 2 with the reason.
+#[test]
+fn check_provider_unreachable_exit_2() {
+    let dir = TempDir::new("cli-check-provider");
+    let port = free_port();
+    let path = write(
+        &dir,
+        "gateway.toml",
+        &provider_config(&format!("http://127.0.0.1:{port}"), "http_timeout = \"2s\""),
+    );
+    let out = gateway()
+        .arg("--config")
+        .arg(&path)
+        .args(["check", "--provider"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("provider http://127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("provider ok"), "{stdout}");
+}

@@ -159,6 +159,12 @@ impl OidcLayer {
     pub fn session_count(&self) -> u64 {
         self.core.store.len()
     }
+
+    /// The session store: a configuration reload builds the new layer on
+    /// the same store, so sessions survive it.
+    pub fn shared_session_store(&self) -> Arc<dyn SessionStore> {
+        self.core.store.clone()
+    }
 }
 
 impl<S> tower_layer::Layer<S> for OidcLayer {

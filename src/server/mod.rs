@@ -43,6 +43,7 @@
 //! # }
 //! ```
 
+pub mod reloading_cert;
 pub mod rules;
 pub mod tls;
 

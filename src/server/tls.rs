@@ -161,6 +161,96 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerC
     Ok(Arc::new(config))
 }
 
+/// The PEM bytes of a certificate chain file and its key file, read together
+/// (one snapshot: parsing and change detection use the same bytes).
+pub struct CertFiles {
+    /// The certificate chain file and its bytes.
+    pub cert: (PathBuf, Vec<u8>),
+    /// The key file and its bytes.
+    pub key: (PathBuf, Vec<u8>),
+}
+
+impl std::fmt::Debug for CertFiles {
+    /// The paths only: never the key's bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertFiles")
+            .field("cert", &self.cert.0)
+            .field("key", &self.key.0)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertFiles {
+    /// Reads both files (following symlinks, as cert-manager's mounted
+    /// Secrets need).
+    pub fn read(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        Ok(CertFiles {
+            cert: (cert.to_owned(), read(cert)?),
+            key: (key.to_owned(), read(key)?),
+        })
+    }
+
+    /// A SHA-256 digest of both files' contents, to notice a change without
+    /// keeping the key's bytes around.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update((self.cert.1.len() as u64).to_be_bytes());
+        h.update(&self.cert.1);
+        h.update(&self.key.1);
+        h.finalize().into()
+    }
+
+    /// Parses the chain (leaf first) and the key and checks that they fit.
+    pub fn certified_key(&self) -> Result<rustls::sign::CertifiedKey, TlsError> {
+        let (cert_path, cert_pem) = &self.cert;
+        let (key_path, key_pem) = &self.key;
+        let pem_err = |source| map_pem_err(cert_path, "certificates", source);
+        let chain = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(pem_err)?;
+        if chain.is_empty() {
+            return Err(TlsError::NoCertificates {
+                path: cert_path.clone(),
+            });
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| match source {
+            pem::Error::NoItemsFound => TlsError::NoPrivateKey {
+                path: key_path.clone(),
+            },
+            other => map_pem_err(key_path, "private key", other),
+        })?;
+        rustls::sign::CertifiedKey::from_der(chain, key, &provider()).map_err(|source| {
+            TlsError::CertifiedKey {
+                cert: cert_path.clone(),
+                key: key_path.clone(),
+                source,
+            }
+        })
+    }
+}
+
+/// The listener's TLS configuration with a certificate chosen per handshake
+/// by `resolver` (a [`ReloadingCert`](super::reloading_cert::ReloadingCert)
+/// swaps it while serving), with ALPN `h2` and `http/1.1`.
+pub fn server_config_with_resolver(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Protocol)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
 /// Client TLS configuration for outgoing HTTPS calls (identity provider,
 /// https upstreams): the Mozilla roots from `webpki-roots`, plus every
 /// certificate in `extra_roots_pem` (an internal CA), the aws-lc-rs provider,
@@ -244,6 +334,26 @@ mod tests {
         let err =
             load_server_config(&d.join("gateway.crt"), &d.join("gateway-ec.key")).unwrap_err();
         assert!(matches!(err, TlsError::CertifiedKey { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn cert_files_parse_like_load_server_config() {
+        let d = certs_dir();
+        let ok = CertFiles::read(&d.join("gateway-ec.crt"), &d.join("gateway-ec.key")).unwrap();
+        ok.certified_key().unwrap();
+        let other = CertFiles::read(&d.join("gateway.crt"), &d.join("gateway.key")).unwrap();
+        assert_ne!(ok.digest(), other.digest());
+        let mismatched =
+            CertFiles::read(&d.join("gateway.crt"), &d.join("gateway-ec.key")).unwrap();
+        let err = mismatched.certified_key().unwrap_err();
+        assert!(matches!(err, TlsError::CertifiedKey { .. }), "{err:?}");
+        let swapped = CertFiles::read(&d.join("gateway.key"), &d.join("gateway.crt")).unwrap();
+        assert!(matches!(
+            swapped.certified_key().unwrap_err(),
+            TlsError::NoCertificates { .. }
+        ));
+        let err = CertFiles::read(&d.join("nope.crt"), &d.join("gateway.key")).unwrap_err();
+        assert!(err.to_string().contains("nope.crt"), "{err}");
     }
 
     #[test]

@@ -314,9 +314,19 @@ impl GatewayProcess {
         format!("{}{path}", self.main_url)
     }
 
-    /// The process id (to read `/proc/<pid>/status` and `/proc/<pid>/fd`).
+    /// The process id (to send it signals, to read `/proc/<pid>/status` and `/proc/<pid>/fd`).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The temp dir holding `gateway.toml` and the logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What the process wrote to stderr so far (its log).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.stderr")).unwrap_or_default()
     }
 }
 
