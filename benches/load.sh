@@ -617,7 +617,7 @@ if has login || has memory; then
         if [ "$name" = redis ]; then
             RD_MEM1=$(redis-cli -p $P_RD info memory | awk -F: '/^used_memory:/ {print $2+0}')
             RD_KEYS1=$(redis-cli -p $P_RD dbsize)
-            one=$(redis-cli -p $P_RD --scan --pattern 'oidc-gateway:*' | head -1)
+            one=$( (redis-cli -p $P_RD --scan --pattern 'oidc-gateway:session:*' || true) | head -1)
             echo "  redis: $(((RD_MEM1 - RD_MEM0) / LOGINS)) bytes of used_memory per session ($((RD_KEYS1 - RD_KEYS0)) keys for $LOGINS sessions;" \
                 "one key: $one, MEMORY USAGE $(redis-cli -p $P_RD memory usage "$one") B, value $(redis-cli -p $P_RD strlen "$one" 2>/dev/null || echo '?') B)"
         fi

@@ -34,8 +34,7 @@ fn main() -> Result<(), BoxError> {
     let path = args[2].clone();
     let tls = match args.get(3) {
         Some(ca) => {
-            let config =
-                oidc_gateway::server::tls::client_config(Some(std::path::Path::new(ca)))?;
+            let config = oidc_gateway::server::tls::client_config(Some(std::path::Path::new(ca)))?;
             Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
         }
         None => None,

@@ -7,14 +7,6 @@ use oidc_gateway::gateway::RunningGateway;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// mimalloc instead of glibc malloc: per idle keep-alive connection it
-/// leaves untouched the unused parts of hyper's 8 KiB buffers (glibc's chunk
-/// headers and arenas make them resident), and it returns freed memory to the
-/// OS after a short delay, so RSS comes back after a burst of connections
-/// (glibc keeps it). Measured by the `idle` section of `benches/load.sh`.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[cfg(feature = "devtools")]
 mod demo;
 

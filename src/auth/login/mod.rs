@@ -327,7 +327,14 @@ impl LoginFlow {
                 &headers,
                 Established {
                     identity: login.identity,
-                    id_token: login.id_token,
+                    // Only RP-initiated logout uses the ID token (as
+                    // `id_token_hint`): without an end_session_endpoint it
+                    // would be ~1 KB of dead weight in every session.
+                    id_token: login.id_token.filter(|_| {
+                        self.provider
+                            .metadata()
+                            .is_some_and(|m| m.end_session_endpoint.is_some())
+                    }),
                     sid: login.sid,
                     tokens: (keep_tokens || self.sessions.keep_access_token)
                         .then_some(&login.tokens),
