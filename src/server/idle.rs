@@ -359,7 +359,7 @@ mod tests {
         let (mut client, mut io, activity) = conn();
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let mut buf = [0u8; 64];
-        io.read(&mut buf).await.unwrap();
+        assert_eq!(io.read(&mut buf).await.unwrap(), 18);
         let request = activity.begin();
         // A slow request: far longer than both timeouts.
         let read = tokio::spawn(async move {
