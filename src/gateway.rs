@@ -76,6 +76,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "server.tls_cert/tls_key (turning TLS on or off; new paths do apply)",
     "server.shutdown_timeout",
     "server.header_read_timeout",
+    "server.keepalive_timeout",
     "server.headers_with_underscores",
     "session.store",
     "session.secret",
@@ -291,6 +292,7 @@ fn keep_restart_only(old: &GatewayConfig, new: &mut GatewayConfig) -> Vec<&'stat
     keep!("admin.listen", admin.listen);
     keep!("server.shutdown_timeout", server.shutdown_timeout);
     keep!("server.header_read_timeout", server.header_read_timeout);
+    keep!("server.keepalive_timeout", server.keepalive_timeout);
     keep!(
         "server.headers_with_underscores",
         server.headers_with_underscores

@@ -678,6 +678,68 @@ async fn serve_header_read_timeout_disconnects_slow_clients() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
+/// Reads one `404` response with an empty body (the test upstream's answer to
+/// an unknown path) and checks its status line.
+async fn read_empty_404(stream: &mut TcpStream) {
+    let head = read_head(stream).await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 0"),
+        "{head}"
+    );
+}
+
+#[tokio::test]
+async fn serve_keepalive_timeout_is_separate_from_the_header_timeout() {
+    let header = Duration::from_millis(300);
+    let keepalive = Duration::from_millis(1500);
+    let gw = Gateway::start(
+        spawn_upstream().await,
+        false,
+        |_| {},
+        |s| {
+            s.header_read_timeout = header;
+            s.keepalive_timeout = keepalive;
+        },
+    )
+    .await;
+    const REQ: &[u8] = b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // Idle longer than the header timeout, shorter than the keep-alive one:
+    // the same connection serves the next request.
+    let mut kept = TcpStream::connect(gw.addr).await.unwrap();
+    kept.write_all(REQ).await.unwrap();
+    read_empty_404(&mut kept).await;
+    tokio::time::sleep(header * 3).await;
+    kept.write_all(REQ).await.unwrap();
+    read_empty_404(&mut kept).await;
+
+    // Idle longer than the keep-alive timeout: closed by the gateway.
+    let idle_from = std::time::Instant::now();
+    assert_closed(&mut kept, keepalive * 3).await;
+    let idle = idle_from.elapsed();
+    assert!(
+        idle >= keepalive - Duration::from_millis(50),
+        "closed after {idle:?}"
+    );
+
+    // After an idle wait, a slow head still gets only the header timeout.
+    let mut slow = TcpStream::connect(gw.addr).await.unwrap();
+    slow.write_all(REQ).await.unwrap();
+    read_empty_404(&mut slow).await;
+    tokio::time::sleep(header * 2).await;
+    slow.write_all(b"GET /nothing HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let head_from = std::time::Instant::now();
+    assert_closed(&mut slow, keepalive * 3).await;
+    let waited = head_from.elapsed();
+    assert!(
+        waited < keepalive - Duration::from_millis(300),
+        "slow head closed after {waited:?}, not the header timeout"
+    );
+}
+
 #[tokio::test]
 async fn serve_h2c_prior_knowledge_works() {
     let gw = Gateway::plain(spawn_upstream().await).await;

@@ -427,6 +427,7 @@ impl OidcLayerBuilder {
                 lifetime: config.session.lifetime,
                 refresh_margin,
                 keep_access_token: upstream.needs_access_token(),
+                keep_id_token: upstream.needs_id_token(),
                 metrics: metrics.clone(),
                 clock: clock.clone(),
             },

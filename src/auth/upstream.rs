@@ -73,6 +73,12 @@ impl UpstreamCredentials {
             && self.assertion.is_none()
     }
 
+    /// Whether the session must keep its ID token (a header sends it
+    /// upstream).
+    pub(crate) fn needs_id_token(&self) -> bool {
+        self.id_token.is_some() || self.authorization == AuthorizationMode::IdToken
+    }
+
     /// Whether the session must keep its access token.
     pub(crate) fn needs_access_token(&self) -> bool {
         self.access_token.is_some() || self.authorization == AuthorizationMode::AccessToken

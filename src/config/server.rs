@@ -35,6 +35,10 @@ pub struct ServerConfig {
     /// Bound on how long a client may take to send its request headers. Default `10s`.
     #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
     pub header_read_timeout: Duration,
+    /// A client connection with no request in flight and no byte received
+    /// for this long is closed. Default `75s` (longer than load balancers' usual 60 s).
+    #[serde(default = "default_keepalive_timeout", deserialize_with = "duration")]
+    pub keepalive_timeout: Duration,
     /// Request headers whose name contains `_`: `drop` (default), `reject` (400) or `allow`.
     #[serde(default)]
     pub headers_with_underscores: crate::server::HeadersWithUnderscores,
@@ -137,6 +141,9 @@ fn default_shutdown_timeout() -> Duration {
 }
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(75)
 }
 fn default_upstream_timeout() -> Duration {
     Duration::from_secs(30)

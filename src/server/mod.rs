@@ -10,8 +10,10 @@
 //! - TLS handshakes are bounded by [`ServeOptions::tls_handshake_timeout`];
 //!   failures are logged at debug and never stop the loop;
 //! - a client must send its HTTP/1 request head (or the HTTP/2 preface)
-//!   within [`ServeOptions::header_read_timeout`]; the same bound applies to
-//!   idle HTTP/1 keep-alive connections;
+//!   within [`ServeOptions::header_read_timeout`], counted from the first
+//!   byte of the head on a keep-alive connection; a connection with no
+//!   request in flight is closed after [`ServeOptions::keepalive_timeout`]
+//!   without a byte (see [`idle`]);
 //! - request heads are bounded to 64 KiB (HTTP/1 read buffer, HTTP/2 header list);
 //! - before the service is called, `Host` / `:authority` must be
 //!   unambiguous and header names with `_` are dropped, refused or kept
@@ -43,6 +45,7 @@
 //! # }
 //! ```
 
+mod idle;
 pub mod reloading_cert;
 pub mod rules;
 pub mod tls;
@@ -53,9 +56,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -64,7 +66,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -87,10 +89,17 @@ pub struct ConnInfo {
 /// Tuning for [`serve`].
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// Time a client has to send a complete HTTP/1 request head (also the idle
-    /// limit between keep-alive requests) or the HTTP/2 preface.
+    /// Time a client has to send a complete HTTP/1 request head (from its
+    /// first byte on a keep-alive connection) or the HTTP/2 preface.
     /// Defaults to 10 seconds.
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight and no byte received for this
+    /// long is closed (HTTP/1 keep-alive and HTTP/2 alike). Defaults to 75
+    /// seconds: longer than the idle timeout of common load balancers (60 s on
+    /// AWS ALB, Google Cloud's is 600 s and needs a longer value, nginx
+    /// `keepalive_timeout` 75 s), so the balancer, not the gateway, closes an
+    /// idle connection and never reuses one the gateway has just closed.
+    pub keepalive_timeout: Duration,
     /// How long in-flight requests may run after shutdown begins before their
     /// connections are closed. Defaults to 30 seconds.
     pub drain_timeout: Duration,
@@ -107,6 +116,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             header_read_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
             drain_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             tls_handshake_timeout: Duration::from_secs(10),
@@ -117,11 +127,13 @@ impl Default for ServeOptions {
 
 impl ServeOptions {
     /// Options from the `[server]` config section (`header_read_timeout`,
-    /// `shutdown_timeout` as the drain timeout, `headers_with_underscores`);
+    /// `keepalive_timeout`, `shutdown_timeout` as the drain timeout,
+    /// `headers_with_underscores`);
     /// the rest are defaults.
     pub fn from_config(server: &crate::config::ServerConfig) -> Self {
         ServeOptions {
             header_read_timeout: server.header_read_timeout,
+            keepalive_timeout: server.keepalive_timeout,
             drain_timeout: server.shutdown_timeout,
             headers_with_underscores: server.headers_with_underscores,
             ..ServeOptions::default()
@@ -157,7 +169,9 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
+        // Our own deadline (`idle::ConnDeadline`) bounds the head: hyper's
+        // would also close idle keep-alive connections after it.
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     builder
@@ -305,144 +319,24 @@ impl ConnContext {
             + 'static,
         S::Future: Send + 'static,
     {
-        let io = TokioIo::new(PrefaceDeadline::new(io, self.opts.header_read_timeout));
-        let service = TowerToHyperService::new(rules::Checked {
-            inner: service,
-            info,
-            underscores: self.opts.headers_with_underscores,
+        let activity = Arc::new(idle::ConnActivity::default());
+        let io = TokioIo::new(idle::ConnDeadline::new(
+            io,
+            activity.clone(),
+            self.opts.header_read_timeout,
+            self.opts.keepalive_timeout,
+        ));
+        let service = TowerToHyperService::new(idle::Tracked {
+            inner: rules::Checked {
+                inner: service,
+                info,
+                underscores: self.opts.headers_with_underscores,
+            },
+            activity,
         });
         let conn = self.builder.serve_connection_with_upgrades(io, service);
         if let Err(err) = watcher.watch(conn).await {
             tracing::debug!(remote_addr = %info.remote_addr, error = %err, "connection ended with an error");
         }
-    }
-}
-
-// === impl PrefaceDeadline ===
-
-/// The HTTP/2 client connection preface.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-pin_project_lite::pin_project! {
-    /// Bounds the time until the protocol is known.
-    ///
-    /// hyper-util's `auto` builder reads up to 24 bytes to tell HTTP/2 (the
-    /// preface) from HTTP/1 before hyper's own HTTP/1 header read timeout
-    /// starts, so a client that connects and sends nothing, or a prefix of the
-    /// preface, would hold a connection slot forever. This wrapper fails reads
-    /// once `timeout` has passed while every byte received so far is still a
-    /// prefix of the HTTP/2 preface; it disarms as soon as the bytes diverge
-    /// (HTTP/1, covered by hyper's timeout) or the preface is complete.
-    struct PrefaceDeadline<I> {
-        #[pin]
-        io: I,
-        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-        matched: usize,
-    }
-}
-
-impl<I> PrefaceDeadline<I> {
-    fn new(io: I, timeout: Duration) -> Self {
-        PrefaceDeadline {
-            io,
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
-            matched: 0,
-        }
-    }
-}
-
-impl<I: AsyncRead> AsyncRead for PrefaceDeadline<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        match this.io.poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if this.deadline.is_some() {
-                    let new = &buf.filled()[before..];
-                    let rest = &H2_PREFACE[*this.matched..];
-                    let n = new.len().min(rest.len());
-                    if new.is_empty()
-                        || new[..n] != rest[..n]
-                        || *this.matched + n == H2_PREFACE.len()
-                    {
-                        *this.deadline = None;
-                    } else {
-                        *this.matched += n;
-                    }
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => {
-                if let Some(deadline) = this.deadline.as_mut() {
-                    ready!(deadline.as_mut().poll(cx));
-                    *this.deadline = None;
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no request received within the header read timeout",
-                    )));
-                }
-                Poll::Pending
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-        }
-    }
-}
-
-crate::io::forward_async_write!(PrefaceDeadline);
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test(start_paused = true)]
-    async fn preface_deadline_silent_client_times_out() {
-        let (client, server) = tokio::io::duplex(64);
-        let mut io = PrefaceDeadline::new(server, Duration::from_secs(5));
-        let mut buf = [0u8; 8];
-        let err = io.read(&mut buf).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        drop(client);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn preface_deadline_partial_preface_times_out() {
-        let (mut client, server) = tokio::io::duplex(64);
-        let mut io = PrefaceDeadline::new(server, Duration::from_secs(5));
-        client.write_all(b"PRI * HT").await.unwrap();
-        let mut buf = [0u8; 24];
-        assert_eq!(io.read(&mut buf).await.unwrap(), 8);
-        let err = io.read(&mut buf).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn preface_deadline_http1_bytes_disarm() {
-        let (mut client, server) = tokio::io::duplex(64);
-        let mut io = PrefaceDeadline::new(server, Duration::from_secs(5));
-        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-        let mut buf = [0u8; 64];
-        assert_eq!(io.read(&mut buf).await.unwrap(), 16);
-        // Later reads wait as long as needed: hyper's own timeout applies now.
-        let read = tokio::spawn(async move { io.read(&mut buf).await });
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        client.write_all(b"x").await.unwrap();
-        assert_eq!(read.await.unwrap().unwrap(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn preface_deadline_full_preface_disarms() {
-        let (mut client, server) = tokio::io::duplex(64);
-        let mut io = PrefaceDeadline::new(server, Duration::from_secs(5));
-        client.write_all(H2_PREFACE).await.unwrap();
-        let mut buf = [0u8; 64];
-        assert_eq!(io.read(&mut buf).await.unwrap(), 24);
-        assert!(io.deadline.is_none());
     }
 }

@@ -56,6 +56,9 @@ pub(crate) struct SessionIssuer {
     /// Keep the access token of sessions that are not refreshed (a header
     /// sends it upstream).
     pub(crate) keep_access_token: bool,
+    /// Keep the ID token even when logout does not need it (a header sends
+    /// it upstream).
+    pub(crate) keep_id_token: bool,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) clock: SharedClock,
 }
@@ -330,7 +333,16 @@ impl LoginFlow {
                 &headers,
                 Established {
                     identity: login.identity,
-                    id_token: login.id_token,
+                    // The ID token is kept for RP-initiated logout (as
+                    // `id_token_hint`) or for an upstream header; otherwise
+                    // it would be ~1 KB of dead weight in every session.
+                    id_token: login.id_token.filter(|_| {
+                        self.sessions.keep_id_token
+                            || self
+                                .provider
+                                .metadata()
+                                .is_some_and(|m| m.end_session_endpoint.is_some())
+                    }),
                     sid: login.sid,
                     tokens: (keep_tokens || self.sessions.keep_access_token)
                         .then_some(&login.tokens),
