@@ -37,7 +37,10 @@ struct BufWriter(Arc<Mutex<Vec<u8>>>);
 
 impl Write for BufWriter {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -48,9 +51,11 @@ impl Write for BufWriter {
 /// The access-log line naming `request_id`.
 fn log_line(request_id: &str) -> String {
     let log = access_log();
-    let log = log.lock().unwrap();
-    let text = String::from_utf8_lossy(&log);
-    let needle = format!("request_id={request_id}");
+    let text = {
+        let log = log.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&log).into_owned()
+    };
+    let needle = format!("request_id=\"{request_id}\"");
     let lines: Vec<&str> = text.lines().filter(|l| l.contains(&needle)).collect();
     assert_eq!(
         lines.len(),
