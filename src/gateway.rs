@@ -28,6 +28,7 @@ use crate::proxy::headers::sanitize_request;
 use crate::proxy::{ProxyOptions, ReverseProxy};
 use crate::server::reloading_cert::{CertPoll, ReloadingCert};
 use crate::server::{self, ServeOptions};
+use crate::telemetry;
 use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -118,8 +119,9 @@ pub struct ReloadReport {
 }
 
 /// The main listener's service: strips hop-by-hop headers (including those
-/// named in `Connection`) before the auth layer adds identity headers, then
-/// authenticates and proxies.
+/// named in `Connection`) before the auth layer adds identity headers, sets
+/// the request id and checks the trace context ([`telemetry`]), then
+/// authenticates and proxies, and writes the access-log line.
 #[derive(Clone, Debug)]
 pub struct GatewayService {
     inner: Oidc<Upstreams>,
@@ -206,9 +208,11 @@ where
 impl tower_service::Service<http::Request<Incoming>> for GatewayService {
     type Response = http::Response<crate::body::ResponseBody>;
     type Error = Infallible;
-    type Future = crate::auth::ResponseFuture<
-        <Upstreams as tower_service::Service<http::Request<Incoming>>>::Future,
-        Infallible,
+    type Future = crate::telemetry::AccessLogFuture<
+        crate::auth::ResponseFuture<
+            <Upstreams as tower_service::Service<http::Request<Incoming>>>::Future,
+            Infallible,
+        >,
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
@@ -217,7 +221,10 @@ impl tower_service::Service<http::Request<Incoming>> for GatewayService {
 
     fn call(&mut self, mut req: http::Request<Incoming>) -> Self::Future {
         sanitize_request(&mut req);
-        self.inner.call(req)
+        let request_id = telemetry::ensure_request_id(req.headers_mut());
+        telemetry::sanitize_trace_context(req.headers_mut());
+        let start = telemetry::RequestStart::new(req.method(), req.uri(), request_id);
+        telemetry::AccessLogFuture::new(self.inner.call(req), start)
     }
 }
 

@@ -155,6 +155,7 @@ pub(crate) mod random;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod telemetry;
 pub(crate) mod token;
 
 pub use auth::{LayerError, Oidc, OidcLayer, OidcLayerBuilder};

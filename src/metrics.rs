@@ -1,7 +1,7 @@
 //! Prometheus metrics: requests by route kind and status, auth outcomes,
 //! upstream latency and live sessions.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -18,7 +18,7 @@ const ROUTE_KINDS: usize = 5;
 const AUTH_OUTCOMES: usize = 9;
 
 /// What kind of route served a request.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum RouteKind {
     /// A route with `auth = "none"`.
     Public,
@@ -33,7 +33,7 @@ pub enum RouteKind {
 }
 
 /// Outcome of authenticating one request.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum AuthOutcome {
     /// A valid session cookie.
     Session,
@@ -53,6 +53,48 @@ pub enum AuthOutcome {
     LoginSucceeded,
     /// Callback refused (bad state, token, provider error).
     LoginFailed,
+}
+
+impl RouteKind {
+    /// The metric label value (and access-log field): snake_case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Public => "public",
+            RouteKind::Protected => "protected",
+            RouteKind::Endpoint => "endpoint",
+            RouteKind::ForwardAuth => "forward_auth",
+            RouteKind::Rejected => "rejected",
+        }
+    }
+}
+
+impl AuthOutcome {
+    /// The metric label value (and access-log field): snake_case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthOutcome::Session => "session",
+            AuthOutcome::BearerCached => "bearer_cached",
+            AuthOutcome::BearerValidated => "bearer_validated",
+            AuthOutcome::BearerInvalid => "bearer_invalid",
+            AuthOutcome::LoginRedirect => "login_redirect",
+            AuthOutcome::Unauthenticated => "unauthenticated",
+            AuthOutcome::Forbidden => "forbidden",
+            AuthOutcome::LoginSucceeded => "login_succeeded",
+            AuthOutcome::LoginFailed => "login_failed",
+        }
+    }
+}
+
+impl EncodeLabelValue for RouteKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+impl EncodeLabelValue for AuthOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -229,11 +271,11 @@ mod tests {
         m.set_sessions(7);
         let text = m.encode();
         assert!(
-            text.contains(r#"oidc_gateway_requests_total{route="Protected",status="200"} 2"#),
+            text.contains(r#"oidc_gateway_requests_total{route="protected",status="200"} 2"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"oidc_gateway_auth_outcomes_total{outcome="BearerInvalid"} 1"#),
+            text.contains(r#"oidc_gateway_auth_outcomes_total{outcome="bearer_invalid"} 1"#),
             "{text}"
         );
         assert!(
@@ -242,16 +284,16 @@ mod tests {
         );
         assert!(text.contains("oidc_gateway_sessions 7"), "{text}");
         // Unused label sets are not in the output.
-        assert!(!text.contains("Public"), "{text}");
+        assert!(!text.contains("public"), "{text}");
         m.record_request(RouteKind::Public, 999);
         m.record_request(RouteKind::Public, 599);
         let text = m.encode();
         assert!(
-            text.contains(r#"oidc_gateway_requests_total{route="Public",status="999"} 1"#),
+            text.contains(r#"oidc_gateway_requests_total{route="public",status="999"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"oidc_gateway_requests_total{route="Public",status="599"} 1"#),
+            text.contains(r#"oidc_gateway_requests_total{route="public",status="599"} 1"#),
             "{text}"
         );
     }

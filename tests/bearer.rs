@@ -245,20 +245,20 @@ async fn bearer_invalid_token_does_not_fall_back_to_session() {
 async fn bearer_second_call_served_from_cache() {
     let h = Harness::start().await;
     let token = h.op.mint_access_token(json!({}));
-    let validated = h.auth_outcome("BearerValidated").await;
-    let cached = h.auth_outcome("BearerCached").await;
+    let validated = h.auth_outcome("bearer_validated").await;
+    let cached = h.auth_outcome("bearer_cached").await;
     assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
-    assert_eq!(h.auth_outcome("BearerValidated").await, validated + 1);
-    assert_eq!(h.auth_outcome("BearerCached").await, cached);
+    assert_eq!(h.auth_outcome("bearer_validated").await, validated + 1);
+    assert_eq!(h.auth_outcome("bearer_cached").await, cached);
     assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
     assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
-    assert_eq!(h.auth_outcome("BearerValidated").await, validated + 1);
-    assert_eq!(h.auth_outcome("BearerCached").await, cached + 2);
+    assert_eq!(h.auth_outcome("bearer_validated").await, validated + 1);
+    assert_eq!(h.auth_outcome("bearer_cached").await, cached + 2);
     // A different token is validated, not confused with the cached one.
     let other = h.op.mint_access_token(json!({"sub": "bob"}));
     assert_eq!(get_with_token(&h, "/api", &other).await.status, 200);
     assert_eq!(h.last_upstream()["headers"]["x-auth-request-user"], "bob");
-    assert_eq!(h.auth_outcome("BearerValidated").await, validated + 2);
+    assert_eq!(h.auth_outcome("bearer_validated").await, validated + 2);
 }
 
 #[tokio::test]

@@ -509,11 +509,11 @@ async fn admin_healthz_readyz_metrics() {
     let metrics = h.metrics().await;
     assert!(metrics.contains("oidc_gateway_requests_total"), "{metrics}");
     assert!(
-        metrics.contains(r#"oidc_gateway_requests_total{route="Public",status="200"} 1"#),
+        metrics.contains(r#"oidc_gateway_requests_total{route="public",status="200"} 1"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"oidc_gateway_auth_outcomes_total{outcome="Unauthenticated"} 1"#),
+        metrics.contains(r#"oidc_gateway_auth_outcomes_total{outcome="unauthenticated"} 1"#),
         "{metrics}"
     );
     // Admin paths are not served (nor proxied unauthenticated) on the main listener.

@@ -171,7 +171,7 @@ impl NodeProvider {
             issuer: Url::parse("http://127.0.0.1/").unwrap(),
             client_secret,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
             if let Some(line) = out.lines().find(|l| l.starts_with("listening on ")) {
@@ -184,7 +184,7 @@ impl NodeProvider {
             }
             assert!(
                 Instant::now() < deadline,
-                "node server.mjs did not print its listening line in 20 s\n{}",
+                "node server.mjs did not print its listening line in 60 s\n{}",
                 op.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -8,7 +8,7 @@ use super::cookies::add_set_cookie;
 use super::layer::Core;
 use super::params::{read_form, single_params};
 use super::policy::{normalize_path, RouteTable};
-use super::responses::{forbidden_because, json_error, store_unavailable, unauthorized};
+use super::responses::{error_for, forbidden_because, json_error, store_unavailable, unauthorized};
 use super::upstream::UpstreamCredentials;
 use crate::body::{BoxError, ResponseBody};
 use crate::identity::IdentityHeaders;
@@ -67,8 +67,20 @@ where
             Some(r) => r,
             None => core.logout.receive(&parts, body).await,
         },
-        _ => json_error(StatusCode::NOT_FOUND, "not_found"),
+        _ => not_found(&parts),
     }
+}
+
+/// 404 under the prefix: a page for a browser, JSON for an API client.
+fn not_found(req: &Parts) -> Response<ResponseBody> {
+    error_for(
+        &req.method,
+        &req.headers,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "Page not found",
+        "The sign-in service has no page at this address.",
+    )
 }
 
 /// 405 unless the method is one of `allowed`.
@@ -76,7 +88,14 @@ fn only(req: &Parts, allowed: &[Method]) -> Option<Response<ResponseBody>> {
     if allowed.contains(&req.method) {
         return None;
     }
-    let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    let mut r = error_for(
+        &req.method,
+        &req.headers,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Not allowed",
+        "This address of the sign-in service cannot be used that way.",
+    );
     let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
     if let Ok(v) = HeaderValue::from_str(&names.join(", ")) {
         r.headers_mut().insert(ALLOW, v);

@@ -1,7 +1,9 @@
 //! [`ResponseFuture`] of the [`Oidc`](super::Oidc) service.
 
 use crate::body::{BoxError, ResponseBody};
-use crate::metrics::{Metrics, RouteKind};
+use crate::identity::Identity;
+use crate::metrics::{AuthOutcome, Metrics, RouteKind};
+use crate::telemetry::AccessNote;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::Response;
@@ -20,6 +22,8 @@ pin_project! {
         kind: Kind<F, E>,
         metrics: Arc<Metrics>,
         route: RouteKind,
+        outcome: Option<AuthOutcome>,
+        identity: Option<Arc<Identity>>,
     }
 }
 
@@ -38,6 +42,8 @@ impl<F, E> ResponseFuture<F, E> {
             kind: Kind::Inner { fut },
             metrics: metrics.clone(),
             route,
+            outcome: None,
+            identity: None,
         }
     }
 
@@ -50,6 +56,8 @@ impl<F, E> ResponseFuture<F, E> {
             kind: Kind::Ready { resp: Some(resp) },
             metrics: metrics.clone(),
             route,
+            outcome: None,
+            identity: None,
         }
     }
 
@@ -62,7 +70,18 @@ impl<F, E> ResponseFuture<F, E> {
             kind: Kind::Boxed { fut },
             metrics: metrics.clone(),
             route,
+            outcome: None,
+            identity: None,
         }
+    }
+}
+
+impl<F, E> ResponseFuture<F, E> {
+    /// Notes the authentication outcome (and identity) for the access log.
+    pub(crate) fn noted(mut self, outcome: AuthOutcome, identity: Option<&Arc<Identity>>) -> Self {
+        self.outcome = Some(outcome);
+        self.identity = identity.cloned();
+        self
     }
 }
 
@@ -76,7 +95,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = match this.kind.project() {
+        let mut result = match this.kind.project() {
             KindProj::Inner { fut } => ready!(fut.poll(cx)).map(|r| r.map(crate::body::boxed)),
             KindProj::Ready { resp } => match resp.take() {
                 Some(r) => Ok(r),
@@ -84,9 +103,20 @@ where
             },
             KindProj::Boxed { fut } => ready!(fut.as_mut().poll(cx)),
         };
-        if let Ok(resp) = &result {
+        if let Ok(resp) = &mut result {
             this.metrics
                 .record_request(*this.route, resp.status().as_u16());
+            // A note made on the way (an async step) is kept; the route is ours.
+            match resp.extensions_mut().get_mut::<AccessNote>() {
+                Some(note) => note.route = *this.route,
+                None => {
+                    resp.extensions_mut().insert(AccessNote {
+                        route: *this.route,
+                        outcome: *this.outcome,
+                        identity: this.identity.take(),
+                    });
+                }
+            }
         }
         Poll::Ready(result)
     }

@@ -27,7 +27,7 @@ mod layer;
 pub(crate) mod login;
 mod params;
 pub(crate) mod policy;
-mod responses;
+pub(crate) mod responses;
 mod service;
 pub(crate) mod session_cookie;
 pub(crate) mod upstream;

@@ -7,14 +7,62 @@ use http::header::ACCEPT;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-/// A small HTML page: `title` and `message` are escaped.
-pub(crate) fn html_page(status: StatusCode, title: &str, message: &str) -> Response<ResponseBody> {
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-         <body><h1>{t}</h1><p>{m}</p></body></html>\n",
-        t = escape_html(title),
-        m = escape_html(message)
+/// The link on an error page: where to go next.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PageLink<'a> {
+    pub(crate) href: &'a str,
+    pub(crate) text: &'a str,
+}
+
+impl PageLink<'static> {
+    /// "Try again": the site's root.
+    pub(crate) const TRY_AGAIN: PageLink<'static> = PageLink {
+        href: "/",
+        text: "Try again",
+    };
+}
+
+/// The gateway's one error page: what happened (`title`, `message`), a link
+/// on, and the request id that is also in the access log. Every text is
+/// escaped; none of it comes from the request except the request id, which
+/// is visible ASCII and escaped too.
+pub(crate) fn error_page(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    link: PageLink<'_>,
+    request_id: Option<&str>,
+) -> Response<ResponseBody> {
+    let mut body = String::with_capacity(1024);
+    body.push_str(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>",
     );
+    body.push_str(&escape_html(title));
+    body.push_str(
+        "</title><style>body{font:16px/1.5 system-ui,sans-serif;color:#222;background:#f4f5f7;margin:0}\
+         main{max-width:32em;margin:10vh auto;background:#fff;padding:2em;border-radius:8px;\
+         box-shadow:0 1px 4px rgba(0,0,0,.15)}h1{font-size:1.4em;margin-top:0}\
+         a{color:#0b5cad}small{color:#666}</style></head><body><main><h1>",
+    );
+    body.push_str(&escape_html(title));
+    body.push_str("</h1>");
+    if !message.is_empty() {
+        body.push_str("<p>");
+        body.push_str(&escape_html(message));
+        body.push_str("</p>");
+    }
+    body.push_str("<p><a href=\"");
+    body.push_str(&escape_html(link.href));
+    body.push_str("\">");
+    body.push_str(&escape_html(link.text));
+    body.push_str("</a></p>");
+    if let Some(id) = request_id {
+        body.push_str("<p><small>Request id: <code>");
+        body.push_str(&escape_html(id));
+        body.push_str("</code></small></p>");
+    }
+    body.push_str("</main></body></html>\n");
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -23,9 +71,12 @@ pub(crate) fn html_page(status: StatusCode, title: &str, message: &str) -> Respo
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Inline style only; no script, no other origin.
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
@@ -33,6 +84,35 @@ pub(crate) fn html_page(status: StatusCode, title: &str, message: &str) -> Respo
         HeaderValue::from_static("nosniff"),
     );
     resp
+}
+
+/// An error page with a "try again" link and no request id (for callers
+/// without the request at hand).
+pub(crate) fn html_page(status: StatusCode, title: &str, message: &str) -> Response<ResponseBody> {
+    error_page(status, title, message, PageLink::TRY_AGAIN, None)
+}
+
+/// A page for browser navigation, else `{"error": code}`: the gateway's
+/// answer to an error the client can act on.
+pub(crate) fn error_for(
+    method: &Method,
+    headers: &HeaderMap,
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    message: &str,
+) -> Response<ResponseBody> {
+    if is_navigation(method, headers) {
+        error_page(
+            status,
+            title,
+            message,
+            PageLink::TRY_AGAIN,
+            crate::telemetry::request_id(headers),
+        )
+    } else {
+        json_error(status, code)
+    }
 }
 
 /// `{"error": error}` with `status`.
@@ -97,15 +177,14 @@ pub(crate) fn redirect(location: &str) -> Response<ResponseBody> {
 /// 503 when the session store cannot answer: a page for browser
 /// navigation, JSON otherwise; `Retry-After: 1` either way.
 pub(crate) fn store_unavailable(method: &Method, headers: &HeaderMap) -> Response<ResponseBody> {
-    let mut resp = if is_navigation(method, headers) {
-        html_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Temporarily unavailable",
-            "Your session cannot be checked right now. Please try again in a moment.",
-        )
-    } else {
-        json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-    };
+    let mut resp = error_for(
+        method,
+        headers,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "Temporarily unavailable",
+        "Your session cannot be checked right now. Please try again in a moment.",
+    );
     resp.headers_mut().insert(
         http::header::RETRY_AFTER,
         http::HeaderValue::from_static("1"),
@@ -132,12 +211,14 @@ pub(crate) fn forbidden_because(
     denied: &Denied<'_>,
 ) -> Response<ResponseBody> {
     if is_navigation(method, headers) {
-        html_page(
+        error_page(
             StatusCode::FORBIDDEN,
             "Access denied",
             &format!(
                 "You are signed in, but this page needs {denied}, which your account does not have."
             ),
+            PageLink::TRY_AGAIN,
+            crate::telemetry::request_id(headers),
         )
     } else {
         json_response(
@@ -171,6 +252,48 @@ mod tests {
             .contains("frame-ancestors 'none'"));
         assert_eq!(r.headers()["x-frame-options"], "DENY");
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    }
+
+    #[test]
+    fn error_page_shows_escaped_request_id_and_link_and_no_json() {
+        use http_body_util::BodyExt;
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, HeaderValue::from_static("text/html"));
+        h.insert("x-request-id", HeaderValue::from_static("id-<b>&"));
+        let r = error_for(
+            &Method::GET,
+            &h,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "No <such> page.",
+        );
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        let body = futures_util::FutureExt::now_or_never(r.into_body().collect())
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        let body = std::str::from_utf8(&body).unwrap();
+        assert!(
+            body.contains("Request id: <code>id-&lt;b&gt;&amp;</code>"),
+            "{body}"
+        );
+        assert!(body.contains("No &lt;such&gt; page."), "{body}");
+        assert!(body.contains("<a href=\"/\">Try again</a>"), "{body}");
+        assert!(!body.contains("{\"error\""), "{body}");
+
+        // An API client gets JSON.
+        h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let r = error_for(
+            &Method::GET,
+            &h,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "x",
+        );
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
     }
 
     #[test]

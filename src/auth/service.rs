@@ -8,7 +8,7 @@
 //! bearer token, public route) complete without an extra allocation for the
 //! future.
 
-use super::authn::{Authenticated, Outcome, Resolved};
+use super::authn::{Authenticated, BearerRefusal, Outcome, Resolved};
 use super::cookies::{add_set_cookie, strip_gateway_cookies};
 use super::endpoints;
 use super::future::ResponseFuture;
@@ -21,6 +21,7 @@ use super::responses::{
 use crate::body::{BoxError, ResponseBody};
 use crate::config::RouteAuth;
 use crate::metrics::{AuthOutcome, RouteKind};
+use crate::telemetry::AccessNote;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
@@ -65,13 +66,23 @@ impl<S> Oidc<S> {
 impl Core {
     /// The response for a request that has no valid credential: a login
     /// redirect for browser navigation, else 401.
-    fn unauthenticated<B>(&self, req: &Request<B>, invalid_token: bool) -> Response<ResponseBody> {
+    fn unauthenticated<B>(
+        &self,
+        req: &Request<B>,
+        invalid_token: bool,
+    ) -> (Response<ResponseBody>, AuthOutcome) {
         if !invalid_token && is_navigation(req.method(), req.headers()) {
             self.metrics.record_auth(AuthOutcome::LoginRedirect);
-            return self.login.begin(original_url(req.uri()), req.headers());
+            let resp = self.login.begin(original_url(req.uri()), req.headers());
+            return (resp, AuthOutcome::LoginRedirect);
         }
+        let outcome = if invalid_token {
+            AuthOutcome::BearerInvalid
+        } else {
+            AuthOutcome::Unauthenticated
+        };
         self.metrics.record_auth(AuthOutcome::Unauthenticated);
-        unauthorized(invalid_token)
+        (unauthorized(invalid_token), outcome)
     }
 
     /// Prepares an authenticated request for the inner service; its identity
@@ -115,6 +126,20 @@ fn forward<B>(req: &mut Request<B>, policy: &RoutePolicy<'_>) {
         // The path was valid with the prefix: it is without.
         let _ = set_path(req, &stripped);
     }
+}
+
+/// `resp` with the access-log note of an asynchronous authentication.
+fn with_note(
+    mut resp: Response<ResponseBody>,
+    outcome: AuthOutcome,
+    who: Option<&Authenticated>,
+) -> Response<ResponseBody> {
+    resp.extensions_mut().insert(AccessNote {
+        route: RouteKind::Protected,
+        outcome: Some(outcome),
+        identity: who.map(|w| w.identity().clone()),
+    });
+    resp
 }
 
 fn bad_path() -> Response<ResponseBody> {
@@ -204,19 +229,28 @@ where
                         forbidden_because(req.method(), req.headers(), &denied),
                         metrics,
                         RouteKind::Protected,
-                    );
+                    )
+                    .noted(AuthOutcome::Forbidden, Some(who.identity()));
                 }
-                metrics.record_auth(who.outcome(true));
+                let outcome = who.outcome(true);
+                metrics.record_auth(outcome);
                 core.admit(&mut req, &who, &policy);
                 let fut = self.inner.call(req);
                 ResponseFuture::inner(fut, metrics, RouteKind::Protected)
+                    .noted(outcome, Some(who.identity()))
             }
             Resolved::Done(outcome) => {
-                let resp = core
-                    .authn
-                    .refusal_response(&outcome)
-                    .unwrap_or_else(|| core.unauthenticated(&req, outcome.invalid_token));
-                ResponseFuture::ready(resp, metrics, RouteKind::Protected)
+                if let Some(resp) = core.authn.refusal_response(&outcome) {
+                    let fut = ResponseFuture::ready(resp, metrics, RouteKind::Protected);
+                    return match outcome.bearer_refusal {
+                        Some(BearerRefusal::InsufficientScope) => {
+                            fut.noted(AuthOutcome::Forbidden, None)
+                        }
+                        _ => fut,
+                    };
+                }
+                let (resp, noted) = core.unauthenticated(&req, outcome.invalid_token);
+                ResponseFuture::ready(resp, metrics, RouteKind::Protected).noted(noted, None)
             }
             Resolved::Pending => {
                 let clone = self.inner.clone();
@@ -228,22 +262,40 @@ where
                         return Ok(store_unavailable(req.method(), req.headers()));
                     }
                     if let Some(resp) = core.authn.refusal_response(&outcome) {
-                        return Ok(resp);
+                        return Ok(match outcome.bearer_refusal {
+                            Some(BearerRefusal::InsufficientScope) => {
+                                with_note(resp, AuthOutcome::Forbidden, None)
+                            }
+                            _ => resp,
+                        });
                     }
                     let Some(who) = outcome.who else {
-                        return Ok(core.unauthenticated(&req, outcome.invalid_token));
+                        let (resp, noted) = core.unauthenticated(&req, outcome.invalid_token);
+                        return Ok(with_note(resp, noted, None));
                     };
                     let policy = core.routes.match_request(req.method(), req.uri().path());
                     if let Err(denied) = policy.admit(who.identity()) {
                         core.metrics.record_auth(AuthOutcome::Forbidden);
-                        return Ok(forbidden_because(req.method(), req.headers(), &denied));
+                        let resp = forbidden_because(req.method(), req.headers(), &denied);
+                        return Ok(with_note(resp, AuthOutcome::Forbidden, Some(&who)));
                     }
-                    if matches!(who, Authenticated::Session(_)) {
-                        core.metrics.record_auth(AuthOutcome::Session);
-                    }
+                    let noted = match who {
+                        Authenticated::Session(_) => {
+                            core.metrics.record_auth(AuthOutcome::Session);
+                            AuthOutcome::Session
+                        }
+                        // The bearer step recorded whether it was cached.
+                        Authenticated::Bearer(_) => AuthOutcome::BearerValidated,
+                    };
+                    let identity = who.identity().clone();
                     core.admit(&mut req, &who, &policy);
                     std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
                     let mut resp = inner.call(req).await?.map(crate::body::boxed);
+                    resp.extensions_mut().insert(AccessNote {
+                        route: RouteKind::Protected,
+                        outcome: Some(noted),
+                        identity: Some(identity),
+                    });
                     // A refreshed or resealed cookie session travels back.
                     for c in outcome.set_cookies {
                         add_set_cookie(resp.headers_mut(), c);

@@ -279,8 +279,9 @@ impl Inner {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let fail = Failure::of(&req);
         if req.method() == Method::CONNECT {
-            return error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+            return fail.response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
         }
         headers::sanitize_request(&mut req);
         let upgrade = req
@@ -289,7 +290,7 @@ impl Inner {
             .and_then(|s| s.0.clone());
         if upgrade.is_some() && self.tunnels.len() >= MAX_TUNNELS {
             tracing::warn!(max = MAX_TUNNELS, "too many tunnels: upgrade refused");
-            return error_response(StatusCode::SERVICE_UNAVAILABLE, "too_many_tunnels");
+            return fail.response(StatusCode::SERVICE_UNAVAILABLE, "too_many_tunnels");
         }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let method = req.method().clone();
@@ -301,7 +302,7 @@ impl Inner {
             Ok(req) => req,
             Err(err) => {
                 tracing::warn!(%method, %path, error = %err, "cannot build the upstream request");
-                return error_response(StatusCode::BAD_REQUEST, "bad_request");
+                return fail.response(StatusCode::BAD_REQUEST, "bad_request");
             }
         };
         let start = Instant::now();
@@ -319,7 +320,7 @@ impl Inner {
                 .map(|r| r.map_err(|e| Box::new(e) as BoxError))
         } else {
             let Some(client) = &self.client else {
-                return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+                return fail.response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
             };
             tokio::time::timeout(self.opts.timeout, client.request(upstream_req))
                 .await
@@ -332,13 +333,13 @@ impl Inner {
             Err(_) => {
                 tracing::warn!(%method, %path, upstream = %self.opts.upstream, timeout = ?self.opts.timeout,
                     "upstream timed out");
-                return error_response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout");
+                return fail.response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout");
             }
             Ok(Err(err)) if is_caused_by::<ClientBodyError>(&*err) => {
                 // The upstream connection is closed with the request unfinished.
                 tracing::info!(%method, %path, error = %ErrorChain(&*err),
                     "request body from the client is malformed or incomplete");
-                let mut resp = error_response(StatusCode::BAD_REQUEST, "bad_request");
+                let mut resp = fail.response(StatusCode::BAD_REQUEST, "bad_request");
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 return resp;
@@ -346,24 +347,27 @@ impl Inner {
             Ok(Err(err)) => {
                 tracing::warn!(%method, %path, upstream = %self.opts.upstream, error = %ErrorChain(&*err),
                     "upstream request failed");
-                return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+                return fail.response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
             }
             Ok(Ok(resp)) => resp,
         };
+        let upstream_time = start.elapsed();
         if let Some(metrics) = &self.metrics {
-            metrics.observe_upstream(start.elapsed());
+            metrics.observe_upstream(upstream_time);
         }
+        resp.extensions_mut()
+            .insert(crate::telemetry::UpstreamTime(upstream_time));
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
                 tracing::warn!(%method, %path, "upstream switched protocols without an upgrade request");
-                return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+                return fail.response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
             };
             let switched_to = headers::strip_hop_by_hop(resp.headers_mut());
             if !switched_to.as_ref().is_some_and(headers::is_websocket) {
                 tracing::warn!(%method, %path, protocol = ?switched_to,
                     "upstream switched to a protocol other than websocket");
-                return error_response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+                return fail.response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
             }
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             resp.headers_mut()
@@ -512,6 +516,59 @@ fn is_caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + '
         cur = e.source();
     }
     false
+}
+
+/// How a request that failed here is answered: a page for browser
+/// navigation (with the request id), else JSON.
+struct Failure {
+    navigation: bool,
+    request_id: Option<HeaderValue>,
+}
+
+impl Failure {
+    fn of<B>(req: &Request<B>) -> Self {
+        let navigation = crate::auth::responses::is_navigation(req.method(), req.headers());
+        Failure {
+            navigation,
+            request_id: navigation
+                .then(|| req.headers().get(crate::telemetry::REQUEST_ID).cloned())
+                .flatten(),
+        }
+    }
+
+    fn response(&self, status: StatusCode, code: &'static str) -> Response<ResponseBody> {
+        if !self.navigation {
+            return error_response(status, code);
+        }
+        let (title, message) = match status {
+            StatusCode::GATEWAY_TIMEOUT => (
+                "The application is not answering",
+                "The application behind the sign-in service took too long to answer. Please try again in a moment.",
+            ),
+            StatusCode::BAD_GATEWAY => (
+                "The application is unavailable",
+                "The application behind the sign-in service cannot be reached right now. Please try again in a moment.",
+            ),
+            StatusCode::SERVICE_UNAVAILABLE => (
+                "Temporarily unavailable",
+                "The service is busy. Please try again in a moment.",
+            ),
+            StatusCode::METHOD_NOT_ALLOWED => ("Not allowed", "This request method is not supported."),
+            _ => ("Bad request", "The request could not be understood. Please try again."),
+        };
+        let id = self
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| crate::telemetry::is_valid_request_id(v.as_bytes()));
+        crate::auth::responses::error_page(
+            status,
+            title,
+            message,
+            crate::auth::responses::PageLink::TRY_AGAIN,
+            id,
+        )
+    }
 }
 
 /// A small JSON error response: `{"error":"<code>"}`.

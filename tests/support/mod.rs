@@ -21,14 +21,31 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 // ===== ports and temp dirs =====
 
-/// A loopback port that was free a moment ago (bind `127.0.0.1:0`, read the
-/// port, drop the listener). For processes that must be told their port.
+/// A loopback port that is free now, for processes that must be told their
+/// port. Taken from 20000-32767, below Linux's ephemeral range (32768-60999),
+/// so that no outgoing connection of a parallel test can have taken it
+/// between this check and the process binding it (the flake a plain
+/// `bind :0` + drop gives); a counter from a random start keeps the ports
+/// of one test process apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local_addr")
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20000;
+    const SPAN: u16 = 12768;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + rand::random::<u16>() % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = LOW + n % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// `n` random bytes, standard base64 (e.g. a `[session] secret`).
