@@ -25,6 +25,7 @@
 #
 # Settings (environment): ROUNDS=3 DURATION=8s CONNS=32 PROXY_CPU=0 LOAD_CPU=1
 # SKIP_HTTPS=1 SKIP_STARTUP=1 CARGO_TARGET_DIR (default: target).
+# RUST_LOG (default: info,oidc_gateway::access=off: no access log, as nginx).
 # BASE_BIN=PATH: also run that gateway binary (HTTP only; e.g. a build of
 # the previous commit) as the "base ..." targets, for an A/B in one run.
 # TARGETS=REGEX: only the targets whose name matches (grep -E), e.g.
@@ -68,6 +69,11 @@ P_NGX2=18084 P_RD=18379 P_GWC=18087 P_GWCA=18097 P_GWR=18088 P_GWRA=18098 P_GWR0
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+
+# The gateway's access log off, as nginx's (`access_log off` below): both
+# proxies are measured without a line per request. RUST_LOG=info measures
+# the gateway with it.
+export RUST_LOG=${RUST_LOG:-info,oidc_gateway::access=off}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need wrk || ! need curl || ! need taskset || ! need h2load || ! need redis-server || ! need openssl; then
@@ -523,7 +529,7 @@ if has tls; then
             awk -v n="$name" -v m="$mode" -v c="$c" 'BEGIN {printf "  | %-8s | %-13s | %7.1f us/handshake | %6.0f handshakes/s per core |\n", n, (m == "new" ? "full" : "resumed"), c, 1e6 / c}'
         done
     done
-    echo "  (resumed: TLS 1.3 tickets; rustls keeps its default 256-entry session cache, nginx shared:SSL:10m)"
+    echo "  (resumed: TLS 1.3; the gateway has stateless tickets + a 4096-entry session cache (src/server/tls.rs), nginx shared:SSL:10m)"
     echo | openssl s_client -connect 127.0.0.1:$P_GWS -sess_out "$TMP/sess" >/dev/null 2>&1 || true
     echo | openssl s_client -connect 127.0.0.1:$P_GWS -sess_in "$TMP/sess" 2>/dev/null | grep -m1 -E '^(Reused|New),' | sed 's/^/  gateway resumption check: /' || true
 fi

@@ -59,7 +59,7 @@ impl Nginx {
         std::fs::write(dir.path().join("server.conf"), server).unwrap();
         let main = format!(
             r#"
-worker_processes 1;
+master_process off;  # one process: the kill on drop leaves no orphaned worker
 pid {d}/nginx.pid;
 error_log {d}/error.log info;
 events {{ worker_connections 64; }}
