@@ -262,3 +262,39 @@ async fn upstream_down_is_a_page_for_browsers_and_json_for_apis() {
         r#"{"error":"upstream_unavailable"}"#
     );
 }
+
+#[tokio::test]
+async fn sign_in_failed_and_signed_out_pages_show_the_request_id() {
+    let h = Harness::start().await;
+    let (browser, _jar) = h.browser();
+    // A callback with a state this browser never started: sign-in failed.
+    let page = browser
+        .get(h.url("/oauth2/callback?code=c&state=never-issued"))
+        .header(ACCEPT, "text/html")
+        .header("x-request-id", "obs-test-callback")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 400);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Sign-in failed"), "{body}");
+    assert!(
+        body.contains("Request id: <code>obs-test-callback</code>"),
+        "{body}"
+    );
+
+    // The provider's return after logout without a state: the signed-out
+    // page, its "sign in again" link and the generated request id.
+    let page = browser
+        .get(h.url("/oauth2/signed_out"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let id = page.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body = page.text().await.unwrap();
+    assert!(body.contains("You are signed out."), "{body}");
+    assert!(body.contains("Sign in again"), "{body}");
+    assert!(body.contains(&format!("<code>{id}</code>")), "{body}");
+}

@@ -8,7 +8,9 @@ use super::cookies::add_set_cookie;
 use super::layer::Core;
 use super::params::{read_form, single_params};
 use super::policy::{normalize_path, RouteTable};
-use super::responses::{error_for, forbidden_because, json_error, store_unavailable, unauthorized};
+use super::responses::{
+    error_for, forbidden_because, json_error, store_unavailable, unauthorized, with_request_id,
+};
 use super::upstream::UpstreamCredentials;
 use crate::body::{BoxError, ResponseBody};
 use crate::identity::IdentityHeaders;
@@ -21,8 +23,20 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Dispatches a request under the prefix.
+/// Dispatches a request under the prefix; a page made without the request
+/// id (sign-in failed, signed out) gets it on the way out.
 pub(crate) async fn handle<B>(core: Arc<Core>, req: Request<B>) -> Response<ResponseBody>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let request_id = req.headers().get(&crate::telemetry::REQUEST_ID).cloned();
+    let resp = dispatch(core, req).await;
+    with_request_id(resp, request_id.as_ref())
+}
+
+async fn dispatch<B>(core: Arc<Core>, req: Request<B>) -> Response<ResponseBody>
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,

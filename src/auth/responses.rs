@@ -86,10 +86,64 @@ pub(crate) fn error_page(
     resp
 }
 
-/// An error page with a "try again" link and no request id (for callers
-/// without the request at hand).
+/// An error page with a "try again" link, made by a caller without the
+/// request at hand: [`with_request_id`] adds the request id on the way out.
 pub(crate) fn html_page(status: StatusCode, title: &str, message: &str) -> Response<ResponseBody> {
-    error_page(status, title, message, PageLink::TRY_AGAIN, None)
+    page_without_request_id(status, title, message, PageLink::TRY_AGAIN)
+}
+
+/// The text of a page made before the request id was at hand, kept in the
+/// response's extensions so that [`with_request_id`] can render it again.
+#[derive(Clone, Debug)]
+struct PageWithoutRequestId {
+    title: Box<str>,
+    message: Box<str>,
+    href: Box<str>,
+    link_text: Box<str>,
+}
+
+/// [`error_page`] without the request id, to be completed by
+/// [`with_request_id`] where the request's headers are known.
+pub(crate) fn page_without_request_id(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    link: PageLink<'_>,
+) -> Response<ResponseBody> {
+    let mut resp = error_page(status, title, message, link, None);
+    resp.extensions_mut().insert(PageWithoutRequestId {
+        title: title.into(),
+        message: message.into(),
+        href: link.href.into(),
+        link_text: link.text.into(),
+    });
+    resp
+}
+
+/// Renders a page of [`page_without_request_id`] again with the request
+/// id of `request_id` (the request's `X-Request-Id`, set by the gateway),
+/// keeping its status and headers (`Set-Cookie` included). Any other
+/// response, or no valid id, is returned as it is.
+pub(crate) fn with_request_id(
+    mut resp: Response<ResponseBody>,
+    request_id: Option<&HeaderValue>,
+) -> Response<ResponseBody> {
+    let Some(page) = resp.extensions_mut().remove::<PageWithoutRequestId>() else {
+        return resp;
+    };
+    let Some(id) = request_id
+        .filter(|v| crate::telemetry::is_valid_request_id(v.as_bytes()))
+        .and_then(|v| v.to_str().ok())
+    else {
+        return resp;
+    };
+    let link = PageLink {
+        href: &page.href,
+        text: &page.link_text,
+    };
+    let fresh = error_page(resp.status(), &page.title, &page.message, link, Some(id));
+    *resp.body_mut() = fresh.into_body();
+    resp
 }
 
 /// A page for browser navigation, else `{"error": code}`: the gateway's

@@ -16,7 +16,7 @@ use super::layer::Core;
 use super::login::return_to::original_url;
 use super::policy::{normalize_path, MatchedRoute, RoutePolicy};
 use super::responses::{
-    forbidden_because, is_navigation, json_error, store_unavailable, unauthorized,
+    forbidden_because, is_navigation, json_error, store_unavailable, unauthorized, with_request_id,
 };
 use crate::body::{BoxError, ResponseBody};
 use crate::config::RouteAuth;
@@ -73,7 +73,10 @@ impl Core {
     ) -> (Response<ResponseBody>, AuthOutcome) {
         if !invalid_token && is_navigation(req.method(), req.headers()) {
             self.metrics.record_auth(AuthOutcome::LoginRedirect);
-            let resp = self.login.begin(original_url(req.uri()), req.headers());
+            let resp = with_request_id(
+                self.login.begin(original_url(req.uri()), req.headers()),
+                req.headers().get(&crate::telemetry::REQUEST_ID),
+            );
             return (resp, AuthOutcome::LoginRedirect);
         }
         let outcome = if invalid_token {

@@ -14,10 +14,9 @@
 //! and is checked again when opened.
 
 use super::return_to::safe_return_to;
-use crate::auth::responses::{html_page, redirect};
+use crate::auth::responses::{page_without_request_id, redirect, PageLink};
 use crate::body::ResponseBody;
 use crate::clock::SharedClock;
-use crate::html::escape_html;
 use crate::random::random_token;
 use crate::secret::SessionSecret;
 use http::{Response, StatusCode};
@@ -145,14 +144,15 @@ impl LogoutStates {
 
 /// "You are signed out", with a link to sign in again.
 pub(crate) fn signed_out_page(sign_in: &str) -> Response<ResponseBody> {
-    let mut resp = html_page(StatusCode::OK, "Signed out", "");
-    *resp.body_mut() = crate::body::full(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Signed out</title></head>\
-         <body><h1>Signed out</h1><p>You are signed out.</p>\
-         <p><a href=\"{}\">Sign in again</a></p></body></html>\n",
-        escape_html(sign_in)
-    ));
-    resp
+    page_without_request_id(
+        StatusCode::OK,
+        "Signed out",
+        "You are signed out.",
+        PageLink {
+            href: sign_in,
+            text: "Sign in again",
+        },
+    )
 }
 
 #[cfg(test)]
