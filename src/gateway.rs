@@ -380,9 +380,7 @@ impl RunningGateway {
         let admin = AdminService::new(metrics.clone(), readiness);
 
         let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })
+            server::bind(addr).map_err(|source| StartError::Bind { addr, source })
         };
         let main_listener = bind(config.server.listen).await?;
         let admin_listener = bind(config.admin.listen).await?;

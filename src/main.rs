@@ -75,6 +75,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_tracing();
+            raise_open_file_limit();
             runtime(|| run(config, &cli.config))
         }
         #[cfg(feature = "devtools")]
@@ -274,6 +275,30 @@ fn init_tracing() {
         builder.init();
     }
 }
+
+/// Open files the gateway may need: its connections (at most 10,000), as
+/// many to the upstream, and a margin for the provider, Redis, certificates
+/// and logs.
+const OPEN_FILES_WANTED: u64 = 2 * 10_000 + 1_024;
+
+/// Raises the soft limit on open files to the hard limit. The common default
+/// soft limit (1024) would make `accept` fail with EMFILE long before the
+/// connection limit; the hard limit is what the administrator allows.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < OPEN_FILES_WANTED => tracing::warn!(
+            limit,
+            wanted = OPEN_FILES_WANTED,
+            "the open-file limit is low: connections beyond it are refused (raise `ulimit -Hn`)"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open-file limit"),
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
 
 async fn run(config: GatewayConfig, path: &Path) -> ExitCode {
     let gateway = match RunningGateway::start(config).await {

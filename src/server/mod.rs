@@ -76,6 +76,27 @@ use crate::body::ResponseBody;
 /// Upper bound on a request head: HTTP/1 read buffer and HTTP/2 header list size.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// Length of a listener's queue of connections not yet accepted (the kernel
+/// caps it at `net.core.somaxconn`, 4096 by default since Linux 5.4). A
+/// burst of connects beyond the queue is dropped by the kernel while the
+/// clients believe they are connected (`ListenOverflows`); std's and mio's
+/// 128 is too short for a gateway in front of many clients.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (a
+/// restarted gateway binds while the old connections are in `TIME_WAIT`).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Facts about the client connection, inserted into every request's extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnInfo {
