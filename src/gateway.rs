@@ -87,6 +87,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "session.redis_url",
     "session.redis_key_prefix",
     "session.redis_cache_ttl",
+    "log (format, level, access_log)",
 ];
 
 /// Why a reload was refused (the running configuration keeps serving).
@@ -309,6 +310,7 @@ fn keep_restart_only(old: &GatewayConfig, new: &mut GatewayConfig) -> Vec<&'stat
     keep!("session.max_sessions", session.max_sessions);
     keep!("session.redis_key_prefix", session.redis_key_prefix);
     keep!("session.redis_cache_ttl", session.redis_cache_ttl);
+    keep!("log", log);
     let tls_on = |c: &GatewayConfig| c.server.tls_cert.is_some() && c.server.tls_key.is_some();
     if tls_on(old) != tls_on(new) {
         changed.push("server.tls_cert/tls_key (TLS on or off)");

@@ -3,7 +3,7 @@
 //! drain, exit 0.
 
 use clap::{Parser, Subcommand};
-use oidc_gateway::config::{ConfigError, GatewayConfig};
+use oidc_gateway::config::{ConfigError, GatewayConfig, LogConfig, LogFormat};
 use oidc_gateway::gateway::RunningGateway;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,13 +74,13 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_tracing();
+            let log = init_tracing(&config.log);
             raise_open_file_limit();
-            runtime(|| run(config, &cli.config))
+            runtime(|| run(config, &cli.config, &log))
         }
         #[cfg(feature = "devtools")]
         Command::Demo { port, plain_http } => {
-            init_tracing();
+            let _log = init_tracing(&LogConfig::default());
             runtime(|| demo::run(port, plain_http))
         }
         #[cfg(not(feature = "devtools"))]
@@ -258,21 +258,54 @@ async fn check_provider(config: GatewayConfig) -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Lines the log writer may hold while stderr is slow or blocked; beyond
+/// them, lines are dropped and counted (`oidc_gateway_log_lines_dropped_total`)
+/// rather than blocking requests. About 4 MiB at most.
+const LOG_BUFFERED_LINES: usize = 16_384;
+
+/// The log writer's thread: what it holds until exit, and its count of
+/// dropped lines.
+struct LogWriter {
+    /// Flushes the lines still queued when dropped.
+    _guard: tracing_appender::non_blocking::WorkerGuard,
+    dropped: tracing_appender::non_blocking::ErrorCounter,
+}
+
+/// Logs to stderr as `[log]` says. Lines are formatted on the thread that
+/// logs and written by a thread of their own, so that a request never waits
+/// for a `write(2)`; under load that thread writes many lines at a time
+/// (through a 64 KiB buffer, flushed whenever its queue is empty).
+fn init_tracing(log: &LogConfig) -> LogWriter {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("OIDC_GATEWAY_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let env_filter = std::env::var("RUST_LOG").ok();
+    let directives = log.filter_directives(env_filter.as_deref());
+    let filter = EnvFilter::builder()
+        .parse(&directives)
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let env_format = std::env::var("OIDC_GATEWAY_LOG_FORMAT").ok();
     // Colour only for a terminal: a pipe or file (a container's log, CI)
     // gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFERED_LINES)
+        .thread_name("oidc-gateway-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+        .with_writer(writer);
+    match log.effective_format(env_format.as_deref()) {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    LogWriter {
+        _guard: guard,
+        dropped,
     }
 }
 
@@ -300,7 +333,7 @@ fn raise_open_file_limit() {
 #[cfg(not(unix))]
 fn raise_open_file_limit() {}
 
-async fn run(config: GatewayConfig, path: &Path) -> ExitCode {
+async fn run(config: GatewayConfig, path: &Path, log: &LogWriter) -> ExitCode {
     let gateway = match RunningGateway::start(config).await {
         Ok(g) => g,
         Err(e) => {
@@ -308,6 +341,10 @@ async fn run(config: GatewayConfig, path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let dropped_task = tokio::spawn(count_dropped_log_lines(
+        log.dropped.clone(),
+        gateway.metrics().clone(),
+    ));
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let mut hangup = hangup_signals();
     loop {
@@ -323,6 +360,7 @@ async fn run(config: GatewayConfig, path: &Path) -> ExitCode {
             }
         }
     }
+    dropped_task.abort();
     tracing::info!("shutting down: draining in-flight requests");
     match gateway.shutdown().await {
         Ok(()) => {
@@ -332,6 +370,27 @@ async fn run(config: GatewayConfig, path: &Path) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "server error");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Adds the log lines the writer dropped (stderr blocked) to the metric,
+/// every 5 s, with a warning when there were any.
+async fn count_dropped_log_lines(
+    dropped: tracing_appender::non_blocking::ErrorCounter,
+    metrics: std::sync::Arc<oidc_gateway::metrics::Metrics>,
+) {
+    let mut counted = 0;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let now = dropped.dropped_lines();
+        if now > counted {
+            metrics.record_log_lines_dropped((now - counted) as u64);
+            tracing::warn!(
+                dropped = now - counted,
+                "log lines dropped: stderr is not keeping up"
+            );
+            counted = now;
         }
     }
 }

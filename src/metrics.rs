@@ -121,6 +121,7 @@ pub struct Metrics {
     request_cells: Box<[OnceLock<Counter>]>,
     auth_cells: Box<[OnceLock<Counter>]>,
     reloads: Reloads,
+    log_lines_dropped: Counter,
 }
 
 /// The `result` label of the reload counters.
@@ -187,7 +188,14 @@ impl Metrics {
             "TLS certificate reloads, by result (ok, error: refused, the running certificate kept)",
             reloads.tls.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not keep up",
+            log_lines_dropped.clone(),
+        );
         Metrics {
+            log_lines_dropped,
             registry,
             requests,
             auth,
@@ -245,6 +253,11 @@ impl Metrics {
     /// Counts one TLS certificate reload, applied (`ok`) or refused.
     pub fn record_tls_reload(&self, ok: bool) {
         self.reloads.tls.get_or_create(&reload_labels(ok)).inc();
+    }
+
+    /// Counts log lines the log writer dropped.
+    pub fn record_log_lines_dropped(&self, lines: u64) {
+        self.log_lines_dropped.inc_by(lines);
     }
 
     /// The registry in Prometheus text format.

@@ -16,6 +16,7 @@
 //! | module | sections |
 //! | --- | --- |
 //! | `server` | `[server]`, `[admin]`, `[upstream]` |
+//! | `log` | `[log]` |
 //! | `provider` | `[provider]` |
 //! | `session` | `[session]`, `[bearer]`, `[headers]` |
 //! | `routes` | `[[route]]` |
@@ -23,6 +24,7 @@
 //! | `env` | `${VAR}`, `*_file`, [`Environment`] |
 
 mod env;
+mod log;
 mod problems;
 mod provider;
 mod routes;
@@ -30,6 +32,7 @@ mod server;
 mod session;
 
 pub use env::{Environment, ProcessEnv};
+pub use log::{LogConfig, LogFormat};
 pub use problems::{ConfigError, ConfigProblem};
 pub use provider::{
     check_provider_url, is_loopback_host, AllowedAlgorithm, ClientAuth, JwksAuth, ProviderConfig,
@@ -76,6 +79,9 @@ pub struct GatewayConfig {
     /// `[[route]]`: path rules, first match wins.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// `[log]`: log format, filter and the access log.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 impl GatewayConfig {
@@ -104,12 +110,13 @@ impl GatewayConfig {
         let server = required::<ServerConfig>(&mut doc, "server", &mut problems);
         let admin = optional::<AdminConfig>(&mut doc, "admin", &mut problems);
         let upstream = required::<UpstreamConfig>(&mut doc, "upstream", &mut problems);
+        let log = optional::<LogConfig>(&mut doc, "log", &mut problems);
         let layer = LayerSections::parse(&mut doc, &mut problems);
         if let Some(server) = &server {
             layer.validate_for_origin(&server.public_url, &mut problems);
         }
-        let (Some(server), Some(admin), Some(upstream), Some(layer)) =
-            (server, admin, upstream, layer.complete())
+        let (Some(server), Some(admin), Some(upstream), Some(log), Some(layer)) =
+            (server, admin, upstream, log, layer.complete())
         else {
             return Err(incomplete(problems));
         };
@@ -122,6 +129,7 @@ impl GatewayConfig {
             bearer: layer.bearer,
             headers: layer.headers,
             routes: layer.routes,
+            log,
         })
     }
 
@@ -132,6 +140,7 @@ impl GatewayConfig {
         self.server.validate(&mut problems.at("server"));
         self.admin.validate(&mut problems.at("admin"));
         self.upstream.validate(&mut problems.at("upstream"));
+        self.log.validate(&mut problems.at("log"));
         validate_layer(&self.oidc(), &mut problems);
         problems.into_result(())
     }

@@ -942,3 +942,27 @@ fn config_shadowed_route_is_reported() {
         ["route[1].path: unreachable: every request it matches is matched first by route[0] (`/app/`)"]
     );
 }
+
+#[test]
+fn log_section_defaults_and_problems() {
+    let e = env(&[("SECRET", "x")]);
+    let config = GatewayConfig::from_toml_str(MINIMAL, &e).expect("minimal config");
+    assert_eq!(config.log, LogConfig::default());
+    assert!(config.log.access_log);
+    let text = format!("{MINIMAL}\n[log]\nformat = \"json\"\nlevel = \"warn,oidc_gateway=debug\"\naccess_log = false\n");
+    let config = GatewayConfig::from_toml_str(&text, &e).expect("log section");
+    assert_eq!(config.log.format, Some(LogFormat::Json));
+    assert!(!config.log.access_log);
+    let text = format!("{MINIMAL}\n[log]\nformt = \"json\"\n");
+    assert_eq!(
+        problems(&text, &e),
+        ["log.formt: unknown key, did you mean `format`?"]
+    );
+    let text = format!("{MINIMAL}\n[log]\nlevel = \"info,oidc_gateway=loud\"\n");
+    let p = problems(&text, &e);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("log.level: not a log filter"), "{p:?}");
+    let text = format!("{MINIMAL}\n[log]\nformat = \"yaml\"\n");
+    let p = problems(&text, &e);
+    assert!(p.len() == 1 && p[0].starts_with("log.format"), "{p:?}");
+}

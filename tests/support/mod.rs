@@ -263,6 +263,18 @@ impl GatewayProcess {
     /// `oidc-gateway --config <it>`, and wait (bounded by [`READY_TIMEOUT`])
     /// for `GET {admin_url}/readyz` to answer 200.
     pub async fn start(config_toml: &str, main_url: &str, admin_url: &str) -> Self {
+        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into());
+        Self::start_with_env(config_toml, main_url, admin_url, &[("RUST_LOG", &rust_log)]).await
+    }
+
+    /// [`start`](Self::start) with these environment variables set for the
+    /// process (`RUST_LOG` is not set unless given).
+    pub async fn start_with_env(
+        config_toml: &str,
+        main_url: &str,
+        admin_url: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = TempDir::new("oidc-gateway-test");
         let config = dir.path().join("gateway.toml");
         std::fs::write(&config, config_toml).expect("write gateway.toml");
@@ -272,10 +284,9 @@ impl GatewayProcess {
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
-            )
+            .env_remove("RUST_LOG")
+            .env_remove("OIDC_GATEWAY_LOG_FORMAT")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
