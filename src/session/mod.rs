@@ -7,7 +7,7 @@
 //!
 //! Three stores come with the crate:
 //!
-//! - [`MemoryStore`]: in-process (moka), lost on restart; one process only.
+//! - [`MemoryStore`]: in-process (sharded maps), lost on restart; one process only.
 //! - [`CookieStore`]: stateless; the whole session sealed (AES-256-GCM) in
 //!   the cookie itself, which the store reads through [`SessionSealer`].
 //! - [`RedisStore`]: shared by any number of processes, with a short local
