@@ -339,40 +339,8 @@ async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// A gateway binary in front of `upstream`, with the dev provider `op`
 /// (auto-login alice) and `extra_server` lines in `[server]`.
 async fn gateway_process(op: &DevProvider, upstream: &str, extra_server: &str) -> GatewayProcess {
-    let port = free_port();
-    let admin = free_port();
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-{extra_server}
-[admin]
-listen = "127.0.0.1:{admin}"
-[upstream]
-url = "{upstream}"
-connect_timeout = "1s"
-timeout = "5s"
-[provider]
-issuer = "{issuer}"
-client_id = "gateway"
-client_secret = "{secret}"
-[session]
-secret = "{session_secret}"
-[[route]]
-path = "/public/"
-auth = "none"
-"#,
-        issuer = op.issuer(),
-        secret = op.client_secret(),
-        session_secret = random_base64(32),
-    );
-    GatewayProcess::start(
-        &config,
-        &format!("http://127.0.0.1:{port}"),
-        &format!("http://127.0.0.1:{admin}"),
-    )
-    .await
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into());
+    dev_gateway_process(op, upstream, extra_server, "", &[("RUST_LOG", &rust_log)]).await
 }
 
 async fn dev_provider() -> DevProvider {

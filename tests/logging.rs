@@ -27,41 +27,7 @@ async fn gateway_with_log(
     let echo = DevEcho::start(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("echo");
-    let port = free_port();
-    let admin = free_port();
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-[admin]
-listen = "127.0.0.1:{admin}"
-[upstream]
-url = "{upstream}"
-[provider]
-issuer = "{issuer}"
-client_id = "gateway"
-client_secret = "{secret}"
-[session]
-secret = "{session_secret}"
-[[route]]
-path = "/public/"
-auth = "none"
-[log]
-{log}
-"#,
-        upstream = echo.url(),
-        issuer = op.issuer(),
-        secret = op.client_secret(),
-        session_secret = random_base64(32),
-    );
-    let gw = GatewayProcess::start_with_env(
-        &config,
-        &format!("http://127.0.0.1:{port}"),
-        &format!("http://127.0.0.1:{admin}"),
-        env,
-    )
-    .await;
+    let gw = dev_gateway_process(&op, &echo.url(), "", &format!("[log]\n{log}"), env).await;
     let resp = api_client(None)
         .get(gw.url("/public/logged?code=secret-code"))
         .send()

@@ -370,6 +370,55 @@ impl Drop for GatewayProcess {
 
 // ===== in-process harness: DevProvider + echo upstream + RunningGateway =====
 
+/// The gateway binary in front of `upstream`, with the dev provider `op`,
+/// `extra_server` lines in `[server]`, a public `/public/` route, and the
+/// `extra` sections after it (e.g. `[log]`), on free ports; `env` is the
+/// process environment ([`GatewayProcess::start_with_env`]).
+pub async fn dev_gateway_process(
+    op: &DevProvider,
+    upstream: &str,
+    extra_server: &str,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> GatewayProcess {
+    let port = free_port();
+    let admin = free_port();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+{extra_server}
+[admin]
+listen = "127.0.0.1:{admin}"
+[upstream]
+url = "{upstream}"
+connect_timeout = "1s"
+timeout = "5s"
+[provider]
+issuer = "{issuer}"
+client_id = "gateway"
+client_secret = "{secret}"
+[session]
+secret = "{session_secret}"
+[[route]]
+path = "/public/"
+auth = "none"
+{extra}
+"#,
+        issuer = op.issuer(),
+        secret = op.client_secret(),
+        session_secret = random_base64(32),
+    );
+    GatewayProcess::start_with_env(
+        &config,
+        &format!("http://127.0.0.1:{port}"),
+        &format!("http://127.0.0.1:{admin}"),
+        env,
+    )
+    .await
+}
+
 use oidc_gateway::config::{GatewayConfig, ProcessEnv};
 pub use oidc_gateway::devtools::echo::EchoUpstream as DevEcho;
 pub use oidc_gateway::devtools::provider::{ClientAuth, DevProvider, Fault, Signer};
