@@ -19,6 +19,7 @@
 //! | `provider` | `[provider]` |
 //! | `session` | `[session]`, `[bearer]`, `[headers]` |
 //! | `routes` | `[[route]]` |
+//! | `tracing_export` | `[tracing]` |
 //! | `problems` | [`ConfigError`], [`ConfigProblem`], key paths |
 //! | `env` | `${VAR}`, `*_file`, [`Environment`] |
 
@@ -28,6 +29,7 @@ mod provider;
 mod routes;
 mod server;
 mod session;
+mod tracing_export;
 
 pub use env::{Environment, ProcessEnv};
 pub use problems::{ConfigError, ConfigProblem};
@@ -42,6 +44,7 @@ pub use session::{
     AuthorizationConfig, BearerConfig, BearerIssuerConfig, HeaderNamesConfig, SameSiteConfig,
     SessionConfig, SessionStoreKind, MAX_BEARER_ISSUERS,
 };
+pub use tracing_export::{TracingConfig, NO_OTEL, OTLP_TRACES_PATH};
 
 use problems::{At, Problems, Section};
 use serde::{Deserialize, Deserializer};
@@ -76,6 +79,9 @@ pub struct GatewayConfig {
     /// `[[route]]`: path rules, first match wins.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// `[tracing]`: OpenTelemetry trace export.
+    #[serde(default)]
+    pub tracing: TracingConfig,
 }
 
 impl GatewayConfig {
@@ -105,11 +111,12 @@ impl GatewayConfig {
         let admin = optional::<AdminConfig>(&mut doc, "admin", &mut problems);
         let upstream = required::<UpstreamConfig>(&mut doc, "upstream", &mut problems);
         let layer = LayerSections::parse(&mut doc, &mut problems);
+        let tracing = optional::<TracingConfig>(&mut doc, "tracing", &mut problems);
         if let Some(server) = &server {
             layer.validate_for_origin(&server.public_url, &mut problems);
         }
-        let (Some(server), Some(admin), Some(upstream), Some(layer)) =
-            (server, admin, upstream, layer.complete())
+        let (Some(server), Some(admin), Some(upstream), Some(layer), Some(tracing)) =
+            (server, admin, upstream, layer.complete(), tracing)
         else {
             return Err(incomplete(problems));
         };
@@ -122,6 +129,7 @@ impl GatewayConfig {
             bearer: layer.bearer,
             headers: layer.headers,
             routes: layer.routes,
+            tracing,
         })
     }
 
@@ -132,6 +140,7 @@ impl GatewayConfig {
         self.server.validate(&mut problems.at("server"));
         self.admin.validate(&mut problems.at("admin"));
         self.upstream.validate(&mut problems.at("upstream"));
+        self.tracing.validate(&mut problems.at("tracing"));
         validate_layer(&self.oidc(), &mut problems);
         problems.into_result(())
     }
