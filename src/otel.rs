@@ -237,9 +237,14 @@ impl RequestTracer {
                 req.headers_mut().insert(TRACEPARENT, v);
             }
         }
+        // Only a recorded span needs its attributes' values.
+        let request_id = span
+            .is_recording()
+            .then(|| crate::telemetry::request_id(req.headers()).map(str::to_owned))
+            .flatten();
         RequestSpan {
             span,
-            request_id: crate::telemetry::request_id(req.headers()).map(str::to_owned),
+            request_id,
             method: req.method().clone(),
             uri: req.uri().clone(),
             routes: self.routes.clone(),
