@@ -53,3 +53,9 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
 fi
 
 cargo test "$@"
+
+# Trace export (cargo feature `otel`): its end-to-end test against an
+# in-process OTLP receiver (tests/otel.rs), when no arguments pick tests.
+if [ "$#" = 0 ]; then
+  cargo test --features otel --test otel
+fi

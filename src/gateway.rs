@@ -19,6 +19,11 @@
 //! [`ReloadingCert`] that the reload replaces and a watcher re-reads every
 //! [`CERT_POLL_PERIOD`]. Settings bound at start ([`RESTART_ONLY`]) keep
 //! their running values.
+//!
+//! Trace export (cargo feature `otel`, `[tracing]`): the export pipeline
+//! starts with the gateway and is flushed by [`RunningGateway::shutdown`]
+//! (within [`TRACE_FLUSH_TIMEOUT`]); each request gets a server span
+//! ([`crate::otel`]). `[tracing]` is restart-only.
 
 use crate::admin::AdminService;
 use crate::auth::{MatchedRoute, Oidc, OidcLayer};
@@ -62,7 +67,15 @@ pub enum StartError {
     /// The upstream URL is unusable.
     #[error("upstream: {0}")]
     Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Trace export could not be set up.
+    #[cfg(feature = "otel")]
+    #[error("tracing: {0}")]
+    Tracing(#[source] crate::otel::OtelError),
 }
+
+/// The longest [`RunningGateway::shutdown`] waits for queued spans to be
+/// exported (after the drain).
+pub const TRACE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the TLS certificate files are re-read for a change.
 pub const CERT_POLL_PERIOD: Duration = Duration::from_secs(2);
@@ -88,6 +101,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "session.redis_key_prefix",
     "session.redis_cache_ttl",
     "log (format, level, access_log)",
+    "tracing (every key)",
 ];
 
 /// Why a reload was refused (the running configuration keeps serving).
@@ -126,7 +140,17 @@ pub struct ReloadReport {
 #[derive(Clone, Debug)]
 pub struct GatewayService {
     inner: Oidc<Upstreams>,
+    /// Starts the request's span when trace export is on.
+    #[cfg(feature = "otel")]
+    tracer: Option<crate::otel::RequestTracer>,
 }
+
+/// The response future of the auth layer, ending the request's span first
+/// when the build has trace export.
+#[cfg(feature = "otel")]
+type Traced<F> = crate::otel::SpanFuture<F>;
+#[cfg(not(feature = "otel"))]
+type Traced<F> = F;
 
 /// The proxies behind the layer: the route's own (chosen by the
 /// [`MatchedRoute`] the layer sets for routes with an `upstream`), else
@@ -210,9 +234,11 @@ impl tower_service::Service<http::Request<Incoming>> for GatewayService {
     type Response = http::Response<crate::body::ResponseBody>;
     type Error = Infallible;
     type Future = crate::telemetry::AccessLogFuture<
-        crate::auth::ResponseFuture<
-            <Upstreams as tower_service::Service<http::Request<Incoming>>>::Future,
-            Infallible,
+        Traced<
+            crate::auth::ResponseFuture<
+                <Upstreams as tower_service::Service<http::Request<Incoming>>>::Future,
+                Infallible,
+            >,
         >,
     >;
 
@@ -223,9 +249,16 @@ impl tower_service::Service<http::Request<Incoming>> for GatewayService {
     fn call(&mut self, mut req: http::Request<Incoming>) -> Self::Future {
         sanitize_request(&mut req);
         let request_id = telemetry::ensure_request_id(req.headers_mut());
-        telemetry::sanitize_trace_context(req.headers_mut());
+        let parent = telemetry::sanitize_trace_context(req.headers_mut());
+        #[cfg(feature = "otel")]
+        let span = self.tracer.as_ref().map(|t| t.start(&mut req, parent));
+        #[cfg(not(feature = "otel"))]
+        let _ = parent;
         let start = telemetry::RequestStart::new(req.method(), req.uri(), request_id);
-        telemetry::AccessLogFuture::new(self.inner.call(req), start)
+        let fut = self.inner.call(req);
+        #[cfg(feature = "otel")]
+        let fut = crate::otel::SpanFuture::new(fut, span);
+        telemetry::AccessLogFuture::new(fut, start)
     }
 }
 
@@ -263,12 +296,47 @@ impl tower_service::Service<http::Request<Incoming>> for CurrentService {
     }
 }
 
+/// The trace export pipeline when the build has one and `[tracing]` turns
+/// it on.
+#[derive(Debug, Default)]
+struct Tracing {
+    #[cfg(feature = "otel")]
+    export: Option<crate::otel::TraceExport>,
+}
+
+impl Tracing {
+    /// Starts export as `config` says (within the runtime).
+    fn start(config: &GatewayConfig) -> Result<Self, StartError> {
+        #[cfg(feature = "otel")]
+        return Ok(Tracing {
+            export: crate::otel::TraceExport::start(config).map_err(StartError::Tracing)?,
+        });
+        #[cfg(not(feature = "otel"))]
+        {
+            // Validation refused an `otlp_endpoint` in this build.
+            let _ = config;
+            Ok(Tracing {})
+        }
+    }
+
+    /// Flushes queued spans (at most [`TRACE_FLUSH_TIMEOUT`]).
+    async fn shutdown(self) {
+        #[cfg(feature = "otel")]
+        if let Some(export) = self.export {
+            export.shutdown(TRACE_FLUSH_TIMEOUT).await;
+        }
+    }
+}
+
 /// Builds the layer and the service of `config`, on `store` when given.
 fn build_active(
     config: &GatewayConfig,
     metrics: &Arc<Metrics>,
     store: Option<Arc<dyn crate::session::SessionStore>>,
+    tracing: &Tracing,
 ) -> Result<(Active, Vec<crate::proxy::Tunnels>), StartError> {
+    #[cfg(not(feature = "otel"))]
+    let _ = tracing;
     let mut builder = OidcLayer::builder(config.oidc())
         .metrics(metrics.clone())
         .assertion_audience(config.upstream.url.origin().ascii_serialization());
@@ -280,6 +348,8 @@ fn build_active(
     let tunnels = upstreams.tunnels();
     let service = GatewayService {
         inner: tower_layer::Layer::layer(&layer, upstreams),
+        #[cfg(feature = "otel")]
+        tracer: tracing.export.as_ref().map(|e| e.request_tracer(config)),
     };
     Ok((Active { layer, service }, tunnels))
 }
@@ -311,6 +381,7 @@ fn keep_restart_only(old: &GatewayConfig, new: &mut GatewayConfig) -> Vec<&'stat
     keep!("session.redis_key_prefix", session.redis_key_prefix);
     keep!("session.redis_cache_ttl", session.redis_cache_ttl);
     keep!("log", log);
+    keep!("tracing (every key)", tracing);
     let tls_on = |c: &GatewayConfig| c.server.tls_cert.is_some() && c.server.tls_key.is_some();
     if tls_on(old) != tls_on(new) {
         changed.push("server.tls_cert/tls_key (TLS on or off)");
@@ -349,6 +420,7 @@ pub struct RunningGateway {
     cert: Option<Arc<ReloadingCert>>,
     tunnels: Arc<Mutex<Vec<crate::proxy::Tunnels>>>,
     metrics: Arc<Metrics>,
+    tracing: Tracing,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<io::Result<()>>>,
 }
@@ -369,7 +441,8 @@ impl RunningGateway {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
-        let (active, tunnels) = build_active(&config, &metrics, None)?;
+        let tracing = Tracing::start(&config)?;
+        let (active, tunnels) = build_active(&config, &metrics, None, &tracing)?;
         let active = Arc::new(ArcSwap::from_pointee(active));
         let tunnels = Arc::new(Mutex::new(tunnels));
         let service = CurrentService {
@@ -459,6 +532,7 @@ impl RunningGateway {
             cert,
             tunnels,
             metrics,
+            tracing,
             stop,
             tasks,
         })
@@ -497,8 +571,8 @@ impl RunningGateway {
             _ => None,
         };
         let store = self.active.load().layer.shared_session_store();
-        let (active, tunnels) =
-            build_active(&new, &self.metrics, Some(store)).map_err(|e| match e {
+        let (active, tunnels) = build_active(&new, &self.metrics, Some(store), &self.tracing)
+            .map_err(|e| match e {
                 StartError::Auth(e) => ReloadError::Auth(e),
                 StartError::Upstream(e) => ReloadError::Upstream(e),
                 other => ReloadError::Upstream(Box::new(other)),
@@ -550,7 +624,8 @@ impl RunningGateway {
     }
 
     /// Stops accepting, drains in-flight requests (bounded by
-    /// `server.shutdown_timeout`) and returns.
+    /// `server.shutdown_timeout`), exports the spans still queued (bounded
+    /// by [`TRACE_FLUSH_TIMEOUT`]) and returns.
     pub async fn shutdown(self) -> io::Result<()> {
         let _ = self.stop.send(true);
         let mut result = Ok(());
@@ -561,6 +636,7 @@ impl RunningGateway {
                 Err(e) => result = Err(io::Error::other(e)),
             }
         }
+        self.tracing.shutdown().await;
         result
     }
 }

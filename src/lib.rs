@@ -146,6 +146,8 @@ mod html;
 pub mod identity;
 mod io;
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod probe;
 #[cfg(test)]
 mod properties;

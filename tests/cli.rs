@@ -874,3 +874,43 @@ fn check_provider_unreachable_exit_2() {
     );
     assert!(!stdout.contains("provider ok"), "{stdout}");
 }
+
+/// `[tracing] otlp_endpoint` in a build without the `otel` feature: `check`
+/// refuses it with what to do (never ignores it); with the feature it is ok.
+#[test]
+fn check_tracing_endpoint_without_the_otel_feature_exit_2() {
+    let dir = TempDir::new("cli-check");
+    let config = write(
+        &dir,
+        "gateway.toml",
+        &format!(
+            r#"
+[server]
+public_url = "https://app.example.com"
+[upstream]
+url = "http://127.0.0.1:8080"
+[provider]
+issuer = "https://idp.example.com"
+client_id = "gw"
+client_secret = "{SECRET}"
+[session]
+secret = "{}"
+[tracing]
+otlp_endpoint = "http://127.0.0.1:4318"
+"#,
+            random_base64(32)
+        ),
+    );
+    let out = check(&config);
+    let (stdout, stderr) = out_text(&out);
+    if cfg!(feature = "otel") {
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert_eq!(stdout.trim(), "config ok");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+        assert!(
+            stderr.contains("tracing.otlp_endpoint: this build has no OpenTelemetry export: rebuild with --features otel"),
+            "{stderr}"
+        );
+    }
+}

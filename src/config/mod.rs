@@ -20,6 +20,7 @@
 //! | `provider` | `[provider]` |
 //! | `session` | `[session]`, `[bearer]`, `[headers]` |
 //! | `routes` | `[[route]]` |
+//! | `tracing_export` | `[tracing]` |
 //! | `problems` | [`ConfigError`], [`ConfigProblem`], key paths |
 //! | `env` | `${VAR}`, `*_file`, [`Environment`] |
 
@@ -30,6 +31,7 @@ mod provider;
 mod routes;
 mod server;
 mod session;
+mod tracing_export;
 
 pub use env::{Environment, ProcessEnv};
 pub use log::{LogConfig, LogFormat};
@@ -45,6 +47,7 @@ pub use session::{
     AuthorizationConfig, BearerConfig, BearerIssuerConfig, HeaderNamesConfig, SameSiteConfig,
     SessionConfig, SessionStoreKind, MAX_BEARER_ISSUERS,
 };
+pub use tracing_export::{TracingConfig, NO_OTEL, OTLP_TRACES_PATH};
 
 use problems::{At, Problems, Section};
 use serde::{Deserialize, Deserializer};
@@ -82,6 +85,9 @@ pub struct GatewayConfig {
     /// `[log]`: log format, filter and the access log.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[tracing]`: OpenTelemetry trace export.
+    #[serde(default)]
+    pub tracing: TracingConfig,
 }
 
 impl GatewayConfig {
@@ -112,11 +118,12 @@ impl GatewayConfig {
         let upstream = required::<UpstreamConfig>(&mut doc, "upstream", &mut problems);
         let log = optional::<LogConfig>(&mut doc, "log", &mut problems);
         let layer = LayerSections::parse(&mut doc, &mut problems);
+        let tracing = optional::<TracingConfig>(&mut doc, "tracing", &mut problems);
         if let Some(server) = &server {
             layer.validate_for_origin(&server.public_url, &mut problems);
         }
-        let (Some(server), Some(admin), Some(upstream), Some(log), Some(layer)) =
-            (server, admin, upstream, log, layer.complete())
+        let (Some(server), Some(admin), Some(upstream), Some(log), Some(layer), Some(tracing)) =
+            (server, admin, upstream, log, layer.complete(), tracing)
         else {
             return Err(incomplete(problems));
         };
@@ -130,6 +137,7 @@ impl GatewayConfig {
             headers: layer.headers,
             routes: layer.routes,
             log,
+            tracing,
         })
     }
 
@@ -141,6 +149,7 @@ impl GatewayConfig {
         self.admin.validate(&mut problems.at("admin"));
         self.upstream.validate(&mut problems.at("upstream"));
         self.log.validate(&mut problems.at("log"));
+        self.tracing.validate(&mut problems.at("tracing"));
         validate_layer(&self.oidc(), &mut problems);
         problems.into_result(())
     }

@@ -966,3 +966,77 @@ fn log_section_defaults_and_problems() {
     let p = problems(&text, &e);
     assert!(p.len() == 1 && p[0].starts_with("log.format"), "{p:?}");
 }
+
+#[test]
+fn config_tracing_defaults_to_no_export() {
+    let c = GatewayConfig::from_toml_str(MINIMAL, &env(&[("SECRET", "s")])).unwrap();
+    assert!(!c.tracing.is_enabled());
+    assert_eq!(c.tracing.traces_url(), None);
+    assert_eq!(c.tracing.service_name, "oidc-gateway");
+    assert_eq!(c.tracing.sample_ratio, 1.0);
+}
+
+#[test]
+fn config_tracing_endpoint_needs_the_otel_feature() {
+    let text = format!("{MINIMAL}\n[tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\n");
+    let e = env(&[("SECRET", "s")]);
+    if cfg!(feature = "otel") {
+        let c = GatewayConfig::from_toml_str(&text, &e).unwrap();
+        assert_eq!(
+            c.tracing.traces_url().as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+    } else {
+        assert_eq!(
+            problems(&text, &e),
+            [format!("tracing.otlp_endpoint: {NO_OTEL}")]
+        );
+        assert!(NO_OTEL.contains("rebuild with --features otel"));
+    }
+}
+
+#[test]
+fn config_tracing_values_are_checked() {
+    let e = env(&[("SECRET", "s")]);
+    let text = format!(
+        "{MINIMAL}\n[tracing]\nsample_ratio = 1.5\nservice_name = \" \"\notlp_timeout = \"0s\"\nsample_rate = 1\n"
+    );
+    assert_eq!(
+        problems(&text, &e),
+        [
+            "tracing.sample_rate: unknown key, did you mean `sample_ratio`?",
+            "tracing.sample_ratio: must be between 0.0 and 1.0",
+            "tracing.service_name: must not be empty",
+            "tracing.otlp_timeout: must be more than 0s",
+        ]
+    );
+    let c = GatewayConfig::from_toml_str(&format!("{MINIMAL}\n[tracing]\nsample_ratio = 0\n"), &e)
+        .unwrap();
+    assert_eq!(c.tracing.sample_ratio, 0.0);
+    let text = format!("{MINIMAL}\n[tracing]\notlp_endpoint = \"ftp://u:p@collector/?x=1\"\n");
+    let p = problems(&text, &e);
+    for want in [
+        "tracing.otlp_endpoint: must be an absolute http(s) URL",
+        "tracing.otlp_endpoint: must not have a query or fragment",
+        "tracing.otlp_endpoint: must not carry credentials (use OTEL_EXPORTER_OTLP_HEADERS)",
+    ] {
+        assert!(p.iter().any(|x| x == want), "{want}: {p:?}");
+    }
+}
+
+#[test]
+fn config_tracing_url_keeps_an_explicit_traces_path() {
+    let mut t = TracingConfig {
+        otlp_endpoint: Some("https://otel.example.com:4318/v1/traces".parse().unwrap()),
+        ..TracingConfig::default()
+    };
+    assert_eq!(
+        t.traces_url().as_deref(),
+        Some("https://otel.example.com:4318/v1/traces")
+    );
+    t.otlp_endpoint = Some("https://otel.example.com/otlp/".parse().unwrap());
+    assert_eq!(
+        t.traces_url().as_deref(),
+        Some("https://otel.example.com/otlp/v1/traces")
+    );
+}
