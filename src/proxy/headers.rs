@@ -152,7 +152,12 @@ pub fn original_host<B>(req: &Request<B>) -> Option<HeaderValue> {
 /// `$proxy_add_x_forwarded_for`: existing values (all lines, joined with
 /// `, `) are kept and the result is one header line.
 pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    let client = client.to_canonical().to_string();
+    let client = client.to_canonical();
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        // The common case: the value is the address alone.
+        headers.insert(X_FORWARDED_FOR, address_value(client));
+        return;
+    }
     let mut value: Vec<u8> = Vec::new();
     for existing in headers.get_all(&X_FORWARDED_FOR) {
         let existing = existing.as_bytes().trim_ascii();
@@ -167,11 +172,37 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
     if !value.is_empty() {
         value.extend_from_slice(b", ");
     }
-    value.extend_from_slice(client.as_bytes());
+    value.extend_from_slice(address_value(client).as_bytes());
     // Bytes from valid header values plus an IP address are always valid.
     if let Ok(value) = HeaderValue::from_bytes(&value) {
         headers.insert(X_FORWARDED_FOR, value);
     }
+}
+
+/// `addr` as a header value. The last one made on this thread is reused:
+/// requests come in runs from one address (a connection's keep-alive
+/// requests, or every request behind a load balancer), so most requests
+/// neither format the address nor allocate.
+fn address_value(addr: IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((a, v)) if *a == addr => v.clone(),
+        _ => {
+            use std::io::Write;
+            // The longest address text (IPv6 with an embedded IPv4) is 45 bytes.
+            let mut buf = [0u8; 64];
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cur, "{addr}");
+            let len = usize::try_from(cur.position()).unwrap_or(0);
+            // An address's text is always a valid header value.
+            let v = HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static(""));
+            *last = Some((addr, v.clone()));
+            v
+        }
+    })
 }
 
 /// Sets `X-Forwarded-Proto` (replacing any client value).
@@ -404,6 +435,30 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", " ")]);
         append_forwarded_for(&mut h, "2001:db8::1".parse().unwrap());
         assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), "2001:db8::1");
+    }
+
+    #[test]
+    fn append_forwarded_for_alternating_addresses_each_get_their_own() {
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        for addr in [
+            "192.0.2.1",
+            "192.0.2.1",
+            "2001:db8::2",
+            "192.0.2.1",
+            "10.0.0.9",
+        ] {
+            let mut h = HeaderMap::new();
+            append_forwarded_for(&mut h, addr.parse().unwrap());
+            assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), addr);
+        }
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, longest);
+        assert_eq!(
+            h.get(X_FORWARDED_FOR).unwrap(),
+            longest.to_string().as_str()
+        );
     }
 
     #[test]

@@ -307,14 +307,6 @@ impl Inner {
         };
         let start = Instant::now();
         let result = if let Some(pool) = &self.pool {
-            // The connection is to the upstream itself: origin-form URI.
-            let mut upstream_req = upstream_req;
-            let pq = upstream_req.uri().path_and_query().cloned();
-            let mut parts = http::uri::Parts::default();
-            parts.path_and_query = Some(pq.unwrap_or_else(|| PathAndQuery::from_static("/")));
-            if let Ok(uri) = Uri::from_parts(parts) {
-                *upstream_req.uri_mut() = uri;
-            }
             tokio::time::timeout(self.opts.timeout, pool.send(upstream_req))
                 .await
                 .map(|r| r.map_err(|e| Box::new(e) as BoxError))
@@ -400,6 +392,22 @@ impl Inner {
         let (mut parts, body) = req.into_parts();
         let conn = parts.extensions.get::<ConnInfo>().copied();
 
+        if self.pool.is_some() {
+            // The pool's connection is to the upstream itself: origin-form.
+            let origin = parts.uri.scheme().is_none() && parts.uri.authority().is_none();
+            parts.uri = match (parts.uri.path_and_query(), self.base_path.is_empty()) {
+                // An HTTP/1.1 request in origin-form: its URI as it is.
+                (Some(_), true) if origin => parts.uri,
+                (Some(pq), true) => Uri::from(pq.clone()),
+                (None, true) => Uri::from_static("/"),
+                (pq, false) => Uri::try_from(format!(
+                    "{}{}",
+                    self.base_path,
+                    pq.map_or("/", PathAndQuery::as_str)
+                ))?,
+            };
+            return Ok(self.rewrite_headers(parts, body, conn, original_host, upgrade));
+        }
         let uri = Uri::builder().scheme(self.scheme.clone());
         let mut uri = match (parts.uri.path_and_query(), self.base_path.is_empty()) {
             // Reused as it is: no copy, no second parse.
@@ -415,7 +423,22 @@ impl Inner {
             uri = uri.authority(authority.clone());
         }
         parts.uri = uri.build()?;
+        Ok(self.rewrite_headers(parts, body, conn, original_host, upgrade))
+    }
 
+    /// `Host`, `X-Forwarded-*`, version and body of the upstream request.
+    fn rewrite_headers<B>(
+        &self,
+        mut parts: http::request::Parts,
+        body: B,
+        conn: Option<ConnInfo>,
+        original_host: Option<HeaderValue>,
+        upgrade: Option<&HeaderValue>,
+    ) -> Request<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let h = &mut parts.headers;
         if parts.version == Version::HTTP_2 {
             headers::merge_cookies(h);
@@ -448,7 +471,7 @@ impl Inner {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, protocol.clone());
         }
-        Ok(Request::from_parts(parts, body::boxed(ClientBody { body })))
+        Request::from_parts(parts, body::boxed(ClientBody { body }))
     }
 }
 
@@ -627,7 +650,8 @@ mod tests {
             .body(Empty::new())
             .unwrap();
         let out = rewrite(&p, req);
-        assert_eq!(out.uri(), "http://up.internal:8080/a/../b//c?x=%2F&y");
+        // A plain-http upstream gets origin-form (the pool connects to it).
+        assert_eq!(out.uri(), "/a/../b//c?x=%2F&y");
         assert_eq!(out.headers()["host"], "gw.example");
         assert_eq!(out.headers()["x-forwarded-host"], "gw.example");
         assert_eq!(out.headers()["x-forwarded-proto"], "http");
@@ -648,6 +672,19 @@ mod tests {
     }
 
     #[test]
+    fn rewrite_prefixes_base_path_in_origin_form() {
+        let p = proxy("http://up.internal/app/", |_| {});
+        let req = Request::get("http://gw.example/x?q=1")
+            .body(Empty::new())
+            .unwrap();
+        let out = rewrite(&p, req);
+        assert_eq!(out.uri(), "/app/x?q=1");
+        assert_eq!(out.headers()["host"], "gw.example");
+        let req = Request::get("/").body(Empty::new()).unwrap();
+        assert_eq!(rewrite(&p, req).uri(), "/app/");
+    }
+
+    #[test]
     fn rewrite_http2_request_uses_authority_and_merges_cookies() {
         let p = proxy("http://127.0.0.1:9", |o| o.public_proto = Some("https"));
         let mut req = Request::get("https://app.example.com/p")
@@ -663,7 +700,7 @@ mod tests {
         });
         let out = rewrite(&p, req);
         assert_eq!(out.version(), Version::HTTP_11);
-        assert_eq!(out.uri(), "http://127.0.0.1:9/p");
+        assert_eq!(out.uri(), "/p");
         assert_eq!(out.headers()["host"], "app.example.com");
         assert_eq!(out.headers()["cookie"], "a=1; b=2");
         assert_eq!(out.headers()["x-forwarded-for"], "192.0.2.1");
