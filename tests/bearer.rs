@@ -556,31 +556,52 @@ async fn bearer_opaque_endpoint_found_in_rfc8414_metadata() {
     assert_eq!(get_with_token(&h, "/api", &token).await.status, 200);
 }
 
-/// Sends `tokens` concurrently; every one must be refused with 401.
-async fn flood(h: &Harness, tokens: Vec<String>) {
+/// Sends `tokens` concurrently and returns how many were answered 401 and
+/// how many 503 (the introspector's waiting room full); any other status
+/// fails the test.
+async fn flood(h: &Harness, tokens: Vec<String>) -> (usize, usize) {
     let mut set = tokio::task::JoinSet::new();
     for token in tokens {
         let client = h.api();
         let url = h.url("/api");
         set.spawn(async move {
-            client
+            let resp = client
                 .get(url)
                 .header(AUTHORIZATION, format!("Bearer {token}"))
                 .send()
-                .await
-                .map(|r| r.status().as_u16())
+                .await?;
+            let status = resp.status().as_u16();
+            let body = resp.text().await?;
+            Ok::<_, reqwest::Error>((status, body))
         });
     }
+    let (mut refused, mut overloaded) = (0, 0);
     while let Some(r) = set.join_next().await {
-        assert_eq!(r.unwrap().unwrap(), 401);
+        let (status, body) = r.unwrap().unwrap();
+        match status {
+            401 => refused += 1,
+            503 => {
+                assert!(body.contains("temporarily_unavailable"), "{body}");
+                overloaded += 1;
+            }
+            other => panic!("flood answered {other}: {body}"),
+        }
     }
+    (refused, overloaded)
 }
 
 #[tokio::test]
 async fn bearer_flood_of_random_opaque_tokens_is_bounded_at_the_provider() {
     let h = Harness::with(introspecting()).await;
     h.op.set_fault(Fault::IntrospectionDelay(Duration::from_millis(100)));
-    flood(&h, (0..300).map(|_| random_token(24)).collect()).await;
+    // 16 calls in flight and 256 waiting (the defaults): when all 300
+    // arrive at once, the rest are told 503 at once instead of queueing.
+    let (refused, overloaded) = flood(&h, (0..300).map(|_| random_token(24)).collect()).await;
+    assert!(
+        refused >= 16 + 200,
+        "{refused} refused, {overloaded} overloaded"
+    );
+    assert!(overloaded <= 300 - 16 - 256, "{overloaded} overloaded");
     let c = h.op.counters();
     assert!(
         c.introspection_max_in_flight <= 16,
@@ -592,11 +613,17 @@ async fn bearer_flood_of_random_opaque_tokens_is_bounded_at_the_provider() {
     // negative cache).
     h.op.reset_counters();
     let same = random_token(24);
-    flood(&h, (0..200).map(|_| same.clone()).collect()).await;
+    assert_eq!(
+        flood(&h, (0..200).map(|_| same.clone()).collect()).await,
+        (200, 0)
+    );
     assert_eq!(h.op.counters().introspection, 1);
     // Tokens that are no RFC 6750 b64token never reach the provider.
     h.op.reset_counters();
-    flood(&h, (0..50).map(|i| format!("not,a;token{i}")).collect()).await;
+    assert_eq!(
+        flood(&h, (0..50).map(|i| format!("not,a;token{i}")).collect()).await,
+        (50, 0)
+    );
     assert_eq!(h.op.counters().introspection, 0);
     assert_eq!(h.echo.request_count(), 0);
 }
