@@ -51,6 +51,57 @@ fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A complete config: `server` lines after `public_url`, `upstream` as the
+/// whole `[upstream]` section, `rest` after the session secret (more
+/// `[session]` keys, then any further sections). The client secret is
+/// [`SECRET`], which no output may contain.
+fn config_text(server: &str, upstream: &str, rest: &str) -> String {
+    format!(
+        r#"
+[server]
+public_url = "https://app.example.com"
+{server}
+[upstream]
+{upstream}
+[provider]
+issuer = "https://idp.example.com"
+client_id = "gw"
+client_secret = "{SECRET}"
+[session]
+secret = "{}"
+{rest}
+"#,
+        random_base64(32)
+    )
+}
+
+/// The usual `[upstream]` section of [`config_text`].
+const UPSTREAM: &str = r#"url = "http://127.0.0.1:8080""#;
+
+/// Runs `check` on `config`, which must be refused with exit 2, "config ok"
+/// nowhere and the client secret never echoed; returns stderr.
+fn check_refused(config: &Path) -> String {
+    let out = check(config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("config ok"), "{stdout}");
+    assert!(
+        !stdout.contains(SECRET) && !stderr.contains(SECRET),
+        "secret echoed:\n{stdout}\n{stderr}"
+    );
+    stderr
+}
+
+/// Runs `check` on `config`, which must pass ("config ok", exit 0);
+/// returns stdout and stderr.
+fn check_accepted(config: &Path) -> (String, String) {
+    let out = check(config);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "config ok");
+    (stdout, stderr)
+}
+
 /// Sends SIGTERM with the `kill` utility (no libc).
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
@@ -142,9 +193,7 @@ auth = "none"
 "#
         ),
     );
-    let out = check(&config);
-    let (stdout, stderr) = out_text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let stderr = check_refused(&config);
     for key in [
         "server.public_url",
         "upstream.url",
@@ -154,10 +203,6 @@ auth = "none"
     ] {
         assert!(stderr.contains(key), "{key} not reported:\n{stderr}");
     }
-    assert!(
-        !stdout.contains(SECRET) && !stderr.contains(SECRET),
-        "secret printed:\n{stdout}\n{stderr}"
-    );
 }
 
 /// CONTRACT: "print every problem (key path + what is wrong)": also when
@@ -168,28 +213,13 @@ fn check_type_errors_in_several_sections_all_reported_with_key_path_exit_2() {
     let config = write(
         &dir,
         "gateway.toml",
-        &format!(
-            r#"
-[server]
-listen = "not-an-address"
-public_url = "https://app.example.com"
-[upstream]
-url = "http://127.0.0.1:8080"
-[provider]
-issuer = "https://idp.example.com"
-client_id = "gw"
-client_secret = "{SECRET}"
-[session]
-secret = "{}"
-lifetime = "forever"
-"#,
-            random_base64(32)
+        &config_text(
+            r#"listen = "not-an-address""#,
+            UPSTREAM,
+            r#"lifetime = "forever""#,
         ),
     );
-    let out = check(&config);
-    let (stdout, stderr) = out_text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
-    assert!(!stderr.contains(SECRET), "{stderr}");
+    let stderr = check_refused(&config);
     for key in ["server.listen", "session.lifetime"] {
         assert!(stderr.contains(key), "{key} not reported:\n{stderr}");
     }
@@ -201,31 +231,13 @@ fn check_unknown_key_exit_2() {
     let config = write(
         &dir,
         "gateway.toml",
-        &format!(
-            r#"
-[server]
-public_url = "https://app.example.com"
-listn = "0.0.0.0:8443"
-[upstream]
-url = "http://127.0.0.1:8080"
-[provider]
-issuer = "https://idp.example.com"
-client_id = "gw"
-client_secret = "{SECRET}"
-[session]
-secret = "{}"
-"#,
-            random_base64(32)
-        ),
+        &config_text(r#"listn = "0.0.0.0:8443""#, UPSTREAM, ""),
     );
-    let out = check(&config);
-    let (stdout, stderr) = out_text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let stderr = check_refused(&config);
     assert!(
         stderr.contains("server.listn"),
         "unknown key not named with its path:\n{stderr}"
     );
-    assert!(!stderr.contains(SECRET));
 }
 
 /// `response_mode = "form_post"` needs the login cookie to be
@@ -253,23 +265,16 @@ secret = "{}"
         )
     };
     let config = write(&dir, "http.toml", &text("http://127.0.0.1:8080"));
-    let out = check(&config);
-    let (stdout, stderr) = out_text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
-    assert!(!stdout.contains("config ok"));
+    let stderr = check_refused(&config);
     assert!(
         stderr.contains("provider.response_mode"),
         "key not named:\n{stderr}"
     );
     assert!(stderr.contains("https"), "reason not given:\n{stderr}");
-    assert!(!stderr.contains(SECRET));
 
     // Twin: https public_url.
     let config = write(&dir, "https.toml", &text("https://app.example.com"));
-    let out = check(&config);
-    let (stdout, stderr) = out_text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert_eq!(stdout.trim(), "config ok");
+    check_accepted(&config);
 }
 
 /// `client_auth = "private_key_jwt"`: without `private_key_file`, or with
@@ -297,9 +302,7 @@ secret = "{}"
         )
     };
     let config = write(&dir, "missing.toml", &text(""));
-    let out = check(&config);
-    let (stdout, stderr) = out_text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let stderr = check_refused(&config);
     assert!(
         stderr.contains("provider.private_key_file") && stderr.contains("required"),
         "key not named:\n{stderr}"
@@ -314,9 +317,7 @@ secret = "{}"
             not_a_key.display().to_string()
         )),
     );
-    let out = check(&config);
-    let (stdout, stderr) = out_text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let stderr = check_refused(&config);
     assert!(
         stderr.contains("provider.private_key_file") && stderr.contains("not-a-key.pem"),
         "key and file not named:\n{stderr}"
@@ -332,10 +333,7 @@ secret = "{}"
             key.display().to_string()
         )),
     );
-    let out = check(&config);
-    let (stdout, stderr) = out_text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert_eq!(stdout.trim(), "config ok");
+    let (stdout, stderr) = check_accepted(&config);
     assert!(!stdout.contains("PRIVATE") && !stderr.contains("PRIVATE"));
 }
 
@@ -375,25 +373,9 @@ fn check_missing_required_key_names_it_exit_2() {
     let config = write(
         &dir,
         "gateway.toml",
-        &format!(
-            r#"
-[server]
-public_url = "https://app.example.com"
-[upstream]
-connect_timeout = "1s"
-[provider]
-issuer = "https://idp.example.com"
-client_id = "gw"
-client_secret = "{SECRET}"
-[session]
-secret = "{}"
-"#,
-            random_base64(32)
-        ),
+        &config_text("", r#"connect_timeout = "1s""#, ""),
     );
-    let out = check(&config);
-    let (stdout, stderr) = out_text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let stderr = check_refused(&config);
     assert!(stderr.contains("  upstream.url: missing\n"), "{stderr}");
     assert!(!stderr.contains("connect_timeout"), "{stderr}");
 }
@@ -405,26 +387,16 @@ fn check_unknown_key_suggests_the_closest_key_exit_2() {
     let config = write(
         &dir,
         "gateway.toml",
-        &format!(
+        &config_text(
+            "",
             r#"
-[server]
-public_url = "https://app.example.com"
-[upstream]
 url = "http://127.0.0.1:8080"
 conect_timeout = "1s"
-[provider]
-issuer = "https://idp.example.com"
-client_id = "gw"
-client_secret = "{SECRET}"
-[session]
-secret = "{}"
 "#,
-            random_base64(32)
+            "",
         ),
     );
-    let out = check(&config);
-    let (stdout, stderr) = out_text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let stderr = check_refused(&config);
     assert!(
         stderr.contains("upstream.conect_timeout: unknown key, did you mean `connect_timeout`?"),
         "{stderr}"
@@ -883,22 +855,13 @@ fn check_tracing_endpoint_without_the_otel_feature_exit_2() {
     let config = write(
         &dir,
         "gateway.toml",
-        &format!(
+        &config_text(
+            "",
+            UPSTREAM,
             r#"
-[server]
-public_url = "https://app.example.com"
-[upstream]
-url = "http://127.0.0.1:8080"
-[provider]
-issuer = "https://idp.example.com"
-client_id = "gw"
-client_secret = "{SECRET}"
-[session]
-secret = "{}"
 [tracing]
 otlp_endpoint = "http://127.0.0.1:4318"
 "#,
-            random_base64(32)
         ),
     );
     let out = check(&config);
