@@ -42,38 +42,13 @@ fi
 BINS=${BINS:-$TARGET/release/oidc-gateway}
 
 P_UP=18180 P_OP=18181 P_GW=18183 P_GWA=18193
-TMP=$(mktemp -d /tmp/oidc-gateway-instr.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-wait_http() { # url: wait until it answers (any status), 60 s at most
-    for _ in $(seq 1 600); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "timeout waiting for $1" >&2
-    return 1
-}
+. benches/lib.sh
+bench_tmp instr
 
 "$TARGET/release/examples/bench_upstream" 127.0.0.1:$P_UP >"$TMP/upstream.log" 2>&1 &
 PIDS+=("$!")
-mkfifo "$TMP/op.in"
-sleep 100000 >"$TMP/op.in" &
-PIDS+=("$!")
-"$TARGET/release/examples/bench_provider" serve 127.0.0.1:$P_OP "$TMP/token" <"$TMP/op.in" >"$TMP/op.out" 2>&1 &
-PIDS+=("$!")
+bench_provider "$TMP/token" "$TARGET/release/examples/bench_provider" serve 127.0.0.1:$P_OP "$TMP/token"
 wait_http "http://127.0.0.1:$P_UP/"
-wait_http "http://127.0.0.1:$P_OP/.well-known/openid-configuration"
-for _ in $(seq 1 200); do
-    [ -s "$TMP/token" ] && [ -s "$TMP/op.out" ] && break
-    sleep 0.05
-done
-ISSUER=$(head -1 "$TMP/op.out")
 TOKEN=$(cat "$TMP/token")
 
 cat >"$TMP/gw.toml" <<EOF

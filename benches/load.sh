@@ -96,46 +96,16 @@ IDLE=$TARGET/release/examples/bench_idle
 LOGIN=$TARGET/release/examples/bench_login
 MEMORY=$TARGET/release/examples/bench_memory
 
-TMP=$(mktemp -d /tmp/oidc-gateway-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    if [ -f "$TMP/nginx.pid" ]; then kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true; fi
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-wait_http() { # url [curl args]: wait until it answers (any status), 10 s at most
-    local url=$1
-    shift
-    for _ in $(seq 1 200); do
-        curl -s -o /dev/null -k "$@" "$url" && return 0
-        sleep 0.05
-    done
-    echo "timeout waiting for $url" >&2
-    return 1
-}
+. benches/lib.sh
+bench_tmp bench
 
 echo "== starting upstream, provider, nginx, gateway (logs in $TMP)"
 taskset -c "$LOAD_CPU" "$UPSTREAM" 127.0.0.1:$P_UP >"$TMP/upstream.log" 2>&1 &
 UP_PID=$!
 PIDS+=("$UP_PID")
 
-# The provider runs until its stdin closes: keep a pipe open.
-mkfifo "$TMP/op.in"
-sleep 100000 >"$TMP/op.in" &
-PIDS+=("$!")
-taskset -c "$LOAD_CPU" "$PROVIDER" serve 127.0.0.1:$P_OP "$TMP/token" <"$TMP/op.in" >"$TMP/op.out" 2>&1 &
-PIDS+=("$!")
+bench_provider "$TMP/token" taskset -c "$LOAD_CPU" "$PROVIDER" serve 127.0.0.1:$P_OP "$TMP/token"
 wait_http "http://127.0.0.1:$P_UP/"
-wait_http "http://127.0.0.1:$P_OP/.well-known/openid-configuration"
-# The provider answers before it has written the token and printed the issuer.
-for _ in $(seq 1 200); do
-    [ -s "$TMP/token" ] && [ -s "$TMP/op.out" ] && break
-    sleep 0.05
-done
-ISSUER=$(head -1 "$TMP/op.out")
 TOKEN=$(cat "$TMP/token")
 
 mkdir -p "$TMP/nginx"

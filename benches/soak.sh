@@ -62,23 +62,8 @@ BIN=$TARGET/release/oidc-gateway
 UPSTREAM=$TARGET/release/examples/bench_upstream
 CLIENT=$TARGET/release/examples/soak_client
 
-TMP=$(mktemp -d /tmp/oidc-gateway-soak.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-wait_http() { # url: wait until it answers (any status), 10 s at most
-    for _ in $(seq 1 200); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.05
-    done
-    echo "timeout waiting for $1" >&2
-    return 1
-}
+. benches/lib.sh
+bench_tmp soak
 
 # SLOWLORIS connections in the client and in the gateway (each its own limit), plus the rest.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -90,18 +75,8 @@ fi
 echo "== starting upstream, provider, gateway (logs in $TMP)"
 "$UPSTREAM" 127.0.0.1:$P_UP >"$TMP/upstream.log" 2>&1 &
 PIDS+=("$!")
-mkfifo "$TMP/op.in"
-sleep 100000 >"$TMP/op.in" &
-PIDS+=("$!")
-"$CLIENT" provider 127.0.0.1:$P_OP "$TMP/tokens" "$ACCESS_TTL" <"$TMP/op.in" >"$TMP/op.out" 2>"$TMP/op.log" &
-PIDS+=("$!")
+bench_provider "$TMP/tokens" "$CLIENT" provider 127.0.0.1:$P_OP "$TMP/tokens" "$ACCESS_TTL"
 wait_http "http://127.0.0.1:$P_UP/"
-wait_http "http://127.0.0.1:$P_OP/.well-known/openid-configuration"
-for _ in $(seq 1 200); do
-    [ -s "$TMP/tokens" ] && [ -s "$TMP/op.out" ] && break
-    sleep 0.05
-done
-ISSUER=$(head -1 "$TMP/op.out")
 
 cat >"$TMP/gw.toml" <<EOF
 [server]
@@ -123,7 +98,9 @@ refresh_margin = "60s"
 path = "/public/"
 auth = "none"
 EOF
-RUST_LOG=${RUST_LOG:-info} "$BIN" --config "$TMP/gw.toml" >"$TMP/gw.log" 2>&1 &
+# Appending (>>), so that emptying the log between the runs below really
+# empties it (a plain > would keep writing at the old offset, after NULs).
+RUST_LOG=${RUST_LOG:-info} "$BIN" --config "$TMP/gw.toml" >>"$TMP/gw.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
 for _ in $(seq 1 200); do

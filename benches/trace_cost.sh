@@ -26,32 +26,13 @@ echo "== building (release, --features otel)"
 cargo build --release --quiet --features otel --bin oidc-gateway --example bench_upstream --example bench_provider
 BIN=$TARGET/release/oidc-gateway
 
-TMP=$(mktemp -d /tmp/oidc-gateway-trace-cost.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-wait_http() {
-    for _ in $(seq 1 600); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "timeout waiting for $1" >&2
-    return 1
-}
+. benches/lib.sh
+bench_tmp trace-cost
 
 P_UP=18180 P_OP=18181 P_OTLP=18182 P_GW=18183 P_GWA=18193
 "$TARGET/release/examples/bench_upstream" 127.0.0.1:$P_UP >"$TMP/upstream.log" 2>&1 &
 PIDS+=("$!")
-mkfifo "$TMP/op.in"
-sleep 100000 >"$TMP/op.in" &
-PIDS+=("$!")
-"$TARGET/release/examples/bench_provider" serve 127.0.0.1:$P_OP "$TMP/token" <"$TMP/op.in" >"$TMP/op.out" 2>&1 &
-PIDS+=("$!")
+bench_provider "" "$TARGET/release/examples/bench_provider" serve 127.0.0.1:$P_OP "$TMP/token"
 python3 - "$P_OTLP" >"$TMP/otlp.log" 2>&1 <<'EOF' &
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -69,12 +50,6 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 EOF
 PIDS+=("$!")
 wait_http "http://127.0.0.1:$P_UP/"
-wait_http "http://127.0.0.1:$P_OP/.well-known/openid-configuration"
-for _ in $(seq 1 200); do
-    [ -s "$TMP/op.out" ] && break
-    sleep 0.05
-done
-ISSUER=$(head -1 "$TMP/op.out")
 
 config() { # tracing section
     cat <<EOF

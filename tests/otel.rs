@@ -147,10 +147,10 @@ fn ids(traceparent: &str) -> (String, String) {
     (parts[1].to_owned(), parts[2].to_owned())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_span_per_request_continuing_the_trace_and_sent_upstream() {
+/// The development provider, the echo upstream, and the gateway binary in
+/// front of them with `tracing` as its `[tracing]` section.
+async fn start_gateway(tracing: &str) -> (DevProvider, DevEcho, GatewayProcess) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let receiver = Receiver::start().await;
     let op = DevProvider::builder()
         .insecure_fixed_keys()
         .client_secret(random_token(18))
@@ -161,42 +161,24 @@ async fn one_span_per_request_continuing_the_trace_and_sent_upstream() {
     let echo = DevEcho::start(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-shutdown_timeout = "2s"
-[admin]
-listen = "127.0.0.1:{admin}"
-[upstream]
-url = "{upstream}"
-[provider]
-issuer = "{issuer}"
-client_id = "gateway"
-client_secret = "{client_secret}"
-[session]
-secret = "{secret}"
-[tracing]
-otlp_endpoint = "http://{receiver}"
-service_name = "gateway-under-test"
-sample_ratio = 1.0
-[[route]]
-path = "/public/"
-auth = "none"
-"#,
-        upstream = echo.url(),
-        issuer = op.issuer(),
-        client_secret = op.client_secret(),
-        secret = random_base64(32),
-        receiver = receiver.addr,
-    );
-    let gw = GatewayProcess::start(
-        &config,
-        &format!("http://127.0.0.1:{port}"),
-        &format!("http://127.0.0.1:{admin}"),
+    let gw = dev_gateway_process(
+        &op,
+        &echo.url(),
+        r#"shutdown_timeout = "2s""#,
+        &format!("[tracing]\n{tracing}"),
+        &[],
     )
+    .await;
+    (op, echo, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_span_per_request_continuing_the_trace_and_sent_upstream() {
+    let receiver = Receiver::start().await;
+    let (_op, echo, gw) = start_gateway(&format!(
+        "otlp_endpoint = \"http://{}\"\nservice_name = \"gateway-under-test\"\nsample_ratio = 1.0\n",
+        receiver.addr
+    ))
     .await;
     let client = api_client(None);
 
@@ -360,52 +342,11 @@ auth = "none"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_collector_never_fails_requests_and_is_logged_rarely() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let op = DevProvider::builder()
-        .insecure_fixed_keys()
-        .client_secret(random_token(18))
-        .auto_login("alice")
-        .start()
-        .await
-        .expect("dev provider");
-    let echo = DevEcho::start(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
     // A port nothing listens on.
-    let (port, admin, dead) = (free_port(), free_port(), free_port());
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-shutdown_timeout = "2s"
-[admin]
-listen = "127.0.0.1:{admin}"
-[upstream]
-url = "{upstream}"
-[provider]
-issuer = "{issuer}"
-client_id = "gateway"
-client_secret = "{client_secret}"
-[session]
-secret = "{secret}"
-[tracing]
-otlp_endpoint = "http://127.0.0.1:{dead}"
-otlp_timeout = "1s"
-[[route]]
-path = "/public/"
-auth = "none"
-"#,
-        upstream = echo.url(),
-        issuer = op.issuer(),
-        client_secret = op.client_secret(),
-        secret = random_base64(32),
-    );
-    let gw = GatewayProcess::start(
-        &config,
-        &format!("http://127.0.0.1:{port}"),
-        &format!("http://127.0.0.1:{admin}"),
-    )
+    let dead = free_port();
+    let (_op, _echo, gw) = start_gateway(&format!(
+        "otlp_endpoint = \"http://127.0.0.1:{dead}\"\notlp_timeout = \"1s\"\n"
+    ))
     .await;
     let client = api_client(None);
     for i in 0..50 {
