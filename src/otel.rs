@@ -36,9 +36,6 @@ use crate::telemetry::{AccessNote, TraceParent, TRACEPARENT};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
     TraceState, Tracer as _, TracerProvider as _,
@@ -370,14 +367,12 @@ where
 
 // ===== the exporter's HTTP client =====
 
-type ExportConnector = hyper_rustls::HttpsConnector<HttpConnector>;
-
 /// The OTLP exporter's HTTP client: hyper on the gateway's runtime. The SDK
 /// runs exports on its own thread (blocking on the future); each request is
 /// spawned onto the runtime and bounded by `otlp_timeout`.
 #[derive(Clone)]
 struct HyperExportClient {
-    client: Client<ExportConnector, Full<Bytes>>,
+    client: crate::provider::http::HttpsClient,
     runtime: tokio::runtime::Handle,
     timeout: Duration,
 }
@@ -392,22 +387,8 @@ impl fmt::Debug for HyperExportClient {
 
 impl HyperExportClient {
     fn new(config: &TracingConfig) -> Result<Self, OtelError> {
-        let mut tls = crate::server::tls::client_config(None).map_err(OtelError::Tls)?;
-        // hyper-rustls sets ALPN itself.
-        tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(config.otlp_timeout));
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let client = crate::provider::http::https_client(None, config.otlp_timeout)
+            .map_err(OtelError::Tls)?;
         Ok(HyperExportClient {
             client,
             runtime: tokio::runtime::Handle::current(),

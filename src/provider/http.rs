@@ -39,10 +39,39 @@ pub struct HttpResponse {
     pub body: Bytes,
 }
 
+/// The gateway's outgoing HTTPS (and plain HTTP) client, as the provider
+/// calls and the OTLP exporter use it: the web PKI roots plus `extra_roots`,
+/// HTTP/1.1 and HTTP/2 by ALPN, `connect_timeout` per connection, idle pooled
+/// connections kept for 60 s.
+pub(crate) fn https_client(
+    extra_roots: Option<&Path>,
+    connect_timeout: Duration,
+) -> Result<HttpsClient, crate::server::tls::TlsError> {
+    let mut tls = crate::server::tls::client_config(extra_roots)?;
+    // hyper-rustls sets ALPN itself.
+    tls.alpn_protocols.clear();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector))
+}
+
+/// What [`https_client`] builds.
+pub(crate) type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// Client for provider calls. Cheap to clone.
 #[derive(Clone)]
 pub struct ProviderHttp {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
     timeout: Duration,
     max_body: usize,
 }
@@ -63,22 +92,7 @@ impl ProviderHttp {
         timeout: Duration,
         max_body: usize,
     ) -> Result<Self, BoxError> {
-        let mut tls = crate::server::tls::client_config(extra_roots)?;
-        // hyper-rustls sets ALPN itself.
-        tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let client = https_client(extra_roots, timeout)?;
         Ok(ProviderHttp {
             client,
             timeout,
