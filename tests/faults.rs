@@ -343,17 +343,6 @@ async fn gateway_process(op: &DevProvider, upstream: &str, extra_server: &str) -
     dev_gateway_process(op, upstream, extra_server, "", &[("RUST_LOG", &rust_log)]).await
 }
 
-async fn dev_provider() -> DevProvider {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    DevProvider::builder()
-        .insecure_fixed_keys()
-        .client_secret(random_token(18))
-        .auto_login("alice")
-        .start()
-        .await
-        .expect("start dev provider")
-}
-
 // ===== the provider down or slow =====
 
 /// An HTML page that says, in words, that the provider is the problem.
@@ -744,9 +733,7 @@ async fn client_dropping_mid_request_leaks_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_connections_are_bounded_and_authenticated_users_still_served() {
     let op = dev_provider().await;
-    let echo = DevEcho::start(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("echo");
+    let echo = echo_upstream().await;
     let gw = gateway_process(&op, &echo.url(), "header_read_timeout = \"2s\"\n").await;
     let pid = gw.pid();
     let addr: SocketAddr = gw.main_url["http://".len()..].parse().expect("addr");

@@ -125,17 +125,9 @@ impl Drop for Nginx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_logs_in_through_nginx_auth_request_and_app_gets_identity() {
-    let op = DevProvider::builder()
-        .insecure_fixed_keys()
-        .client_secret(random_token(18))
-        .auto_login("alice")
-        .start()
-        .await
-        .expect("dev provider");
+    let op = dev_provider().await;
     // The application behind nginx (the gateway does not proxy to it).
-    let app = DevEcho::start(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let app = echo_upstream().await;
     let (nginx_port, gw_port, admin_port) = (free_port(), free_port(), free_port());
     let origin = format!("http://127.0.0.1:{nginx_port}");
     let config = format!(

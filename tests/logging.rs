@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -24,9 +23,7 @@ async fn gateway_with_log(
         .start()
         .await
         .expect("start dev provider");
-    let echo = DevEcho::start(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("echo");
+    let echo = echo_upstream().await;
     let gw = dev_gateway_process(&op, &echo.url(), "", &format!("[log]\n{log}"), env).await;
     let resp = api_client(None)
         .get(gw.url("/public/logged?code=secret-code"))

@@ -150,17 +150,8 @@ fn ids(traceparent: &str) -> (String, String) {
 /// The development provider, the echo upstream, and the gateway binary in
 /// front of them with `tracing` as its `[tracing]` section.
 async fn start_gateway(tracing: &str) -> (DevProvider, DevEcho, GatewayProcess) {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let op = DevProvider::builder()
-        .insecure_fixed_keys()
-        .client_secret(random_token(18))
-        .auto_login("alice")
-        .start()
-        .await
-        .expect("dev provider");
-    let echo = DevEcho::start(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let op = dev_provider().await;
+    let echo = echo_upstream().await;
     let gw = dev_gateway_process(
         &op,
         &echo.url(),

@@ -135,17 +135,8 @@ auth = "none"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_new_config_refuses_bad_one_and_cert_rotates_without_signal() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let op = DevProvider::builder()
-        .insecure_fixed_keys()
-        .client_secret(random_token(18))
-        .auto_login("alice")
-        .start()
-        .await
-        .expect("dev provider");
-    let echo = DevEcho::start(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let op = dev_provider().await;
+    let echo = echo_upstream().await;
     let certs = TempDir::new("reload-certs");
     let certs_path = certs.path();
     std::fs::copy(certs_dir().join("gateway.crt"), certs_path.join("tls.crt")).unwrap();

@@ -370,6 +370,26 @@ impl Drop for GatewayProcess {
 
 // ===== in-process harness: DevProvider + echo upstream + RunningGateway =====
 
+/// The development provider with fixed keys, a random client secret and
+/// auto-login as `alice` (installs the rustls crypto provider first).
+pub async fn dev_provider() -> DevProvider {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    DevProvider::builder()
+        .insecure_fixed_keys()
+        .client_secret(random_token(18))
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("start dev provider")
+}
+
+/// The echo upstream on a free loopback port.
+pub async fn echo_upstream() -> DevEcho {
+    DevEcho::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("start echo upstream")
+}
+
 /// The gateway binary in front of `upstream`, with the dev provider `op`,
 /// `extra_server` lines in `[server]`, a public `/public/` route, and the
 /// `extra` sections after it (e.g. `[log]`), on free ports; `env` is the
