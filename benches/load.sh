@@ -483,12 +483,21 @@ if has tls; then
         for t in "nginx|$NGX_WORKER|$P_NGXS" "gateway|$GWS_PID|$P_GWS"; do
             IFS='|' read -r name pid port <<<"$t"
             for mode in new reuse; do
+                # Resumed: with one request per connection (-www). A TLS 1.3
+                # client gets its session ticket only after its Finished has
+                # reached the server; s_time without -www closes at once, so
+                # against rustls (which sends tickets then, RFC 8446 4.6.1)
+                # it never holds a ticket and every "-reuse" handshake would
+                # be a full one ("*" instead of "r" in its output).
+                www=()
+                if [ "$mode" = reuse ]; then www=(-www /public/tls); fi
                 t0=$(cpu_ticks "$pid")
-                out=$(taskset -c "$LOAD_CPU" openssl s_time -connect 127.0.0.1:"$port" -"$mode" -time 5 2>/dev/null || true)
+                out=$(taskset -c "$LOAD_CPU" openssl s_time -connect 127.0.0.1:"$port" -"$mode" "${www[@]}" -time 5 2>/dev/null || true)
                 t1=$(cpu_ticks "$pid")
                 n=$(awk '/connections in/ && /real seconds/ {print $1; exit}' <<<"$out")
+                reused=$(awk '/^starting/ {getline; print; exit}' <<<"$out" | tr -cd 'r' | wc -c)
                 c=$(cpu_us_per "$t0" "$t1" "${n:-0}")
-                printf '  round %d  %-8s %-5s %6s handshakes in 5 s, server cpu %7s us/handshake\n' "$r" "$name" "$mode" "${n:-0}" "$c"
+                printf '  round %d  %-8s %-5s %6s handshakes in 5 s (%s resumed), server cpu %7s us/handshake\n' "$r" "$name" "$mode" "${n:-0}" "$reused" "$c"
                 echo "$name|$mode|$c" >>"$TMP/tls"
             done
         done
@@ -499,7 +508,7 @@ if has tls; then
             awk -v n="$name" -v m="$mode" -v c="$c" 'BEGIN {printf "  | %-8s | %-13s | %7.1f us/handshake | %6.0f handshakes/s per core |\n", n, (m == "new" ? "full" : "resumed"), c, 1e6 / c}'
         done
     done
-    echo "  (resumed: TLS 1.3; the gateway has stateless tickets + a 4096-entry session cache (src/server/tls.rs), nginx shared:SSL:10m)"
+    echo "  (resumed: TLS 1.3, one GET /public/tls per connection, proxied upstream by both; the gateway has stateless tickets + a 4096-entry session cache (src/server/tls.rs), nginx shared:SSL:10m)"
     echo | openssl s_client -connect 127.0.0.1:$P_GWS -sess_out "$TMP/sess" >/dev/null 2>&1 || true
     echo | openssl s_client -connect 127.0.0.1:$P_GWS -sess_in "$TMP/sess" 2>/dev/null | grep -m1 -E '^(Reused|New),' | sed 's/^/  gateway resumption check: /' || true
 fi
