@@ -254,7 +254,8 @@ impl tower_service::Service<http::Request<Incoming>> for GatewayService {
         let span = self.tracer.as_ref().map(|t| t.start(&mut req, parent));
         #[cfg(not(feature = "otel"))]
         let _ = parent;
-        let start = telemetry::RequestStart::new(req.method(), req.uri(), request_id);
+        let start =
+            telemetry::RequestStart::new(req.method(), req.uri(), request_id, req.headers());
         let fut = self.inner.call(req);
         #[cfg(feature = "otel")]
         let fut = crate::otel::SpanFuture::new(fut, span);

@@ -15,7 +15,8 @@
 //!   [`ACCESS_LOG_TARGET`] (filter it with `RUST_LOG`, e.g.
 //!   `info,oidc_gateway::access=off`): method, path without the query,
 //!   status, route kind, authentication outcome, user `sub`, duration,
-//!   upstream time, request id. Never a token, code, cookie or query string.
+//!   upstream time, request id, and the trace id of the `traceparent` sent
+//!   upstream (`-` without one). Never a token, code, cookie or query string.
 //!
 //! [W3C Trace Context]: https://www.w3.org/TR/trace-context/
 
@@ -238,17 +239,32 @@ pub struct RequestStart {
     /// A reference-counted copy of the URI (only its path is logged).
     uri: Uri,
     request_id: HeaderValue,
+    /// The `traceparent` going upstream (its trace id is logged).
+    traceparent: Option<HeaderValue>,
 }
 
 impl RequestStart {
-    /// Starts the clock for a request; `request_id` from [`ensure_request_id`].
-    pub fn new(method: &Method, uri: &Uri, request_id: HeaderValue) -> Self {
+    /// Starts the clock for a request; `request_id` from [`ensure_request_id`],
+    /// `headers` those going upstream, after [`sanitize_trace_context`] (and
+    /// the trace export, when on, has set its own span's `traceparent`).
+    pub fn new(method: &Method, uri: &Uri, request_id: HeaderValue, headers: &HeaderMap) -> Self {
         RequestStart {
             start: Instant::now(),
             method: method.clone(),
             uri: uri.clone(),
             request_id,
+            traceparent: headers.get(&TRACEPARENT).cloned(),
         }
+    }
+
+    /// The trace id of a valid `traceparent` (characters 3..35, lowercase
+    /// hex), or `-`.
+    fn trace_id(&self) -> &str {
+        self.traceparent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.get(3..35))
+            .unwrap_or("-")
     }
 
     /// Sets the response's `X-Request-Id` and writes the access-log line.
@@ -283,6 +299,7 @@ impl RequestStart {
             duration_ms,
             upstream_ms,
             request_id = self.request_id.to_str().unwrap_or("-"),
+            trace_id = self.trace_id(),
             "request"
         );
     }

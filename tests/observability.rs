@@ -165,7 +165,8 @@ async fn access_log_names_the_user_and_outcome_never_the_token() {
 }
 
 #[tokio::test]
-async fn trace_context_goes_upstream_only_when_valid() {
+async fn trace_context_goes_upstream_only_when_valid_and_its_trace_id_is_logged() {
+    access_log();
     let h = Harness::start().await;
     let send = |tp: &'static str, ts: &'static str| {
         h.api()
@@ -189,11 +190,18 @@ async fn trace_context_goes_upstream_only_when_valid() {
         upstream_header(&h, "tracestate").as_deref(),
         Some("rojo=00f067aa0ba902b7")
     );
+    let line = log_line(&upstream_header(&h, "x-request-id").unwrap());
+    assert!(
+        line.contains(&format!("trace_id=\"{}\"", &TRACEPARENT[3..35])),
+        "{line}"
+    );
 
     let bad = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
     assert_eq!(send(bad, "rojo=1").await.unwrap().status(), 200);
     assert_eq!(upstream_header(&h, "traceparent"), None);
     assert_eq!(upstream_header(&h, "tracestate"), None);
+    let line = log_line(&upstream_header(&h, "x-request-id").unwrap());
+    assert!(line.contains("trace_id=\"-\""), "{line}");
 }
 
 #[tokio::test]
