@@ -46,6 +46,7 @@
 //! ```
 
 mod idle;
+mod memory;
 pub mod reloading_cert;
 pub mod rules;
 pub mod tls;
@@ -56,6 +57,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -209,7 +211,17 @@ where
 
     let graceful = GracefulShutdown::new();
     let (force_close_tx, force_close_rx) = watch::channel(false);
-    let limit = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let max_connections = opts.max_connections.max(1);
+    let limit = Arc::new(Semaphore::new(max_connections));
+    // The most connections open at once since the memory task last looked.
+    let peak = Arc::new(AtomicUsize::new(0));
+    let trim = (max_connections >= memory::TRIM_AFTER_CLOSED).then(|| {
+        tokio::spawn(memory::trim_after_closes(
+            limit.clone(),
+            max_connections,
+            peak.clone(),
+        ))
+    });
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -236,6 +248,10 @@ where
                 }
             },
         };
+        peak.fetch_max(
+            max_connections.saturating_sub(limit.available_permits()),
+            Ordering::Relaxed,
+        );
         let conn = conn.clone();
         let service = service.clone();
         let watcher = graceful.watcher();
@@ -252,6 +268,9 @@ where
     }
 
     drop(listener);
+    if let Some(trim) = trim {
+        trim.abort();
+    }
     tracing::debug!(
         connections = graceful.count(),
         "shutting down: draining connections"
@@ -308,27 +327,48 @@ impl ConnContext {
                 };
                 self.serve_http(stream, info, service, watcher).await;
             }
+            // Boxed: a TLS connection's state (the handshake, then rustls's
+            // connection inside the HTTP connection) is several KiB larger
+            // than a plain one's, and every connection task would otherwise
+            // be as large as the TLS variant.
             Some(acceptor) => {
-                let handshake =
-                    tokio::time::timeout(self.opts.tls_handshake_timeout, acceptor.accept(stream));
-                let stream = match handshake.await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(err)) => {
-                        tracing::debug!(%remote_addr, error = %err, "tls handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote_addr, "tls handshake timed out");
-                        return;
-                    }
-                };
-                let info = ConnInfo {
-                    remote_addr,
-                    tls: true,
-                };
-                self.serve_http(stream, info, service, watcher).await;
+                Box::pin(self.serve_tls(acceptor, stream, remote_addr, service, watcher)).await;
             }
         }
+    }
+
+    async fn serve_tls<S>(
+        &self,
+        acceptor: &TlsAcceptor,
+        stream: TcpStream,
+        remote_addr: SocketAddr,
+        service: S,
+        watcher: Watcher,
+    ) where
+        S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let handshake =
+            tokio::time::timeout(self.opts.tls_handshake_timeout, acceptor.accept(stream));
+        let stream = match handshake.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                tracing::debug!(%remote_addr, error = %err, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%remote_addr, "tls handshake timed out");
+                return;
+            }
+        };
+        let info = ConnInfo {
+            remote_addr,
+            tls: true,
+        };
+        self.serve_http(stream, info, service, watcher).await;
     }
 
     async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S, watcher: Watcher)

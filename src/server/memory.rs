@@ -1,0 +1,146 @@
+//! Giving the memory of closed connections back to the system.
+//!
+//! Each open connection holds some 17 KiB of heap (hyper's read buffer, the
+//! connection task; see the README's performance notes). glibc's allocator
+//! keeps what is freed for reuse and returns pages to the system only from
+//! the top of its heap, so after 10,000 idle keep-alive connections have
+//! closed, the gateway's RSS would stay at its peak (~170 MiB more) for the
+//! rest of its life. When at least [`TRIM_AFTER_CLOSED`] connections have
+//! closed since the last peak and the count has stopped falling, the accept
+//! loop's [`trim_after_closes`] task asks glibc for the free pages of every
+//! arena back (`malloc_trim(0)`, on a blocking thread: it walks the heap).
+//! Elsewhere than glibc (musl, macOS), nothing is called: those allocators
+//! return memory themselves or offer no such call.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+/// How many connections must have closed since the peak before the free
+/// memory is given back (~17 MiB at the size of an idle connection).
+pub(crate) const TRIM_AFTER_CLOSED: usize = 1024;
+
+/// How often the open-connection count is looked at.
+const TICK: Duration = Duration::from_secs(1);
+
+/// When to give memory back, from the number of open connections seen at
+/// each tick and the highest number since the last tick.
+#[derive(Debug, Default)]
+pub(crate) struct TrimPolicy {
+    /// The highest count since the last trim.
+    peak: usize,
+    /// The count at the previous tick.
+    last: usize,
+}
+
+impl TrimPolicy {
+    /// One tick: `open` connections now, `peak_since_tick` the most open at
+    /// once since the previous tick. True when memory should be given back:
+    /// at least [`TRIM_AFTER_CLOSED`] fewer than the peak, and no fewer than
+    /// at the previous tick (a mass close has ended: one trim, not one per
+    /// tick while it lasts).
+    pub(crate) fn tick(&mut self, open: usize, peak_since_tick: usize) -> bool {
+        self.peak = self.peak.max(peak_since_tick).max(open);
+        let settled = open >= self.last;
+        self.last = open;
+        if settled && self.peak - open >= TRIM_AFTER_CLOSED {
+            self.peak = open;
+            return true;
+        }
+        false
+    }
+}
+
+/// Watches `open` connections out of a `limit` of `max` permits (the accept
+/// loop's semaphore), with `peak` raised by the loop at each accept, and
+/// gives freed memory back as [`TrimPolicy`] says. Runs until aborted.
+pub(crate) async fn trim_after_closes(limit: Arc<Semaphore>, max: usize, peak: Arc<AtomicUsize>) {
+    let mut policy = TrimPolicy::default();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let open = max.saturating_sub(limit.available_permits());
+        let peak_since_tick = peak.swap(open, Ordering::Relaxed);
+        if policy.tick(open, peak_since_tick) {
+            let released = tokio::task::spawn_blocking(release_free_memory)
+                .await
+                .unwrap_or(false);
+            tracing::debug!(open, released, "gave freed connection memory back");
+        }
+    }
+}
+
+/// `malloc_trim(0)`: glibc gives the free pages of every arena back.
+/// Returns whether it released anything.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn release_free_memory() -> bool {
+    // SAFETY: malloc_trim takes no pointer and touches only glibc's own free
+    // lists, under the arenas' locks; it is safe to call at any time from
+    // any thread.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// Not glibc: nothing to call.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_trim_while_connections_only_grow_or_few_closed() {
+        let mut p = TrimPolicy::default();
+        assert!(!p.tick(100, 100));
+        assert!(!p.tick(5000, 5000));
+        // 1023 fewer than the peak: not yet.
+        assert!(!p.tick(5000 - 1023, 5000 - 1023));
+        assert!(!p.tick(5000 - 1023, 5000 - 1023));
+    }
+
+    #[test]
+    fn one_trim_once_a_mass_close_has_settled() {
+        let mut p = TrimPolicy::default();
+        assert!(!p.tick(10_000, 10_000));
+        // Falling: wait.
+        assert!(!p.tick(6_000, 10_000));
+        assert!(!p.tick(0, 6_000));
+        // Settled at 0: trim once.
+        assert!(p.tick(0, 0));
+        assert!(!p.tick(0, 0));
+        assert!(!p.tick(0, 0));
+    }
+
+    #[test]
+    fn a_peak_between_ticks_counts() {
+        let mut p = TrimPolicy::default();
+        assert!(!p.tick(10, 10));
+        // 3000 connections came and went between two ticks.
+        assert!(p.tick(10, 3000));
+    }
+
+    #[test]
+    fn the_next_trim_needs_a_new_drop_from_the_new_peak() {
+        let mut p = TrimPolicy::default();
+        assert!(!p.tick(2000, 2000));
+        assert!(p.tick(500, 2000) || p.tick(500, 500));
+        assert!(!p.tick(1400, 1400));
+        assert!(!p.tick(500, 1400));
+        assert!(!p.tick(500, 500));
+        assert!(!p.tick(3000, 3000));
+        assert!(!p.tick(1000, 3000));
+        assert!(p.tick(1000, 1000));
+    }
+
+    #[test]
+    fn releasing_is_callable() {
+        // Whatever it returns, it must not fail.
+        let _ = release_free_memory();
+    }
+}
