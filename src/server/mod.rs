@@ -297,6 +297,31 @@ fn is_connection_error(err: &io::Error) -> bool {
 
 // === impl ConnContext ===
 
+/// The service a connection serves: what [`serve`] asks of its service.
+trait ConnService:
+    tower::Service<
+        Request<Incoming>,
+        Response = Response<ResponseBody>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> ConnService for S where
+    S: tower::Service<
+            Request<Incoming>,
+            Response = Response<ResponseBody>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// What every connection task shares.
 struct ConnContext {
     builder: auto::Builder<TokioExecutor>,
@@ -312,11 +337,7 @@ impl ConnContext {
         service: S,
         watcher: Watcher,
     ) where
-        S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        S: ConnService,
     {
         let _ = stream.set_nodelay(true);
         match &self.acceptor {
@@ -345,11 +366,7 @@ impl ConnContext {
         service: S,
         watcher: Watcher,
     ) where
-        S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        S: ConnService,
     {
         let handshake =
             tokio::time::timeout(self.opts.tls_handshake_timeout, acceptor.accept(stream));
@@ -374,11 +391,7 @@ impl ConnContext {
     async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S, watcher: Watcher)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: tower::Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        S: ConnService,
     {
         let activity = Arc::new(idle::ConnActivity::default());
         let io = TokioIo::new(idle::ConnDeadline::new(
