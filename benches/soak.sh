@@ -31,7 +31,8 @@
 #
 # Settings (environment): REQUESTS=1000000 CONNS=32 SESSION_REQUESTS=2000
 # ACCESS_TTL=2 SLOWLORIS=10000 SLOWLORIS_HOLD=30 SLOWLORIS_ROUNDS=2 SKIP_SOAK=1 SKIP_SLOWLORIS=1
-# CARGO_TARGET_DIR (default: target).
+# CARGO_TARGET_DIR (default: target), GATEWAY_BIN (another gateway binary to
+# run instead of the one built here, e.g. an earlier build for an A/B).
 set -euo pipefail
 
 REQUESTS=${REQUESTS:-1000000}
@@ -58,7 +59,7 @@ fi
 echo "== building (release)"
 cargo build --release --quiet --bin oidc-gateway --example bench_upstream --example soak_client
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release/oidc-gateway
+BIN=${GATEWAY_BIN:-$TARGET/release/oidc-gateway}
 UPSTREAM=$TARGET/release/examples/bench_upstream
 CLIENT=$TARGET/release/examples/soak_client
 
