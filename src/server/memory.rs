@@ -25,14 +25,32 @@ pub(crate) const TRIM_AFTER_CLOSED: usize = 1024;
 /// How often the open-connection count is looked at.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Fewest ticks between two trims: a trim walks the heap and holds each
+/// arena's lock meanwhile (milliseconds with 10,000 connections open), so
+/// connections that keep coming and going in thousands (a slowloris crowd
+/// being closed and reconnecting) trim at most every 10 s.
+const MIN_TICKS_BETWEEN: u32 = 10;
+
 /// When to give memory back, from the number of open connections seen at
 /// each tick and the highest number since the last tick.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TrimPolicy {
     /// The highest count since the last trim.
     peak: usize,
     /// The count at the previous tick.
     last: usize,
+    /// Ticks since the last trim.
+    since_trim: u32,
+}
+
+impl Default for TrimPolicy {
+    fn default() -> Self {
+        TrimPolicy {
+            peak: 0,
+            last: 0,
+            since_trim: MIN_TICKS_BETWEEN,
+        }
+    }
 }
 
 impl TrimPolicy {
@@ -40,13 +58,17 @@ impl TrimPolicy {
     /// once since the previous tick. True when memory should be given back:
     /// at least [`TRIM_AFTER_CLOSED`] fewer than the peak, and no fewer than
     /// at the previous tick (a mass close has ended: one trim, not one per
-    /// tick while it lasts).
+    /// tick while it lasts), and at least [`MIN_TICKS_BETWEEN`] ticks after
+    /// the last trim.
     pub(crate) fn tick(&mut self, open: usize, peak_since_tick: usize) -> bool {
         self.peak = self.peak.max(peak_since_tick).max(open);
+        self.since_trim = self.since_trim.saturating_add(1);
         let settled = open >= self.last;
         self.last = open;
-        if settled && self.peak - open >= TRIM_AFTER_CLOSED {
+        if settled && self.peak - open >= TRIM_AFTER_CLOSED && self.since_trim >= MIN_TICKS_BETWEEN
+        {
             self.peak = open;
+            self.since_trim = 0;
             return true;
         }
         false
@@ -125,17 +147,38 @@ mod tests {
         assert!(p.tick(10, 3000));
     }
 
+    /// `n` ticks with `open` connections and nothing else happening.
+    fn quiet(p: &mut TrimPolicy, open: usize, n: u32) {
+        for _ in 0..n {
+            assert!(!p.tick(open, open));
+        }
+    }
+
     #[test]
     fn the_next_trim_needs_a_new_drop_from_the_new_peak() {
         let mut p = TrimPolicy::default();
         assert!(!p.tick(2000, 2000));
-        assert!(p.tick(500, 2000) || p.tick(500, 500));
+        // Still falling at this tick; settled at the next.
+        assert!(!p.tick(500, 2000));
+        assert!(p.tick(500, 500));
+        quiet(&mut p, 500, MIN_TICKS_BETWEEN);
+        // 900 more and gone again: under the threshold from the new peak.
         assert!(!p.tick(1400, 1400));
-        assert!(!p.tick(500, 1400));
-        assert!(!p.tick(500, 500));
+        quiet(&mut p, 500, 3);
         assert!(!p.tick(3000, 3000));
         assert!(!p.tick(1000, 3000));
         assert!(p.tick(1000, 1000));
+    }
+
+    #[test]
+    fn trims_are_at_least_min_ticks_apart() {
+        let mut p = TrimPolicy::default();
+        assert!(p.tick(0, 5000));
+        // Another crowd came and went at once: wait out the interval.
+        for _ in 1..MIN_TICKS_BETWEEN {
+            assert!(!p.tick(0, 5000));
+        }
+        assert!(p.tick(0, 0));
     }
 
     #[test]
