@@ -252,10 +252,18 @@ impl tower_service::Service<http::Request<Incoming>> for GatewayService {
         let parent = telemetry::sanitize_trace_context(req.headers_mut());
         #[cfg(feature = "otel")]
         let span = self.tracer.as_ref().map(|t| t.start(&mut req, parent));
+        // The trace id going upstream: the span's when there is one (it
+        // continues the parent's trace or starts one), else the parent's.
+        #[cfg(feature = "otel")]
+        let trace_id = span
+            .as_ref()
+            .map(crate::otel::RequestSpan::span_context)
+            .filter(|sc| sc.is_valid())
+            .map(|sc| sc.trace_id().to_bytes())
+            .or(parent.map(|p| p.trace_id));
         #[cfg(not(feature = "otel"))]
-        let _ = parent;
-        let start =
-            telemetry::RequestStart::new(req.method(), req.uri(), request_id, req.headers());
+        let trace_id = parent.map(|p| p.trace_id);
+        let start = telemetry::RequestStart::new(req.method(), req.uri(), request_id, trace_id);
         let fut = self.inner.call(req);
         #[cfg(feature = "otel")]
         let fut = crate::otel::SpanFuture::new(fut, span);

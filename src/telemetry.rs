@@ -184,6 +184,15 @@ fn is_valid_tracestate(values: &[&HeaderValue]) -> bool {
         })
 }
 
+/// A trace id as its 32 lowercase hex digits, in `out`.
+fn trace_id_hex<'a>(id: &[u8; 16], out: &'a mut [u8; 32]) -> &'a str {
+    let (high, low) = id.split_at(8);
+    let word = |half: &[u8]| u64::from_be_bytes(half.try_into().unwrap_or_default());
+    hex_into(&mut out[..16], word(high));
+    hex_into(&mut out[16..], word(low));
+    std::str::from_utf8(out).unwrap_or("-")
+}
+
 /// Drops an invalid (or repeated) `traceparent` together with `tracestate`,
 /// and an invalid or oversized `tracestate`. Returns the valid parent.
 pub fn sanitize_trace_context(headers: &mut HeaderMap) -> Option<TraceParent> {
@@ -239,32 +248,27 @@ pub struct RequestStart {
     /// A reference-counted copy of the URI (only its path is logged).
     uri: Uri,
     request_id: HeaderValue,
-    /// The `traceparent` going upstream (its trace id is logged).
-    traceparent: Option<HeaderValue>,
+    /// The trace id of the `traceparent` going upstream.
+    trace_id: Option<[u8; 16]>,
 }
 
 impl RequestStart {
     /// Starts the clock for a request; `request_id` from [`ensure_request_id`],
-    /// `headers` those going upstream, after [`sanitize_trace_context`] (and
-    /// the trace export, when on, has set its own span's `traceparent`).
-    pub fn new(method: &Method, uri: &Uri, request_id: HeaderValue, headers: &HeaderMap) -> Self {
+    /// `trace_id` that of the `traceparent` going upstream (the valid parent
+    /// [`sanitize_trace_context`] returned, or the gateway's own span's).
+    pub fn new(
+        method: &Method,
+        uri: &Uri,
+        request_id: HeaderValue,
+        trace_id: Option<[u8; 16]>,
+    ) -> Self {
         RequestStart {
             start: Instant::now(),
             method: method.clone(),
             uri: uri.clone(),
             request_id,
-            traceparent: headers.get(&TRACEPARENT).cloned(),
+            trace_id,
         }
-    }
-
-    /// The trace id of a valid `traceparent` (characters 3..35, lowercase
-    /// hex), or `-`.
-    fn trace_id(&self) -> &str {
-        self.traceparent
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.get(3..35))
-            .unwrap_or("-")
     }
 
     /// Sets the response's `X-Request-Id` and writes the access-log line.
@@ -285,6 +289,8 @@ impl RequestStart {
             None => ("none", "none", None),
         };
         let sub = identity.map_or("-", |i| i.subject.as_str());
+        let mut hex = [0u8; 32];
+        let trace_id = self.trace_id.map_or("-", |id| trace_id_hex(&id, &mut hex));
         let duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
         let upstream_ms = upstream.map_or(-1.0, |u| u.0.as_secs_f64() * 1000.0);
         tracing::info!(
@@ -299,7 +305,7 @@ impl RequestStart {
             duration_ms,
             upstream_ms,
             request_id = self.request_id.to_str().unwrap_or("-"),
-            trace_id = self.trace_id(),
+            trace_id,
             "request"
         );
     }

@@ -75,17 +75,45 @@ impl TrimPolicy {
     }
 }
 
-/// Watches `open` connections out of a `limit` of `max` permits (the accept
-/// loop's semaphore), with `peak` raised by the loop at each accept, and
-/// gives freed memory back as [`TrimPolicy`] says. Runs until aborted.
-pub(crate) async fn trim_after_closes(limit: Arc<Semaphore>, max: usize, peak: Arc<AtomicUsize>) {
+/// The accept loop's open connections: the permits taken from its
+/// semaphore, and the most taken at once since the memory task last looked.
+#[derive(Debug)]
+pub(crate) struct OpenConnections {
+    limit: Arc<Semaphore>,
+    max: usize,
+    peak: AtomicUsize,
+}
+
+impl OpenConnections {
+    /// For a loop that holds one of `limit`'s `max` permits per connection.
+    pub(crate) fn new(limit: Arc<Semaphore>, max: usize) -> Self {
+        OpenConnections {
+            limit,
+            max,
+            peak: AtomicUsize::new(0),
+        }
+    }
+
+    /// A connection was accepted (its permit taken): raises the peak.
+    pub(crate) fn accepted(&self) {
+        self.peak.fetch_max(self.open(), Ordering::Relaxed);
+    }
+
+    fn open(&self) -> usize {
+        self.max.saturating_sub(self.limit.available_permits())
+    }
+}
+
+/// Looks at `connections` every [`TICK`] and gives freed memory back as
+/// [`TrimPolicy`] says. Runs until aborted.
+pub(crate) async fn trim_after_closes(connections: Arc<OpenConnections>) {
     let mut policy = TrimPolicy::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let open = max.saturating_sub(limit.available_permits());
-        let peak_since_tick = peak.swap(open, Ordering::Relaxed);
+        let open = connections.open();
+        let peak_since_tick = connections.peak.swap(open, Ordering::Relaxed);
         if policy.tick(open, peak_since_tick) {
             let released = tokio::task::spawn_blocking(release_free_memory)
                 .await

@@ -57,7 +57,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -213,15 +212,9 @@ where
     let (force_close_tx, force_close_rx) = watch::channel(false);
     let max_connections = opts.max_connections.max(1);
     let limit = Arc::new(Semaphore::new(max_connections));
-    // The most connections open at once since the memory task last looked.
-    let peak = Arc::new(AtomicUsize::new(0));
-    let trim = (max_connections >= memory::TRIM_AFTER_CLOSED).then(|| {
-        tokio::spawn(memory::trim_after_closes(
-            limit.clone(),
-            max_connections,
-            peak.clone(),
-        ))
-    });
+    let open = Arc::new(memory::OpenConnections::new(limit.clone(), max_connections));
+    let trim = (max_connections >= memory::TRIM_AFTER_CLOSED)
+        .then(|| tokio::spawn(memory::trim_after_closes(open.clone())));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -248,10 +241,7 @@ where
                 }
             },
         };
-        peak.fetch_max(
-            max_connections.saturating_sub(limit.available_permits()),
-            Ordering::Relaxed,
-        );
+        open.accepted();
         let conn = conn.clone();
         let service = service.clone();
         let watcher = graceful.watcher();
