@@ -267,22 +267,27 @@ impl IdentityHeaders {
     ///
     /// Must run on every proxied request, whatever its route.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        for name in self.stripped() {
-            headers.remove(name);
-        }
-        let mut lookalikes: Option<Vec<HeaderName>> = None;
+        // One pass over the names; hashed removals only of those present
+        // (none on most requests).
+        let mut found: Option<Vec<HeaderName>> = None;
         for name in headers.keys() {
-            let n = name.as_str().as_bytes();
-            if n.contains(&b'_')
-                && self
-                    .stripped()
-                    .any(|ours| same_but_underscores(ours.as_str().as_bytes(), n))
-            {
-                lookalikes.get_or_insert_with(Vec::new).push(name.clone());
+            if self.is_stripped(name) {
+                found.get_or_insert_with(Vec::new).push(name.clone());
             }
         }
-        for name in lookalikes.iter().flatten() {
+        for name in found.iter().flatten() {
             headers.remove(name);
+        }
+    }
+
+    /// Whether `name` is one of ours, or one of ours with `_` for `-`.
+    fn is_stripped(&self, name: &HeaderName) -> bool {
+        let n = name.as_str().as_bytes();
+        if n.contains(&b'_') {
+            self.stripped()
+                .any(|ours| same_but_underscores(ours.as_str().as_bytes(), n))
+        } else {
+            self.stripped().any(|ours| ours == name)
         }
     }
 

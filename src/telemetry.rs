@@ -68,8 +68,11 @@ pub fn generate_request_id() -> HeaderValue {
     let mut buf = [0u8; 32];
     hex_into(&mut buf[..16], prefix);
     hex_into(&mut buf[16..], n);
-    // Hex digits only: always a valid header value.
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    // Hex digits only: always a valid header value. Owned by a reference-
+    // counted `Bytes` from the start, so the clones the request and its
+    // response take are counter increments, not copies.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 fn hex_into(out: &mut [u8], v: u64) {
@@ -83,15 +86,26 @@ fn hex_into(out: &mut [u8], v: u64) {
 /// Keeps a valid incoming `X-Request-Id` (exactly one) or sets a generated
 /// one; returns the request's id.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    let mut values = headers.get_all(&REQUEST_ID).iter();
-    if let (Some(v), None) = (values.next(), values.next()) {
-        if is_valid_request_id(v.as_bytes()) {
-            return v.clone();
+    // One hashed lookup, whether the client sent an id or not.
+    match headers.entry(REQUEST_ID) {
+        http::header::Entry::Occupied(mut given) => {
+            let mut values = given.iter();
+            if let (Some(v), None) = (values.next(), values.next()) {
+                if is_valid_request_id(v.as_bytes()) {
+                    return v.clone();
+                }
+            }
+            let id = generate_request_id();
+            // Replaces every line the client sent.
+            given.insert(id.clone());
+            id
+        }
+        http::header::Entry::Vacant(slot) => {
+            let id = generate_request_id();
+            slot.insert(id.clone());
+            id
         }
     }
-    let id = generate_request_id();
-    headers.insert(REQUEST_ID, id.clone());
-    id
 }
 
 /// The request id the gateway set on this request (for pages built deeper
@@ -196,8 +210,16 @@ fn trace_id_hex<'a>(id: &[u8; 16], out: &'a mut [u8; 32]) -> &'a str {
 /// Drops an invalid (or repeated) `traceparent` together with `tracestate`,
 /// and an invalid or oversized `tracestate`. Returns the valid parent.
 pub fn sanitize_trace_context(headers: &mut HeaderMap) -> Option<TraceParent> {
-    if !headers.contains_key(&TRACEPARENT) {
-        headers.remove(&TRACESTATE);
+    // Most requests carry neither: one pass over the names, no hashing.
+    let (mut parent_given, mut state_given) = (false, false);
+    for name in headers.keys() {
+        parent_given |= name == TRACEPARENT;
+        state_given |= name == TRACESTATE;
+    }
+    if !parent_given {
+        if state_given {
+            headers.remove(&TRACESTATE);
+        }
         return None;
     }
     let parent = {

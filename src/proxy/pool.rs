@@ -112,7 +112,9 @@ impl Pool {
         loop {
             let (mut tx, reused) = match self.checkout() {
                 Some(tx) => (tx, true),
-                None => (self.connect().await?, false),
+                // Boxed: opening a connection is rare, and its state
+                // inline would make every request's future larger.
+                None => (Box::pin(self.connect()).await?, false),
             };
             if let Err(err) = tx.ready().await {
                 if reused {
