@@ -64,6 +64,12 @@ impl CookieSettings {
             || chunk_index(name, &self.session_name).is_some()
     }
 
+    /// [`CookieSettings::is_gateway_cookie`] of a name as sent: one that is
+    /// not UTF-8 is not ours.
+    fn is_gateway_cookie_name(&self, name: &[u8]) -> bool {
+        std::str::from_utf8(name).is_ok_and(|name| self.is_gateway_cookie(name))
+    }
+
     /// `Set-Cookie` value for a cookie `name=value` living `max_age` seconds.
     ///
     /// The session cookie (`name == session_name`) always gets the
@@ -117,59 +123,76 @@ pub(crate) fn chunk_index(name: &str, base: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// Every `name=value` pair in the `Cookie` headers, values as sent.
-fn raw_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+/// Every `name=value` pair in the `Cookie` headers, as sent (bytes: a
+/// header value may carry obs-text, and the pairs around such a byte are
+/// still cookies the gateway must see and strip).
+fn raw_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .filter_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            Some((name.trim(), value.trim()))
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
         })
 }
 
 /// Every `name=value` pair in the request's `Cookie` headers (quotes
-/// around a value removed).
+/// around a value removed); pairs that are not UTF-8 are left out.
 pub(crate) fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    raw_pairs(headers).map(|(name, value)| (name, value.trim_matches('"')))
+    raw_pairs(headers).filter_map(|(name, value)| {
+        let name = std::str::from_utf8(name).ok()?;
+        let value = std::str::from_utf8(value).ok()?;
+        Some((name, value.trim_matches('"')))
+    })
 }
 
 /// The value of cookie `name`, if the request carries exactly one.
 pub(crate) fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let mut found = request_cookies(headers).filter(|(n, _)| *n == name);
+    let mut found = raw_pairs(headers).filter(|(n, _)| *n == name.as_bytes());
     let first = found.next()?.1;
     // Two cookies of our name means someone planted one: trust neither.
     if found.next().is_some() {
         return None;
     }
-    Some(first)
+    Some(std::str::from_utf8(first).ok()?.trim_matches('"'))
 }
 
-/// Removes the gateway's cookies from the `Cookie` headers; other cookies pass.
+/// Removes the gateway's cookies from the `Cookie` headers; other cookies
+/// pass. One parse when the request carries only the gateway's cookies or
+/// none (the usual cases); the header is rebuilt only when both kinds are there.
 pub(crate) fn strip_gateway_cookies(headers: &mut HeaderMap, settings: &CookieSettings) {
-    let needs = request_cookies(headers).any(|(n, _)| settings.is_gateway_cookie(n));
-    if !needs {
+    let (mut ours, mut others) = (0usize, 0usize);
+    for (name, _) in raw_pairs(headers) {
+        if settings.is_gateway_cookie_name(name) {
+            ours += 1;
+        } else {
+            others += 1;
+        }
+    }
+    if ours == 0 {
         return;
     }
-    let mut kept = String::new();
+    if others == 0 {
+        headers.remove(COOKIE);
+        return;
+    }
+    let mut kept: Vec<u8> = Vec::new();
     for (name, value) in raw_pairs(headers) {
-        if settings.is_gateway_cookie(name) {
+        if settings.is_gateway_cookie_name(name) {
             continue;
         }
         if !kept.is_empty() {
-            kept.push_str("; ");
+            kept.extend_from_slice(b"; ");
         }
-        kept.push_str(name);
-        kept.push('=');
-        kept.push_str(value);
+        kept.extend_from_slice(name);
+        kept.push(b'=');
+        kept.extend_from_slice(value);
     }
     headers.remove(COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept) {
-            headers.insert(COOKIE, v);
-        }
+    // Pieces of valid header values joined by "; ": valid.
+    if let Ok(v) = HeaderValue::from_bytes(&kept) {
+        headers.insert(COOKIE, v);
     }
 }
 
@@ -202,6 +225,29 @@ mod tests {
         strip_gateway_cookies(&mut h, &settings());
         let all: Vec<_> = h.get_all(COOKIE).iter().collect();
         assert_eq!(all, ["a=1; b=2; c=3"]);
+    }
+
+    #[test]
+    fn cookies_gateway_cookies_are_stripped_beside_obs_text() {
+        // A byte that is not visible ASCII elsewhere in the header does not
+        // hide the session cookie from stripping.
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"pref=caf\xe9; __Host-oidc-gateway=secret").unwrap(),
+        );
+        assert_eq!(request_cookie(&h, "__Host-oidc-gateway"), Some("secret"));
+        strip_gateway_cookies(&mut h, &settings());
+        assert_eq!(h[COOKIE].as_bytes(), b"pref=caf\xe9");
+
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"__Host-oidc-gateway=\xff\xfe").unwrap(),
+        );
+        assert_eq!(request_cookie(&h, "__Host-oidc-gateway"), None);
+        strip_gateway_cookies(&mut h, &settings());
+        assert!(h.get(COOKIE).is_none());
     }
 
     #[test]

@@ -389,6 +389,9 @@ impl Inner {
         B::Error: Into<BoxError>,
     {
         let original_host = headers::original_host(&req);
+        // Without a target authority, the original host is the `Host` header
+        // itself (exactly one: see `server::rules`).
+        let host_is_header = req.uri().authority().is_none() && original_host.is_some();
         let (mut parts, body) = req.into_parts();
         let conn = parts.extensions.get::<ConnInfo>().copied();
 
@@ -406,7 +409,14 @@ impl Inner {
                     pq.map_or("/", PathAndQuery::as_str)
                 ))?,
             };
-            return Ok(self.rewrite_headers(parts, body, conn, original_host, upgrade));
+            return Ok(self.rewrite_headers(
+                parts,
+                body,
+                conn,
+                original_host,
+                host_is_header,
+                upgrade,
+            ));
         }
         let uri = Uri::builder().scheme(self.scheme.clone());
         let mut uri = match (parts.uri.path_and_query(), self.base_path.is_empty()) {
@@ -423,7 +433,7 @@ impl Inner {
             uri = uri.authority(authority.clone());
         }
         parts.uri = uri.build()?;
-        Ok(self.rewrite_headers(parts, body, conn, original_host, upgrade))
+        Ok(self.rewrite_headers(parts, body, conn, original_host, host_is_header, upgrade))
     }
 
     /// `Host`, `X-Forwarded-*`, version and body of the upstream request.
@@ -433,6 +443,7 @@ impl Inner {
         body: B,
         conn: Option<ConnInfo>,
         original_host: Option<HeaderValue>,
+        host_is_header: bool,
         upgrade: Option<&HeaderValue>,
     ) -> Request<ResponseBody>
     where
@@ -458,6 +469,8 @@ impl Inner {
         headers::set_forwarded_proto(h, proto);
         headers::set_forwarded_host(h, original_host.clone());
         let host = match (&original_host, self.opts.pass_host_header) {
+            // Already there as it should go: no second hashed insert.
+            (Some(_), true) if host_is_header => None,
             (Some(host), true) => Some(host.clone()),
             _ => self
                 .authority
