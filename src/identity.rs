@@ -267,17 +267,8 @@ impl IdentityHeaders {
     ///
     /// Must run on every proxied request, whatever its route.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        // One pass over the names; hashed removals only of those present
-        // (none on most requests).
-        let mut found: Option<Vec<HeaderName>> = None;
-        for name in headers.keys() {
-            if self.is_stripped(name) {
-                found.get_or_insert_with(Vec::new).push(name.clone());
-            }
-        }
-        for name in found.iter().flatten() {
-            headers.remove(name);
-        }
+        // Hashed removals only of names present (none on most requests).
+        crate::proxy::headers::remove_names(headers, |name| self.is_stripped(name));
     }
 
     /// Whether `name` is one of ours, or one of ours with `_` for `-`.

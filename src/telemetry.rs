@@ -100,11 +100,7 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
             given.insert(id.clone());
             id
         }
-        http::header::Entry::Vacant(slot) => {
-            let id = generate_request_id();
-            slot.insert(id.clone());
-            id
-        }
+        http::header::Entry::Vacant(slot) => slot.insert(generate_request_id()).clone(),
     }
 }
 

@@ -99,15 +99,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     } else {
         None
     };
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HOP_BY_HOP.contains(name) || named.contains(name))
-        .cloned()
-        .collect();
+    remove_names(headers, |name| {
+        HOP_BY_HOP.contains(name) || named.contains(name)
+    });
+    upgrade
+}
+
+/// Removes every header whose name `doomed` picks: one pass over the
+/// names, hashed removals only of those present.
+pub(crate) fn remove_names(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let present: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
     for name in &present {
         headers.remove(name);
     }
-    upgrade
 }
 
 /// Whether any of [`HOP_BY_HOP`] is present (one pass over the names).
@@ -125,10 +129,14 @@ pub fn sanitize_request<B>(req: &mut Request<B>) {
     if req.extensions().get::<HopByHopStripped>().is_some() {
         return;
     }
-    // `Upgrade` is one of HOP_BY_HOP: without any of them there is none.
+    // `Upgrade` is one of HOP_BY_HOP: without any of them there is
+    // nothing to strip and no upgrade (one pass over the names, once).
+    if !any_hop_by_hop(req.headers()) {
+        req.extensions_mut().insert(HopByHopStripped(None));
+        return;
+    }
     let websocket = req.method() == Method::GET
         && req.version() == Version::HTTP_11
-        && any_hop_by_hop(req.headers())
         && req
             .headers()
             .get_all(header::UPGRADE)
@@ -237,10 +245,7 @@ pub fn set_forwarded_host(headers: &mut HeaderMap, host: Option<HeaderValue>) {
             headers.insert(X_FORWARDED_HOST, host);
         }
         // No hashed removal when there is none (the common case).
-        None if headers.keys().any(|name| name == X_FORWARDED_HOST) => {
-            headers.remove(X_FORWARDED_HOST);
-        }
-        None => {}
+        None => remove_names(headers, |name| name == X_FORWARDED_HOST),
     }
 }
 
