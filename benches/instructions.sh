@@ -20,6 +20,13 @@
 # binary in CARGO_TARGET_DIR, built first; SKIP_BUILD=1: use the binaries
 # there as they are) KEEP=DIR (keep the callgrind dumps
 # there, for `callgrind_annotate DIR/<bin>-<target>.out`).
+#
+# Function names: valgrind 3.19 cannot read the symbols of binaries linked by
+# rust-lld, so for `callgrind_annotate` build with GNU ld and symbols, e.g.
+#   export CARGO_TARGET_DIR=/tmp/target-prof CARGO_PROFILE_RELEASE_STRIP=none \
+#          CARGO_PROFILE_RELEASE_DEBUG=line-tables-only RUSTFLAGS="-C link-arg=-fuse-ld=bfd"
+#   KEEP=/tmp/cg bash benches/instructions.sh
+#   callgrind_annotate --inclusive=yes /tmp/cg/<bin>-session.out
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
