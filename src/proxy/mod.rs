@@ -267,21 +267,73 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let inner = self.inner.clone();
-        Box::pin(async move { Ok(inner.forward(req).await) })
+        match inner.prepare(req) {
+            Err(resp) => Box::pin(std::future::ready(Ok(resp))),
+            Ok((upstream_req, sent)) => {
+                let send = tokio::time::timeout(inner.opts.timeout, inner.send(upstream_req));
+                Box::pin(Forwarding { send, sent, inner })
+            }
+        }
+    }
+}
+
+/// What a forwarded request keeps for its response: the failure page's
+/// kind, the names for log lines, the start time, the client's side of an
+/// upgrade.
+struct Sent {
+    fail: Failure,
+    method: Method,
+    /// For log lines only: a reference-counted copy, not a new string.
+    uri: Uri,
+    start: Instant,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+pin_project_lite::pin_project! {
+    /// A request on its way upstream: the send (bounded by the upstream
+    /// timeout) and what its response needs. A named future rather than an
+    /// `async` block, so that the boxed state holds the upstream request
+    /// once (an `async` block would keep its captured request beside the
+    /// send that owns it) and stays small.
+    struct Forwarding<F> {
+        #[pin]
+        send: tokio::time::Timeout<F>,
+        sent: Sent,
+        inner: Arc<Inner>,
+    }
+}
+
+impl<F> Future for Forwarding<F>
+where
+    F: Future<Output = Result<Response<ResponseBody>, BoxError>>,
+{
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.send.poll(cx));
+        Poll::Ready(Ok(this.inner.finish(result, this.sent)))
     }
 }
 
 // === impl Inner ===
 
 impl Inner {
-    async fn forward<B>(&self, mut req: Request<B>) -> Response<ResponseBody>
+    /// Checks and rewrites a request for the upstream; `Err` is the answer
+    /// when it cannot go (a response, as large as the request it replaces:
+    /// each moves once, to `call`).
+    #[allow(clippy::result_large_err)]
+    fn prepare<B>(
+        &self,
+        mut req: Request<B>,
+    ) -> Result<(Request<ResponseBody>, Sent), Response<ResponseBody>>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let fail = Failure::of(&req);
         if req.method() == Method::CONNECT {
-            return fail.response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+            return Err(fail.response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
         }
         headers::sanitize_request(&mut req);
         let upgrade = req
@@ -290,37 +342,76 @@ impl Inner {
             .and_then(|s| s.0.clone());
         if upgrade.is_some() && self.tunnels.len() >= MAX_TUNNELS {
             tracing::warn!(max = MAX_TUNNELS, "too many tunnels: upgrade refused");
-            return fail.response(StatusCode::SERVICE_UNAVAILABLE, "too_many_tunnels");
+            return Err(fail.response(StatusCode::SERVICE_UNAVAILABLE, "too_many_tunnels"));
+        }
+        if self.pool.is_none() && self.client.is_none() {
+            return Err(fail.response(StatusCode::BAD_GATEWAY, "upstream_unavailable"));
         }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let method = req.method().clone();
-        // For log lines only: a reference-counted copy, not a new string.
         let uri = req.uri().clone();
-        let path = uri.path();
-
-        let upstream_req = match self.rewrite(req, upgrade.as_ref()) {
-            Ok(req) => req,
+        match self.rewrite(req, upgrade.as_ref()) {
+            Ok(upstream_req) => Ok((
+                upstream_req,
+                Sent {
+                    fail,
+                    method,
+                    uri,
+                    start: Instant::now(),
+                    client_upgrade,
+                },
+            )),
             Err(err) => {
+                let path = uri.path();
                 tracing::warn!(%method, %path, error = %err, "cannot build the upstream request");
-                return fail.response(StatusCode::BAD_REQUEST, "bad_request");
+                Err(fail.response(StatusCode::BAD_REQUEST, "bad_request"))
             }
-        };
-        let start = Instant::now();
-        let result = if let Some(pool) = &self.pool {
-            tokio::time::timeout(self.opts.timeout, pool.send(upstream_req))
-                .await
-                .map(|r| r.map_err(|e| Box::new(e) as BoxError))
-        } else {
-            let Some(client) = &self.client else {
-                return fail.response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
-            };
-            tokio::time::timeout(self.opts.timeout, client.request(upstream_req))
-                .await
-                .map(|r| {
-                    r.map(|resp| resp.map(body::boxed))
-                        .map_err(|e| Box::new(e) as BoxError)
-                })
-        };
+        }
+    }
+
+    /// Sends the upstream request: on the pool (plain `http`) or the
+    /// client (`https`).
+    fn send(
+        &self,
+        req: Request<ResponseBody>,
+    ) -> impl Future<Output = Result<Response<ResponseBody>, BoxError>> + Send + 'static {
+        use futures_util::future::{Either, FutureExt, TryFutureExt};
+        match (&self.pool, &self.client) {
+            (Some(pool), _) => Either::Left(pool.send(req).map_err(|e| Box::new(e) as BoxError)),
+            (None, client) => {
+                // `prepare` answered 502 when there is neither.
+                let request = client.as_ref().map(|c| c.request(req));
+                Either::Right(
+                    async move {
+                        match request {
+                            Some(request) => request.await,
+                            None => std::future::pending().await,
+                        }
+                    }
+                    .map(|r| {
+                        r.map(|resp| resp.map(body::boxed))
+                            .map_err(|e| Box::new(e) as BoxError)
+                    }),
+                )
+            }
+        }
+    }
+
+    /// The response to the client, from the upstream's answer (or the lack
+    /// of one).
+    fn finish(
+        &self,
+        result: Result<Result<Response<ResponseBody>, BoxError>, tokio::time::error::Elapsed>,
+        sent: &mut Sent,
+    ) -> Response<ResponseBody> {
+        let Sent {
+            fail,
+            method,
+            uri,
+            start,
+            client_upgrade,
+        } = sent;
+        let path = uri.path();
         let mut resp = match result {
             Err(_) => {
                 tracing::warn!(%method, %path, upstream = %self.opts.upstream, timeout = ?self.opts.timeout,
@@ -351,7 +442,7 @@ impl Inner {
             .insert(crate::telemetry::UpstreamTime(upstream_time));
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
+            let Some(client_upgrade) = client_upgrade.take() else {
                 tracing::warn!(%method, %path, "upstream switched protocols without an upgrade request");
                 return fail.response(StatusCode::BAD_GATEWAY, "upstream_unavailable");
             };

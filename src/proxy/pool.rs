@@ -23,6 +23,7 @@
 //! `with_upgrades`, and an upgraded connection is never pooled.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, TrySendError};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
@@ -65,6 +66,8 @@ pub(crate) enum PoolError {
     /// The HTTP exchange failed.
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    #[error("the upstream response future was polled after it completed")]
+    Polled,
 }
 
 /// Idle connections to one `http` upstream. See the [module docs](self).
@@ -105,16 +108,38 @@ impl Pool {
 
     /// Sends `req` (origin-form URI, `Host` set) and returns the response
     /// once its head has arrived; the body streams from the connection.
-    pub(crate) async fn send(
+    pub(crate) fn send(
         self: &Arc<Self>,
+        req: Request<ResponseBody>,
+    ) -> PoolSend<
+        impl Future<Output = Result<Response<Incoming>, TrySendError<Request<ResponseBody>>>> + Send,
+    > {
+        // The common case, synchronously: an idle connection that is ready
+        // takes the request now, and the future is only hyper's wait for
+        // the response head (small enough to stay in the allocator's
+        // thread cache once boxed with the proxy's state).
+        if let Some(mut tx) = self.checkout_ready() {
+            let response = tx.try_send_request(req);
+            return PoolSend::Sent {
+                response,
+                tx: Some(tx),
+                pool: self.clone(),
+            };
+        }
+        PoolSend::slow(self.clone(), req)
+    }
+
+    /// The rest: connect (or wait for a pooled connection to be ready),
+    /// and retry on another connection a request that a reused one could
+    /// not send.
+    async fn send_slow(
+        self: Arc<Self>,
         mut req: Request<ResponseBody>,
     ) -> Result<Response<ResponseBody>, PoolError> {
         loop {
             let (mut tx, reused) = match self.checkout() {
                 Some(tx) => (tx, true),
-                // Boxed: opening a connection is rare, and its state
-                // inline would make every request's future larger.
-                None => (Box::pin(self.connect()).await?, false),
+                None => (self.connect().await?, false),
             };
             if let Err(err) = tx.ready().await {
                 if reused {
@@ -133,6 +158,25 @@ impl Pool {
                 },
             }
         }
+    }
+
+    /// An idle connection that can take a request now: the most recently
+    /// used one that is ready (one just given back may not be yet: its
+    /// connection task has not seen the end of the last response), closed
+    /// ones dropped on the way.
+    fn checkout_ready(&self) -> Option<http1::SendRequest<ResponseBody>> {
+        let mut idle = self.idle.lock();
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            if idle[i].tx.is_ready() {
+                return idle.remove(i).map(|Idle { tx, .. }| tx);
+            }
+            if idle[i].tx.is_closed() {
+                idle.remove(i);
+            }
+        }
+        None
     }
 
     fn checkout(&self) -> Option<http1::SendRequest<ResponseBody>> {
@@ -205,6 +249,68 @@ impl Pool {
             conn: Some((tx, self.clone())),
         };
         Response::from_parts(parts, crate::body::boxed(body))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Pool::send`]: hyper's wait for the response head on
+    /// a connection that took the request synchronously, or the boxed slow
+    /// path (connect, wait, retry).
+    #[project = PoolSendProj]
+    pub(crate) enum PoolSend<F> {
+        Sent {
+            #[pin]
+            response: F,
+            tx: Option<http1::SendRequest<ResponseBody>>,
+            pool: Arc<Pool>,
+        },
+        Slow {
+            slow: Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, PoolError>> + Send>>,
+        },
+    }
+}
+
+impl<F> PoolSend<F> {
+    fn slow(pool: Arc<Pool>, req: Request<ResponseBody>) -> Self {
+        PoolSend::Slow {
+            slow: Box::pin(pool.send_slow(req)),
+        }
+    }
+}
+
+impl<F> Future for PoolSend<F>
+where
+    F: Future<Output = Result<Response<Incoming>, TrySendError<Request<ResponseBody>>>>,
+{
+    type Output = Result<Response<ResponseBody>, PoolError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let retry = match self.as_mut().project() {
+                PoolSendProj::Slow { slow } => return slow.as_mut().poll(cx),
+                PoolSendProj::Sent { response, tx, pool } => {
+                    match std::task::ready!(response.poll(cx)) {
+                        Ok(resp) => {
+                            return Poll::Ready(match tx.take() {
+                                Some(tx) => Ok(pool.attach(resp, tx)),
+                                None => Err(PoolError::Polled),
+                            })
+                        }
+                        Err(mut err) => match err.take_message() {
+                            // A reused connection that closed before it
+                            // took the request: another one, on the slow
+                            // path.
+                            Some(unsent) => {
+                                tracing::debug!(error = %err.error(), "pooled connection closed; retrying");
+                                (pool.clone(), unsent)
+                            }
+                            None => return Poll::Ready(Err(err.into_error().into())),
+                        },
+                    }
+                }
+            };
+            self.set(PoolSend::slow(retry.0, retry.1));
+        }
     }
 }
 
