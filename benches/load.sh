@@ -10,7 +10,13 @@
 #   - the development OpenID Provider (auto-login, long-lived access token);
 #   - nginx as a plain reverse proxy with upstream keepalive (the reference),
 #     HTTP and HTTPS (same certificate as the gateway: certs/gateway.crt);
-#   - the gateway, HTTP and HTTPS, with `auth = "none"` on /public/.
+#   - the gateway, HTTP and HTTPS, with `auth = "none"` on /public/;
+#   - when installed (apt-get install apache2 libapache2-mod-auth-openidc),
+#     Apache httpd with mod_auth_openidc, the peer that does the same job:
+#     mpm_event, one child process with 64 threads, mod_proxy_http to the
+#     same upstream, a session cookie on /app/ (server-side session cache in
+#     shared memory, its default) and bearer JWTs on /api/ (verified with the
+#     provider's RSA key). HTTP only. MOD_AUTH_OPENIDC=0 leaves it out.
 # The proxy under test and the upstream... see PINNING below. Every target is
 # measured with `wrk -t1 -c$CONNS -d$DURATION --latency` (closed loop,
 # keep-alive), the targets alternating over $ROUNDS rounds; per target it
@@ -228,6 +234,84 @@ if [ -n "${BASE_BIN:-}" ]; then
     PIDS+=("$GWB_PID")
     ADMINS="$ADMINS $P_GWBA"
 fi
+# mod_auth_openidc (Apache httpd, mpm_event, one child process, pinned
+# like the others) as the peer that does the same job, when installed.
+P_AP=18085
+APACHE=$(command -v apache2 || echo /usr/sbin/apache2)
+AP_MODULES=/usr/lib/apache2/modules
+AP_PID=
+if has proxy && [ "${MOD_AUTH_OPENIDC:-1}" != 0 ] && [ -x "$APACHE" ] && [ -f "$AP_MODULES/mod_auth_openidc.so" ]; then
+    mkdir -p "$TMP/apache"
+    chmod 755 "$TMP" "$TMP/apache"
+    cat >"$TMP/apache.conf" <<EOF
+ServerRoot $TMP/apache
+ServerName 127.0.0.1
+Listen 127.0.0.1:$P_AP
+PidFile $TMP/apache/apache.pid
+DefaultRuntimeDir $TMP/apache
+Mutex file:$TMP/apache default
+ErrorLog $TMP/apache-error.log
+LogLevel warn
+LoadModule mpm_event_module $AP_MODULES/mod_mpm_event.so
+LoadModule authn_core_module $AP_MODULES/mod_authn_core.so
+LoadModule authz_core_module $AP_MODULES/mod_authz_core.so
+LoadModule authz_user_module $AP_MODULES/mod_authz_user.so
+LoadModule proxy_module $AP_MODULES/mod_proxy.so
+LoadModule proxy_http_module $AP_MODULES/mod_proxy_http.so
+LoadModule auth_openidc_module $AP_MODULES/mod_auth_openidc.so
+User nobody
+Group nogroup
+StartServers 1
+ServerLimit 1
+ThreadLimit 64
+ThreadsPerChild 64
+MaxRequestWorkers 64
+MinSpareThreads 1
+MaxSpareThreads 64
+MaxConnectionsPerChild 0
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 75
+OIDCProviderMetadataURL $ISSUER/.well-known/openid-configuration
+OIDCClientID bench
+OIDCClientSecret bench-secret
+OIDCRedirectURI http://127.0.0.1:$P_AP/app/redirect_uri
+OIDCCryptoPassphrase $SESSION_SECRET
+OIDCScope "openid email profile"
+OIDCPKCEMethod S256
+# Bearer JWTs verified locally with the provider's key, as the gateway does
+# with its JWKS (mod_auth_openidc fetches JWKS over https only).
+OIDCOAuthVerifyCertFiles $(cat "$TMP/token.kid")#$TMP/token.pem
+ProxyPass /app/ http://127.0.0.1:$P_UP/app/
+ProxyPass /api/ http://127.0.0.1:$P_UP/api/
+<Location /app/>
+    AuthType openid-connect
+    Require valid-user
+</Location>
+<Location /api/>
+    AuthType oauth20
+    Require valid-user
+</Location>
+EOF
+    taskset -c "$PROXY_CPU" "$APACHE" -f "$TMP/apache.conf" -DFOREGROUND >"$TMP/apache.log" 2>&1 &
+    AP_MASTER=$!
+    PIDS+=("$AP_MASTER")
+    ap_up=
+    for _ in $(seq 1 200); do
+        AP_PID=$(pgrep -P "$AP_MASTER" | head -1 || true)
+        if [ -n "$AP_PID" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_AP/api/x")" = 401 ]; then
+            ap_up=1
+            break
+        fi
+        sleep 0.05
+    done
+    [ -n "$ap_up" ] || {
+        echo "Apache with mod_auth_openidc did not start: $(tail -5 "$TMP/apache-error.log" "$TMP/apache.log" 2>&1)" >&2
+        exit 1
+    }
+elif has proxy; then
+    echo "== mod_auth_openidc is not installed (apt-get install apache2 libapache2-mod-auth-openidc): its rows are left out"
+fi
 for a in $ADMINS; do
     for _ in $(seq 1 200); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$a/readyz")" = 200 ] && break
@@ -277,6 +361,19 @@ if [ -n "${BASE_BIN:-}" ]; then
         "base session|$GWB_PID|http://127.0.0.1:$P_GWB/app/x|Cookie: $COOKIEB"
         "base bearer|$GWB_PID|http://127.0.0.1:$P_GWB/api/x|Authorization: Bearer $TOKEN"
         "base /public/|$GWB_PID|http://127.0.0.1:$P_GWB/public/x|"
+    )
+fi
+if [ -n "$AP_PID" ]; then
+    AP_JAR="$TMP/jar.apache"
+    curl -s -o /dev/null -c "$AP_JAR" -b "$AP_JAR" -L --max-redirs 10 "http://127.0.0.1:$P_AP/app/x"
+    COOKIEAP=$(awk '$6 ~ /^mod_auth_openidc_session/ {printf "%s%s=%s", sep, $6, $7; sep = "; "}' "$AP_JAR")
+    [ -n "$COOKIEAP" ] || {
+        echo "login through mod_auth_openidc failed (see $TMP/apache-error.log)" >&2
+        exit 1
+    }
+    HTTP_TARGETS+=(
+        "mod_openidc session|$AP_PID|http://127.0.0.1:$P_AP/app/x|Cookie: $COOKIEAP"
+        "mod_openidc bearer|$AP_PID|http://127.0.0.1:$P_AP/api/x|Authorization: Bearer $TOKEN"
     )
 fi
 HTTPS_TARGETS=(

@@ -3,8 +3,10 @@
 //! - `bench_provider serve <addr> <token-file>`: runs the development OpenID
 //!   Provider on `<addr>` (client `bench` / secret `bench-secret`, every
 //!   login is `alice`, access tokens valid 24 h), writes a long-lived RS256
-//!   access token for `alice` to `<token-file>`, prints the issuer, and runs
-//!   until stdin closes or SIGTERM.
+//!   access token for `alice` to `<token-file>`, its RSA public key (SPKI
+//!   PEM, for peers that verify JWTs with a local key: mod_auth_openidc) to
+//!   `<token-file>.pem` and that key's `kid` to `<token-file>.kid`, prints
+//!   the issuer, and runs until stdin closes or SIGTERM.
 //! - `bench_provider startup <runs> <admin-addr> <cmd> [args…]`: starts
 //!   `<cmd>` `<runs>` times and measures the time from spawn to the first
 //!   `200` from `http://<admin-addr>/readyz` (polled every 200 µs), then
@@ -51,6 +53,8 @@ fn serve(addr: &str, token_file: &str) -> Result<(), BoxError> {
             }),
         );
         let token = op.mint_access_token(serde_json::json!({ "sub": "alice" }));
+        std::fs::write(format!("{token_file}.pem"), op.rsa_public_key_pem())?;
+        std::fs::write(format!("{token_file}.kid"), op.rsa_kid())?;
         std::fs::write(token_file, token)?;
         println!("{}", op.issuer());
         // Runs until stdin closes (or the process is killed).
