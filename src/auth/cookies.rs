@@ -130,11 +130,35 @@ fn raw_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(COOKIE)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .filter_map(|pair| {
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
-        })
+        .flat_map(|v| Pairs { rest: v.as_bytes() })
+}
+
+/// The `name=value` pairs of one `Cookie` line, split with `memchr` (this
+/// runs on every request, once to read the session cookie and once to
+/// strip it); pieces without `=` are skipped.
+struct Pairs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.rest.is_empty() {
+            let pair = match memchr::memchr(b';', self.rest) {
+                Some(i) => {
+                    let pair = &self.rest[..i];
+                    self.rest = &self.rest[i + 1..];
+                    pair
+                }
+                None => std::mem::take(&mut self.rest),
+            };
+            if let Some(eq) = memchr::memchr(b'=', pair) {
+                return Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()));
+            }
+        }
+        None
+    }
 }
 
 /// Every `name=value` pair in the request's `Cookie` headers (quotes
@@ -207,6 +231,53 @@ mod tests {
 
     fn settings() -> CookieSettings {
         CookieSettings::new("__Host-oidc-gateway", true)
+    }
+
+    /// The pairs by the plain definition: split on `;`, keep the pieces
+    /// with `=`, name and value trimmed.
+    fn reference_pairs(line: &[u8]) -> Vec<(&[u8], &[u8])> {
+        line.split(|&b| b == b';')
+            .filter_map(|pair| {
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cookies_pairs_split_as_defined() {
+        for line in [
+            &b""[..],
+            b";",
+            b"a=1",
+            b" a = 1 ;b=2;",
+            b"noeq; a=1;; =x; b==2 ;c=",
+            b"x=\"q\"; \xff=\xfe",
+        ] {
+            let pairs: Vec<_> = Pairs { rest: line }.collect();
+            assert_eq!(
+                pairs,
+                reference_pairs(line),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cookies_pairs_match_the_definition(line in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just(b';'),
+                proptest::strategy::Just(b'='),
+                proptest::strategy::Just(b' '),
+                proptest::num::u8::ANY,
+            ],
+            0..64,
+        )) {
+            let pairs: Vec<_> = Pairs { rest: &line }.collect();
+            proptest::prop_assert_eq!(pairs, reference_pairs(&line));
+        }
     }
 
     #[test]
