@@ -301,7 +301,11 @@ fn init_tracing(log: &LogConfig) -> LogWriter {
         .with_writer(writer);
     match log.effective_format(env_format.as_deref()) {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        // Access-log lines written without the generic field formatting
+        // (the same bytes; see `AccessLineFormat`).
+        LogFormat::Text => builder
+            .event_format(oidc_gateway::telemetry::AccessLineFormat::default())
+            .init(),
     }
     LogWriter {
         _guard: guard,

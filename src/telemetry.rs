@@ -20,6 +20,10 @@
 //!
 //! [W3C Trace Context]: https://www.w3.org/TR/trace-context/
 
+mod access_format;
+
+pub use access_format::AccessLineFormat;
+
 use crate::identity::Identity;
 use crate::metrics::{AuthOutcome, RouteKind};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri};
@@ -309,8 +313,10 @@ impl RequestStart {
         let sub = identity.map_or("-", |i| i.subject.as_str());
         let mut hex = [0u8; 32];
         let trace_id = self.trace_id.map_or("-", |id| trace_id_hex(&id, &mut hex));
-        let duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        let upstream_ms = upstream.map_or(-1.0, |u| u.0.as_secs_f64() * 1000.0);
+        // Milliseconds to the microsecond (what a line can say; also what
+        // `AccessLineFormat` writes without float formatting).
+        let duration_ms = millis_to_the_micro(self.start.elapsed());
+        let upstream_ms = upstream.map_or(-1.0, |u| millis_to_the_micro(u.0));
         tracing::info!(
             target: ACCESS_LOG_TARGET,
             method = %self.method,
@@ -327,6 +333,12 @@ impl RequestStart {
             "request"
         );
     }
+}
+
+/// `d` in milliseconds, rounded down to the microsecond.
+#[allow(clippy::cast_precision_loss)] // exact below 2^53 µs (285 years)
+fn millis_to_the_micro(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }
 
 pin_project! {
