@@ -309,7 +309,7 @@ EOF
         echo "Apache with mod_auth_openidc did not start: $(tail -5 "$TMP/apache-error.log" "$TMP/apache.log" 2>&1)" >&2
         exit 1
     }
-elif has proxy; then
+elif has proxy && [ "${MOD_AUTH_OPENIDC:-1}" != 0 ]; then
     echo "== mod_auth_openidc is not installed (apt-get install apache2 libapache2-mod-auth-openidc): its rows are left out"
 fi
 for a in $ADMINS; do
