@@ -323,11 +323,11 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 GW_RSS_IDLE=$(rss_kb "$GW_PID")
 GWS_RSS_IDLE=$(rss_kb "$GWS_PID")
 
-login() { # base-url cookie-name: logs in through the gateway, prints the Cookie header value
+login() { # base-url cookie-name [start-path]: logs in through the proxy, prints the Cookie header value
     # (the session cookie, or every chunk of a cookie-store session: name, name-1, ...)
-    local base=$1 name=$2 jar="$TMP/jar.$RANDOM"
+    local base=$1 name=$2 start=${3:-/oauth2/start?rd=/app/} jar="$TMP/jar.$RANDOM"
     curl -s -o /dev/null --cacert "$ROOT/certs/ca.pem" -c "$jar" -b "$jar" -L --max-redirs 10 \
-        "$base/oauth2/start?rd=/app/" >/dev/null
+        "$base$start" >/dev/null
     awk -v n="$name" '$6 == n || $6 ~ ("^" n "-[0-9]+$") {printf "%s%s=%s", sep, $6, $7; sep = "; "}' "$jar"
 }
 COOKIE=$(login "http://127.0.0.1:$P_GW" oidc-gateway)
@@ -364,9 +364,7 @@ if [ -n "${BASE_BIN:-}" ]; then
     )
 fi
 if [ -n "$AP_PID" ]; then
-    AP_JAR="$TMP/jar.apache"
-    curl -s -o /dev/null -c "$AP_JAR" -b "$AP_JAR" -L --max-redirs 10 "http://127.0.0.1:$P_AP/app/x"
-    COOKIEAP=$(awk '$6 ~ /^mod_auth_openidc_session/ {printf "%s%s=%s", sep, $6, $7; sep = "; "}' "$AP_JAR")
+    COOKIEAP=$(login "http://127.0.0.1:$P_AP" mod_auth_openidc_session /app/x)
     [ -n "$COOKIEAP" ] || {
         echo "login through mod_auth_openidc failed (see $TMP/apache-error.log)" >&2
         exit 1

@@ -344,9 +344,6 @@ impl Inner {
             tracing::warn!(max = MAX_TUNNELS, "too many tunnels: upgrade refused");
             return Err(fail.response(StatusCode::SERVICE_UNAVAILABLE, "too_many_tunnels"));
         }
-        if self.pool.is_none() && self.client.is_none() {
-            return Err(fail.response(StatusCode::BAD_GATEWAY, "upstream_unavailable"));
-        }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let method = req.method().clone();
         let uri = req.uri().clone();
@@ -375,26 +372,20 @@ impl Inner {
         &self,
         req: Request<ResponseBody>,
     ) -> impl Future<Output = Result<Response<ResponseBody>, BoxError>> + Send + 'static {
-        use futures_util::future::{Either, FutureExt, TryFutureExt};
-        match (&self.pool, &self.client) {
-            (Some(pool), _) => Either::Left(pool.send(req).map_err(|e| Box::new(e) as BoxError)),
-            (None, client) => {
-                // `prepare` answered 502 when there is neither.
-                let request = client.as_ref().map(|c| c.request(req));
-                Either::Right(
-                    async move {
-                        match request {
-                            Some(request) => request.await,
-                            None => std::future::pending().await,
-                        }
-                    }
-                    .map(|r| {
-                        r.map(|resp| resp.map(body::boxed))
-                            .map_err(|e| Box::new(e) as BoxError)
-                    }),
-                )
-            }
+        use futures_util::future::{Either, TryFutureExt};
+        if let Some(pool) = &self.pool {
+            return Either::Left(pool.send(req).map_err(|e| Box::new(e) as BoxError));
         }
+        let request = self.client.as_ref().map(|c| c.request(req));
+        Either::Right(async move {
+            let Some(request) = request else {
+                return Err(BoxError::from("no upstream client"));
+            };
+            request
+                .await
+                .map(|resp| resp.map(body::boxed))
+                .map_err(|e| Box::new(e) as BoxError)
+        })
     }
 
     /// The response to the client, from the upstream's answer (or the lack
