@@ -49,7 +49,9 @@
 #           (-reuse): server CPU µs per handshake → handshakes/s per core.
 #   scale   the gateway unpinned with 2 workers vs pinned with 1 (see there).
 #   idle    $IDLE_CONNS idle keep-alive connections (one request each, then
-#           idle): RSS per connection, HTTP and HTTPS, nginx beside, and the
+#           idle for $IDLE_SETTLE s: the gateway parks HTTP/1 connections
+#           idle for 1 s and gives the freed memory back at its next 1 s
+#           tick): RSS per connection, HTTP and HTTPS, nginx beside, and the
 #           RSS after they close.
 #   login   $LOGINS logins (start → provider → callback), $LOGIN_CONC at a
 #           time (examples/bench_login.rs): callbacks/s, CPU per login.
@@ -60,6 +62,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SECTIONS=${SECTIONS:-proxy h2 tls scale idle login memory startup}
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_SETTLE=${IDLE_SETTLE:-4}
 LOGINS=${LOGINS:-2000}
 LOGIN_CONC=${LOGIN_CONC:-8}
 
@@ -665,7 +668,7 @@ if has idle; then
             exec 9>&-
             return
         fi
-        sleep 1
+        sleep "$IDLE_SETTLE"
         held=$(rss_kb "$pid")
         echo >&9
         exec 9>&-

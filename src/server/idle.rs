@@ -1,5 +1,6 @@
-//! Read deadlines of a client connection: the request head, and the idle
-//! wait between keep-alive requests.
+//! Read deadlines of a client connection (the request head, and the idle
+//! wait between keep-alive requests), and parking of idle HTTP/1
+//! connections.
 //!
 //! hyper's own HTTP/1 `header_read_timeout` starts as soon as the connection
 //! waits for the next request head, so an idle keep-alive connection would be
@@ -29,21 +30,41 @@
 //! Each phase change only records the wanted deadline; the sleep is reset
 //! when it is later than the wanted one, or when it fires before it.
 //!
+//! # Parking
+//!
+//! hyper's HTTP/1 connection keeps an 8 KiB read buffer and an 8 KiB write
+//! buffer for its whole life, idle or not, and has no way to wait for the
+//! next request on the bare socket. So an HTTP/1 connection idle for
+//! `park_after` (with everything written) is *parked*: its reader answers
+//! hyper's read with end-of-stream, hyper ends the connection gracefully
+//! and asks to shut the socket down, and instead of shutting it down the
+//! reader hands the socket over ([`Parked`]), with the idle deadline still
+//! running. The server then waits for readability on the socket alone and
+//! serves the next request with a new hyper connection. Busy connections
+//! never park: the check runs only when the idle timer fires.
+//!
+//! Parking needs hyper's read buffer to be empty, which the reader cannot
+//! see: it is, unless the client pipelined the start of a request behind
+//! the previous one and has sent nothing more for `park_after`. hyper then
+//! reports the cut-off head as an error and the connection is closed (as an
+//! idle one would be), never served from a half-read head.
+//!
 //! Limit: with HTTP/1 pipelining, bytes of the next head read while a request
 //! is still busy are not told apart from its body, so the rest of such a
-//! head gets the idle deadline rather than the head deadline.
+//! head gets the idle deadline (or parking) rather than the head deadline.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// The HTTP/2 client connection preface.
@@ -59,6 +80,12 @@ pub(crate) struct ConnActivity {
     finished: AtomicU64,
     /// A `101` was answered: no deadline applies any more.
     upgraded: AtomicBool,
+    /// The reader returned `Pending` outside the idle phase: it is woken
+    /// when a request finishes, to arm the idle deadline (hyper itself does
+    /// not read again before the socket is readable, and a request can
+    /// start and finish after hyper's last read).
+    reader_blocked: AtomicBool,
+    reader: AtomicWaker,
 }
 
 impl ConnActivity {
@@ -81,8 +108,43 @@ pub(crate) struct InFlight(Arc<ConnActivity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.finished.fetch_add(1, Ordering::Release);
+        let activity = &self.0;
+        activity.finished.fetch_add(1, Ordering::Release);
+        if activity.reader_blocked.load(Ordering::Acquire)
+            && activity.reader_blocked.swap(false, Ordering::AcqRel)
+        {
+            activity.reader.wake();
+        }
     }
+}
+
+// === Parking ===
+
+/// A parked connection: the socket hyper let go of, and when its idle wait
+/// ends.
+#[derive(Debug)]
+pub(crate) struct Parked<I> {
+    pub(crate) io: I,
+    /// The keep-alive deadline of the idle phase the connection parked in.
+    pub(crate) idle_deadline: Instant,
+}
+
+/// Where a [`ConnDeadline`] leaves its socket when it parks.
+pub(crate) type ParkSlot<I> = Arc<Mutex<Option<Parked<I>>>>;
+
+/// Takes what a connection left in `slot` when it parked, if it did.
+pub(crate) fn take_parked<I>(slot: &ParkSlot<I>) -> Option<Parked<I>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// Parking settings of one [`ConnDeadline`].
+struct Park<I> {
+    after: Duration,
+    slot: ParkSlot<I>,
+    /// When the current idle phase may park.
+    at: Option<Instant>,
+    /// End-of-stream was answered: the next shutdown hands the socket over.
+    leaving: bool,
 }
 
 // === ConnDeadline ===
@@ -96,25 +158,27 @@ enum Phase {
     Off,
 }
 
-pin_project_lite::pin_project! {
-    /// The reader side: fails reads with `TimedOut` once the current phase's
-    /// deadline has passed (see the [module docs](self)).
-    pub(crate) struct ConnDeadline<I> {
-        #[pin]
-        io: I,
-        activity: Arc<ConnActivity>,
-        header_timeout: Duration,
-        keepalive_timeout: Duration,
-        phase: Phase,
-        // What `activity` said when the phase was last decided.
-        seen: (u64, u64),
-        // Bytes of the HTTP/2 preface matched so far; `None` once decided.
-        preface: Option<usize>,
-        http2: bool,
-        // The deadline of the phase; `sleep` may be registered earlier.
-        wanted: Option<Instant>,
-        sleep: Pin<Box<Sleep>>,
-    }
+/// The reader side: fails reads with `TimedOut` once the current phase's
+/// deadline has passed, and parks idle HTTP/1 connections (see the
+/// [module docs](self)).
+pub(crate) struct ConnDeadline<I> {
+    /// `None` once handed over by parking.
+    io: Option<I>,
+    activity: Arc<ConnActivity>,
+    header_timeout: Duration,
+    keepalive_timeout: Duration,
+    phase: Phase,
+    // What `activity` said when the phase was last decided.
+    seen: (u64, u64),
+    // Bytes of the HTTP/2 preface matched so far; `None` once decided.
+    preface: Option<usize>,
+    http2: bool,
+    // The deadline of the phase; `sleep` may be registered earlier.
+    wanted: Option<Instant>,
+    sleep: Pin<Box<Sleep>>,
+    // The last write or flush did not complete: hyper still holds bytes.
+    write_pending: bool,
+    park: Option<Park<I>>,
 }
 
 impl<I> ConnDeadline<I> {
@@ -126,7 +190,7 @@ impl<I> ConnDeadline<I> {
     ) -> Self {
         let at = Instant::now() + header_timeout;
         ConnDeadline {
-            io,
+            io: Some(io),
             activity,
             header_timeout,
             keepalive_timeout,
@@ -136,87 +200,201 @@ impl<I> ConnDeadline<I> {
             http2: false,
             wanted: Some(at),
             sleep: Box::pin(tokio::time::sleep_until(at)),
+            write_pending: false,
+            park: None,
         }
+    }
+
+    /// Parks the connection into `slot` once it has been idle for `after`
+    /// (HTTP/1 only).
+    pub(crate) fn parking(mut self, after: Duration, slot: ParkSlot<I>) -> Self {
+        self.park = Some(Park {
+            after,
+            slot,
+            at: None,
+            leaving: false,
+        });
+        self
+    }
+
+    /// A connection that has served requests and is known to be HTTP/1:
+    /// what a parked connection resumes as (its next head is arriving).
+    pub(crate) fn resumed(mut self) -> Self {
+        self.preface = None;
+        self
+    }
+
+    fn io(&mut self) -> io::Result<&mut I> {
+        self.io
+            .as_mut()
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
     }
 }
 
-impl<I: AsyncRead> AsyncRead for ConnDeadline<I> {
+impl<I: AsyncRead + Unpin> AsyncRead for ConnDeadline<I> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let mut this = self.project();
-        if *this.phase == Phase::Off {
-            return this.io.poll_read(cx, buf);
+        let this = self.get_mut();
+        if this.park.as_ref().is_some_and(|p| p.leaving) {
+            // Parking: end-of-stream until hyper shuts down.
+            return Poll::Ready(Ok(()));
+        }
+        let io = Pin::new(match this.io.as_mut() {
+            Some(io) => io,
+            None => return Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        });
+        if this.phase == Phase::Off {
+            return io.poll_read(cx, buf);
         }
         // Requests started or finished since the last read?
         let counts = this.activity.counts();
-        if counts != *this.seen {
-            *this.seen = counts;
+        if counts != this.seen {
+            this.seen = counts;
             if this.activity.upgraded.load(Ordering::Acquire) {
-                *this.phase = Phase::Off;
-                *this.wanted = None;
-                return this.io.poll_read(cx, buf);
+                this.phase = Phase::Off;
+                this.wanted = None;
+                return io.poll_read(cx, buf);
             }
             if counts.0 > counts.1 {
-                *this.phase = Phase::Busy;
-                *this.wanted = None;
+                this.phase = Phase::Busy;
+                this.wanted = None;
             } else {
-                *this.phase = Phase::Idle;
-                *this.wanted = Some(Instant::now() + *this.keepalive_timeout);
+                this.phase = Phase::Idle;
+                let now = Instant::now();
+                this.wanted = Some(now + this.keepalive_timeout);
+                if let Some(park) = &mut this.park {
+                    park.at = Some(now + park.after);
+                }
             }
         }
         let before = buf.filled().len();
-        match this.io.as_mut().poll_read(cx, buf) {
+        match io.poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
-                if let Some(matched) = *this.preface {
+                if let Some(matched) = this.preface {
                     let rest = &H2_PREFACE[matched..];
                     let n = new.len().min(rest.len());
                     if new.is_empty() || new[..n] != rest[..n] {
-                        *this.preface = None;
+                        this.preface = None;
                     } else if matched + n == H2_PREFACE.len() {
-                        *this.preface = None;
-                        *this.http2 = true;
+                        this.preface = None;
+                        this.http2 = true;
                     } else {
-                        *this.preface = Some(matched + n);
+                        this.preface = Some(matched + n);
                     }
                 }
-                if *this.phase == Phase::Idle && !new.is_empty() && !*this.http2 {
-                    *this.phase = Phase::Head;
-                    *this.wanted = Some(Instant::now() + *this.header_timeout);
+                if this.phase == Phase::Idle && !new.is_empty() && !this.http2 {
+                    this.phase = Phase::Head;
+                    this.wanted = Some(Instant::now() + this.header_timeout);
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => {
-                let Some(wanted) = *this.wanted else {
-                    return Poll::Pending;
-                };
-                if this.sleep.deadline() > wanted {
-                    this.sleep.as_mut().reset(wanted);
-                }
-                loop {
-                    ready!(this.sleep.as_mut().poll(cx));
-                    if Instant::now() >= wanted {
-                        *this.wanted = None;
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            match *this.phase {
-                                Phase::Idle => "keep-alive connection idle too long",
-                                _ => "request head not received within the header read timeout",
-                            },
-                        )));
-                    }
-                    this.sleep.as_mut().reset(wanted);
-                }
-            }
+            Poll::Pending => this.wait(cx),
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
         }
     }
 }
 
-crate::io::forward_async_write!(ConnDeadline);
+impl<I> ConnDeadline<I> {
+    /// The socket has nothing to read: `Pending` until the phase's deadline
+    /// (then `TimedOut`), or end-of-stream once the connection parks.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.phase != Phase::Idle {
+            // A request may start and finish before hyper reads again.
+            self.activity.reader.register(cx.waker());
+            self.activity.reader_blocked.store(true, Ordering::Release);
+        }
+        let Some(wanted) = self.wanted else {
+            return Poll::Pending;
+        };
+        let park_at = match &self.park {
+            Some(park) if self.phase == Phase::Idle && !self.http2 && self.preface.is_none() => {
+                park.at
+            }
+            _ => None,
+        };
+        let next = park_at.map_or(wanted, |at| at.min(wanted));
+        if self.sleep.deadline() > next {
+            self.sleep.as_mut().reset(next);
+        }
+        loop {
+            ready!(self.sleep.as_mut().poll(cx));
+            let now = Instant::now();
+            if now >= wanted {
+                self.wanted = None;
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    match self.phase {
+                        Phase::Idle => "keep-alive connection idle too long",
+                        _ => "request head not received within the header read timeout",
+                    },
+                )));
+            }
+            match (park_at, &mut self.park) {
+                (Some(at), Some(park)) if now >= at && !self.write_pending => {
+                    park.leaving = true;
+                    return Poll::Ready(Ok(()));
+                }
+                // Not yet, or hyper still has bytes to write (it reads
+                // again once they are out).
+                (Some(at), _) if now < at => self.sleep.as_mut().reset(at),
+                _ => self.sleep.as_mut().reset(wanted),
+            }
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for ConnDeadline<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(this.io()?).poll_write(cx, buf);
+        this.write_pending = polled.is_pending();
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(this.io()?).poll_write_vectored(cx, bufs);
+        this.write_pending = polled.is_pending();
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.as_ref().is_some_and(I::is_write_vectored)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(this.io()?).poll_flush(cx);
+        this.write_pending = polled.is_pending();
+        polled
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(park) = this.park.as_mut().filter(|p| p.leaving) {
+            // hyper ended the connection on our end-of-stream: hand the
+            // socket over instead of shutting it down.
+            if let (Some(io), Some(idle_deadline)) = (this.io.take(), this.wanted) {
+                *park.slot.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Parked { io, idle_deadline });
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(this.io()?).poll_shutdown(cx)
+    }
+}
 
 // === Tracked ===
 
@@ -280,7 +458,8 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that ends its request's time in flight when dropped.
+    /// A response body that ends its request's time in flight with its last
+    /// frame (or when dropped unfinished).
     pub(crate) struct TrackedBody<B> {
         #[pin]
         body: B,
@@ -296,7 +475,17 @@ impl<B: Body> Body for TrackedBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        self.project().body.poll_frame(cx)
+        let mut this = self.project();
+        let frame = ready!(this.body.as_mut().poll_frame(cx));
+        // Finished before hyper learns the body has ended: hyper then ends
+        // the response and reads for the next request head in the same
+        // poll, while it still holds this body. Counted only at drop, that
+        // read would find the request busy and arm no idle deadline, and
+        // hyper would not read again before the client sends a byte.
+        if frame.is_none() || this.body.is_end_stream() {
+            this._in_flight.take();
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -1,14 +1,16 @@
-//! Giving the memory of closed connections back to the system.
+//! Giving the memory of closed (and parked) connections back to the system.
 //!
-//! Each open connection holds some 17 KiB of heap (hyper's read buffer, the
-//! connection task; see the README's performance notes). glibc's allocator
-//! keeps what is freed for reuse and returns pages to the system only from
-//! the top of its heap, so after 10,000 idle keep-alive connections have
-//! closed, the gateway's RSS would stay at its peak (~170 MiB more) for the
-//! rest of its life. When at least [`TRIM_AFTER_CLOSED`] connections have
-//! closed since the last peak and the count has stopped falling, the accept
-//! loop's [`trim_after_closes`] task asks glibc for the free pages of every
-//! arena back (`malloc_trim(0)`, on a blocking thread: it walks the heap).
+//! Each connection in hyper's hands holds some 17 KiB of heap (hyper's read
+//! and write buffers, its state; see the README's performance notes); a
+//! parked one (see [`super::idle`]) only its socket and task. glibc's
+//! allocator keeps what is freed for reuse and returns pages to the system
+//! only from the top of its heap, so after 10,000 idle keep-alive
+//! connections have closed or parked, the gateway's RSS would stay at its
+//! peak (~170 MiB more) for the rest of its life. When at least
+//! [`TRIM_AFTER_CLOSED`] connections have left hyper's hands since the last
+//! peak and the count has stopped falling, the accept loop's
+//! [`trim_after_closes`] task asks glibc for the free pages of every arena
+//! back (`malloc_trim(0)`, on a blocking thread: it walks the heap).
 //! Elsewhere than glibc (musl, macOS), nothing is called: those allocators
 //! return memory themselves or offer no such call.
 
@@ -75,13 +77,18 @@ impl TrimPolicy {
     }
 }
 
-/// The accept loop's open connections: the permits taken from its
-/// semaphore, and the most taken at once since the memory task last looked.
+/// The accept loop's connections in hyper's hands: the permits taken from
+/// its semaphore less the parked connections, and the most at once since
+/// the memory task last looked.
 #[derive(Debug)]
 pub(crate) struct OpenConnections {
     limit: Arc<Semaphore>,
     max: usize,
+    /// The most in hyper's hands at once.
     peak: AtomicUsize,
+    /// The most open at once, parked or not.
+    peak_open: AtomicUsize,
+    parked: AtomicUsize,
 }
 
 impl OpenConnections {
@@ -91,34 +98,70 @@ impl OpenConnections {
             limit,
             max,
             peak: AtomicUsize::new(0),
+            peak_open: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
         }
     }
 
     /// A connection was accepted (its permit taken): raises the peak.
     pub(crate) fn accepted(&self) {
-        self.peak.fetch_max(self.open(), Ordering::Relaxed);
+        self.peak.fetch_max(self.active(), Ordering::Relaxed);
+        self.peak_open.fetch_max(self.open(), Ordering::Relaxed);
     }
 
+    /// A connection has parked, until the guard is dropped (it resumes or
+    /// closes).
+    pub(crate) fn parked(self: &Arc<Self>) -> ParkedConnection {
+        self.parked.fetch_add(1, Ordering::Relaxed);
+        ParkedConnection(self.clone())
+    }
+
+    /// Open connections, parked or not.
     fn open(&self) -> usize {
         self.max.saturating_sub(self.limit.available_permits())
+    }
+
+    /// Connections holding hyper's state.
+    fn active(&self) -> usize {
+        self.open()
+            .saturating_sub(self.parked.load(Ordering::Relaxed))
+    }
+}
+
+/// One parked connection, counted out of [`OpenConnections`] while it lives.
+#[derive(Debug)]
+pub(crate) struct ParkedConnection(Arc<OpenConnections>);
+
+impl Drop for ParkedConnection {
+    fn drop(&mut self) {
+        self.0.parked.fetch_sub(1, Ordering::Relaxed);
+        self.0.accepted();
     }
 }
 
 /// Looks at `connections` every [`TICK`] and gives freed memory back as
-/// [`TrimPolicy`] says. Runs until aborted.
+/// [`TrimPolicy`] says, of the connections in hyper's hands (parking frees
+/// hyper's buffers) or of all open ones (closing frees the rest). Runs
+/// until aborted.
 pub(crate) async fn trim_after_closes(connections: Arc<OpenConnections>) {
-    let mut policy = TrimPolicy::default();
+    let mut of_active = TrimPolicy::default();
+    let mut of_open = TrimPolicy::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
+        let active = connections.active();
         let open = connections.open();
-        let peak_since_tick = connections.peak.swap(open, Ordering::Relaxed);
-        if policy.tick(open, peak_since_tick) {
+        let active_peak = connections.peak.swap(active, Ordering::Relaxed);
+        let open_peak = connections.peak_open.swap(open, Ordering::Relaxed);
+        // Both ticked: each keeps its own peak.
+        let parked_or_closed = of_active.tick(active, active_peak);
+        let closed = of_open.tick(open, open_peak);
+        if parked_or_closed || closed {
             let released = tokio::task::spawn_blocking(release_free_memory)
                 .await
                 .unwrap_or(false);
-            tracing::debug!(open, released, "gave freed connection memory back");
+            tracing::debug!(open, active, released, "gave freed connection memory back");
         }
     }
 }
@@ -143,6 +186,23 @@ fn release_free_memory() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parked_connections_count_as_open_but_not_active() {
+        let limit = Arc::new(Semaphore::new(10));
+        let connections = Arc::new(OpenConnections::new(limit.clone(), 10));
+        let _permits = limit.clone().try_acquire_many_owned(3).unwrap();
+        connections.accepted();
+        let one = connections.parked();
+        let two = connections.parked();
+        assert_eq!((connections.open(), connections.active()), (3, 1));
+        drop(one);
+        assert_eq!((connections.open(), connections.active()), (3, 2));
+        drop(two);
+        assert_eq!(connections.active(), 3);
+        // Resuming raised the peak of connections in hyper's hands.
+        assert_eq!(connections.peak.load(Ordering::Relaxed), 3);
+    }
 
     #[test]
     fn no_trim_while_connections_only_grow_or_few_closed() {

@@ -65,7 +65,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -132,6 +131,12 @@ pub struct ServeOptions {
     /// What to do with request headers whose name contains `_`.
     /// Defaults to [`HeadersWithUnderscores::Drop`].
     pub headers_with_underscores: HeadersWithUnderscores,
+    /// An HTTP/1 keep-alive connection idle this long, with its response
+    /// written, is parked: hyper's per-connection buffers (16 KiB) are
+    /// freed and the gateway waits for the next request on the bare socket
+    /// (see [`idle`]). `None` keeps every connection in hyper's hands.
+    /// Defaults to 1 second: connections under load never park.
+    pub park_idle_after: Option<Duration>,
 }
 
 impl Default for ServeOptions {
@@ -143,6 +148,7 @@ impl Default for ServeOptions {
             max_connections: 10_000,
             tls_handshake_timeout: Duration::from_secs(10),
             headers_with_underscores: HeadersWithUnderscores::Drop,
+            park_idle_after: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -202,17 +208,22 @@ where
         .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    let conn = Arc::new(ConnContext {
-        builder,
-        acceptor: tls.map(TlsAcceptor::from),
-        opts: opts.clone(),
-    });
-
-    let graceful = GracefulShutdown::new();
+    // Shutdown begins when this is `true`; every connection task holds a
+    // receiver, so the sender sees when the last one has ended. (hyper-util's
+    // `GracefulShutdown` watches one hyper connection per watcher; a parked
+    // connection is served by several in turn.)
+    let (drain, _) = watch::channel(false);
     let (force_close_tx, force_close_rx) = watch::channel(false);
     let max_connections = opts.max_connections.max(1);
     let limit = Arc::new(Semaphore::new(max_connections));
     let open = Arc::new(memory::OpenConnections::new(limit.clone(), max_connections));
+    let conn = Arc::new(ConnContext {
+        resumed: builder.clone().http1_only(),
+        builder,
+        acceptor: tls.map(TlsAcceptor::from),
+        opts: opts.clone(),
+        connections: open.clone(),
+    });
     let trim = (max_connections >= memory::TRIM_AFTER_CLOSED)
         .then(|| tokio::spawn(memory::trim_after_closes(open.clone())));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -244,12 +255,12 @@ where
         open.accepted();
         let conn = conn.clone();
         let service = service.clone();
-        let watcher = graceful.watcher();
+        let conn_drain = drain.subscribe();
         let mut force_close = force_close_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
-                () = conn.serve(stream, remote_addr, service, watcher) => {}
+                () = conn.serve(stream, remote_addr, service, conn_drain) => {}
                 _ = force_close.wait_for(|closed| *closed) => {
                     tracing::debug!(%remote_addr, "connection closed: drain timeout");
                 }
@@ -262,11 +273,12 @@ where
         trim.abort();
     }
     tracing::debug!(
-        connections = graceful.count(),
+        connections = drain.receiver_count(),
         "shutting down: draining connections"
     );
+    drain.send_replace(true);
     tokio::select! {
-        () = graceful.shutdown() => tracing::debug!("all connections drained"),
+        () = drain.closed() => tracing::debug!("all connections drained"),
         () = tokio::time::sleep(opts.drain_timeout) => {
             tracing::warn!(timeout = ?opts.drain_timeout, "drain timeout: closing remaining connections");
             let _ = force_close_tx.send(true);
@@ -283,6 +295,36 @@ fn is_connection_error(err: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
     )
+}
+
+/// A connection task's view of shutdown: `true` once it has begun.
+type Drain = watch::Receiver<bool>;
+
+/// Ready once shutdown has begun (or the server is gone).
+async fn draining(drain: &mut Drain) {
+    let _ = drain.wait_for(|draining| *draining).await;
+}
+
+/// A client connection's transport that can wait for bytes without reading
+/// them: what parking an idle connection needs.
+trait Parkable: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready once the socket has bytes to read (or is closed).
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_;
+}
+
+impl Parkable for TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        TcpStream::readable(self)
+    }
+}
+
+// rustls keeps no decrypted bytes behind a read that returned `Pending`
+// (parking happens only after one), so the socket alone says when the next
+// request arrives.
+impl Parkable for tokio_rustls::server::TlsStream<TcpStream> {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        self.get_ref().0.readable()
+    }
 }
 
 // === impl ConnContext ===
@@ -315,18 +357,17 @@ impl<S> ConnService for S where
 /// What every connection task shares.
 struct ConnContext {
     builder: auto::Builder<TokioExecutor>,
+    /// The same, HTTP/1 only: for connections resumed after parking.
+    resumed: auto::Builder<TokioExecutor>,
+    /// Counts parked connections out, for giving their memory back.
+    connections: Arc<memory::OpenConnections>,
     acceptor: Option<TlsAcceptor>,
     opts: ServeOptions,
 }
 
 impl ConnContext {
-    async fn serve<S>(
-        &self,
-        stream: TcpStream,
-        remote_addr: SocketAddr,
-        service: S,
-        watcher: Watcher,
-    ) where
+    async fn serve<S>(&self, stream: TcpStream, remote_addr: SocketAddr, service: S, drain: Drain)
+    where
         S: ConnService,
     {
         let _ = stream.set_nodelay(true);
@@ -336,14 +377,14 @@ impl ConnContext {
                     remote_addr,
                     tls: false,
                 };
-                self.serve_http(stream, info, service, watcher).await;
+                self.serve_http(stream, info, service, drain).await;
             }
             // Boxed: a TLS connection's state (the handshake, then rustls's
             // connection inside the HTTP connection) is several KiB larger
             // than a plain one's, and every connection task would otherwise
             // be as large as the TLS variant.
             Some(acceptor) => {
-                Box::pin(self.serve_tls(acceptor, stream, remote_addr, service, watcher)).await;
+                Box::pin(self.serve_tls(acceptor, stream, remote_addr, service, drain)).await;
             }
         }
     }
@@ -354,7 +395,7 @@ impl ConnContext {
         stream: TcpStream,
         remote_addr: SocketAddr,
         service: S,
-        watcher: Watcher,
+        drain: Drain,
     ) where
         S: ConnService,
     {
@@ -375,32 +416,381 @@ impl ConnContext {
             remote_addr,
             tls: true,
         };
-        self.serve_http(stream, info, service, watcher).await;
+        self.serve_http(stream, info, service, drain).await;
     }
 
-    async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S, watcher: Watcher)
+    async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S, mut drain: Drain)
     where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        I: Parkable,
         S: ConnService,
     {
-        let activity = Arc::new(idle::ConnActivity::default());
-        let io = TokioIo::new(idle::ConnDeadline::new(
-            io,
-            activity.clone(),
-            self.opts.header_read_timeout,
-            self.opts.keepalive_timeout,
-        ));
-        let service = TowerToHyperService::new(idle::Tracked {
-            inner: rules::Checked {
-                inner: service,
-                info,
-                underscores: self.opts.headers_with_underscores,
-            },
-            activity,
-        });
-        let conn = self.builder.serve_connection_with_upgrades(io, service);
-        if let Err(err) = watcher.watch(conn).await {
-            tracing::debug!(remote_addr = %info.remote_addr, error = %err, "connection ended with an error");
+        let slot: idle::ParkSlot<I> = Arc::default();
+        let mut io = io;
+        let mut resumed = false;
+        loop {
+            let activity = Arc::new(idle::ConnActivity::default());
+            let mut deadline = idle::ConnDeadline::new(
+                io,
+                activity.clone(),
+                self.opts.header_read_timeout,
+                self.opts.keepalive_timeout,
+            );
+            if let Some(after) = self.opts.park_idle_after {
+                deadline = deadline.parking(after, slot.clone());
+            }
+            let builder = if resumed {
+                deadline = deadline.resumed();
+                &self.resumed
+            } else {
+                &self.builder
+            };
+            let service = TowerToHyperService::new(idle::Tracked {
+                inner: rules::Checked {
+                    inner: service.clone(),
+                    info,
+                    underscores: self.opts.headers_with_underscores,
+                },
+                activity,
+            });
+            // Boxed, and dropped before a parked wait: a parked connection
+            // keeps none of hyper's state.
+            let ended = {
+                let mut conn = Box::pin(
+                    builder.serve_connection_with_upgrades(TokioIo::new(deadline), service),
+                );
+                tokio::select! {
+                    biased;
+                    ended = conn.as_mut() => ended,
+                    () = draining(&mut drain) => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                }
+            };
+            if let Err(err) = ended {
+                tracing::debug!(remote_addr = %info.remote_addr, error = %err, "connection ended with an error");
+                return;
+            }
+            let Some(parked) = idle::take_parked(&slot) else {
+                return;
+            };
+            // Parked: nothing but the socket, until the next request, the
+            // end of the keep-alive deadline, or shutdown.
+            let _parked = self.connections.parked();
+            tracing::trace!(remote_addr = %info.remote_addr, "idle connection parked");
+            tokio::select! {
+                biased;
+                () = draining(&mut drain) => return,
+                () = tokio::time::sleep_until(parked.idle_deadline) => {
+                    tracing::debug!(remote_addr = %info.remote_addr, "keep-alive connection idle too long");
+                    return;
+                }
+                ready = parked.io.readable() => if ready.is_err() { return },
+            }
+            io = parked.io;
+            resumed = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::oneshot;
+
+    /// Answers `ok` to everything and counts its clones: the server clones
+    /// its service once per hyper connection, so once more per resumed park.
+    struct Counting(Arc<AtomicUsize>);
+
+    impl Clone for Counting {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Counting(self.0.clone())
+        }
+    }
+
+    impl tower::Service<Request<Incoming>> for Counting {
+        type Response = Response<ResponseBody>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<ResponseBody>, Infallible>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Infallible>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+            let body = if req.uri().path() == "/big" {
+                crate::body::full(vec![b'x'; BIG])
+            } else {
+                crate::body::full("ok")
+            };
+            std::future::ready(Ok(Response::new(body)))
+        }
+    }
+
+    struct Server {
+        addr: SocketAddr,
+        clones: Arc<AtomicUsize>,
+        stop: Option<oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<io::Result<()>>,
+    }
+
+    async fn start(tls: bool, opts: impl FnOnce(&mut ServeOptions)) -> Server {
+        let mut o = ServeOptions {
+            park_idle_after: Some(Duration::from_millis(100)),
+            ..ServeOptions::default()
+        };
+        opts(&mut o);
+        let tls = tls.then(|| {
+            let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+            tls::load_server_config(&certs.join("gateway.crt"), &certs.join("gateway.key")).unwrap()
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clones = Arc::new(AtomicUsize::new(0));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, tls, Counting(clones.clone()), o, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            clones,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    impl Server {
+        fn clones(&self) -> usize {
+            self.clones.load(Ordering::SeqCst)
+        }
+    }
+
+    const REQ: &[u8] = b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n";
+    /// A body larger than loopback's socket buffers.
+    const BIG: usize = 32 << 20;
+
+    /// Sends `REQ` and reads its `ok` response.
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+        stream.write_all(REQ).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while !got.ends_with(b"\r\n\r\nok") {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .expect("response in time")
+                .unwrap();
+            assert!(
+                n > 0,
+                "closed mid-response: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 200 "),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+
+    /// Waits for the server to close the connection (no byte may come
+    /// first); how long it took.
+    async fn closed_after<S: AsyncRead + Unpin>(stream: &mut S) -> Duration {
+        let from = Instant::now();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("closed in time");
+        if let Ok(n @ 1..) = read {
+            panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&buf[..n]));
+        }
+        from.elapsed()
+    }
+
+    /// Clones of the service by one request on `client` (hyper-util
+    /// clones it per request), and by one after an idle wait: one more
+    /// when the connection parked and resumed on a new hyper connection.
+    async fn clones_per_request<S: AsyncRead + AsyncWrite + Unpin>(
+        server: &Server,
+        client: &mut S,
+    ) -> (usize, usize) {
+        exchange(client).await;
+        let before = server.clones();
+        exchange(client).await;
+        let busy = server.clones() - before;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let before = server.clones();
+        exchange(client).await;
+        (busy, server.clones() - before)
+    }
+
+    #[tokio::test]
+    async fn idle_http1_connection_parks_and_serves_its_next_request() {
+        let server = start(false, |_| {}).await;
+        let mut client = TcpStream::connect(server.addr).await.unwrap();
+        let (busy, after_idle) = clones_per_request(&server, &mut client).await;
+        // Parked: the same socket, served by a new hyper connection.
+        assert_eq!(after_idle, busy + 1);
+        // And again.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let before = server.clones();
+        exchange(&mut client).await;
+        assert_eq!(server.clones() - before, busy + 1);
+    }
+
+    #[tokio::test]
+    async fn without_parking_one_hyper_connection_serves_them_all() {
+        let server = start(false, |o| o.park_idle_after = None).await;
+        let mut client = TcpStream::connect(server.addr).await.unwrap();
+        let (busy, after_idle) = clones_per_request(&server, &mut client).await;
+        assert_eq!(after_idle, busy);
+    }
+
+    #[tokio::test]
+    async fn busy_connection_never_parks() {
+        let server = start(false, |_| {}).await;
+        let mut client = TcpStream::connect(server.addr).await.unwrap();
+        exchange(&mut client).await;
+        let before = server.clones();
+        exchange(&mut client).await;
+        let busy = server.clones() - before;
+        let before = server.clones();
+        let from = Instant::now();
+        let mut requests = 0;
+        while from.elapsed() < Duration::from_millis(500) {
+            exchange(&mut client).await;
+            requests += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(server.clones() - before, busy * requests);
+    }
+
+    #[tokio::test]
+    async fn parked_connection_closes_at_the_keepalive_deadline() {
+        let keepalive = Duration::from_millis(600);
+        let server = start(false, |o| o.keepalive_timeout = keepalive).await;
+        let mut client = TcpStream::connect(server.addr).await.unwrap();
+        exchange(&mut client).await;
+        let idle = closed_after(&mut client).await;
+        assert!(
+            idle >= keepalive - Duration::from_millis(50) && idle < keepalive * 3,
+            "closed after {idle:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn idle_connection_closes_at_the_keepalive_deadline_without_parking() {
+        // The response ends inside hyper's poll (a whole body): the reader
+        // must still be woken to arm the idle deadline, not wait for the
+        // header deadline (10 s) or the client's next byte.
+        let keepalive = Duration::from_millis(600);
+        let server = start(false, |o| {
+            o.keepalive_timeout = keepalive;
+            o.park_idle_after = None;
+        })
+        .await;
+        let mut client = TcpStream::connect(server.addr).await.unwrap();
+        exchange(&mut client).await;
+        let idle = closed_after(&mut client).await;
+        assert!(
+            idle >= keepalive - Duration::from_millis(50) && idle < keepalive * 3,
+            "closed after {idle:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn slow_reader_gets_the_whole_response_before_parking() {
+        let server = start(false, |_| {}).await;
+        let mut client = TcpStream::connect(server.addr).await.unwrap();
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // hyper holds most of the body, unwritten, far past the park time.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut got = Vec::with_capacity(BIG + 1024);
+        let mut buf = vec![0u8; 1 << 16];
+        let head_end = loop {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        while got.len() - head_end < BIG {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed after {} body bytes", got.len() - head_end);
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got.len() - head_end, BIG);
+        // Then it parks and serves the next request as usual.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        exchange(&mut client).await;
+    }
+
+    #[tokio::test]
+    async fn pipelined_partial_head_is_closed_not_misread() {
+        let server = start(false, |_| {}).await;
+        let mut client = TcpStream::connect(server.addr).await.unwrap();
+        exchange(&mut client).await;
+        // A whole request, then the start of the next one behind it.
+        client
+            .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HT")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while !got.ends_with(b"\r\n\r\nok") {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The rest arrives after the park time: the cut-off head is never
+        // served (hyper saw it end early), the connection is closed.
+        let _ = client.write_all(b"TP/1.1\r\nHost: x\r\n\r\n").await;
+        closed_after(&mut client).await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_parked_connections_at_once() {
+        let mut server = start(false, |o| o.drain_timeout = Duration::from_secs(20)).await;
+        let mut client = TcpStream::connect(server.addr).await.unwrap();
+        exchange(&mut client).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let from = Instant::now();
+        let _ = server.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(5), &mut server.task)
+            .await
+            .expect("drained without waiting for the drain timeout")
+            .unwrap()
+            .unwrap();
+        assert!(from.elapsed() < Duration::from_secs(2));
+        closed_after(&mut client).await;
+    }
+
+    #[tokio::test]
+    async fn tls_connection_parks_and_serves_its_next_request() {
+        let server = start(true, |_| {}).await;
+        let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+        let mut config = tls::client_config(Some(&certs.join("ca.pem"))).unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let mut client = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        let (busy, after_idle) = clones_per_request(&server, &mut client).await;
+        assert_eq!(after_idle, busy + 1);
     }
 }
