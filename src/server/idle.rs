@@ -61,7 +61,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -80,18 +79,20 @@ pub(crate) struct ConnActivity {
     finished: AtomicU64,
     /// A `101` was answered: no deadline applies any more.
     upgraded: AtomicBool,
-    /// The reader returned `Pending` outside the idle phase: it is woken
-    /// when a request finishes, to arm the idle deadline (hyper itself does
-    /// not read again before the socket is readable, and a request can
-    /// start and finish after hyper's last read).
-    reader_blocked: AtomicBool,
-    reader: AtomicWaker,
+    /// `finished` as the reader last saw it: behind `finished` when a
+    /// request ended after hyper's last read (see [`Rechecked`]).
+    observed: AtomicU64,
 }
 
 impl ConnActivity {
     fn begin(self: &Arc<Self>) -> InFlight {
         self.started.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+
+    /// Whether a request has finished since the reader last looked.
+    fn unobserved(&self) -> bool {
+        self.finished.load(Ordering::Acquire) != self.observed.load(Ordering::Relaxed)
     }
 
     /// `(started, finished)`; `finished` is read first, so `started >= finished`.
@@ -108,13 +109,7 @@ pub(crate) struct InFlight(Arc<ConnActivity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let activity = &self.0;
-        activity.finished.fetch_add(1, Ordering::Release);
-        if activity.reader_blocked.load(Ordering::Acquire)
-            && activity.reader_blocked.swap(false, Ordering::AcqRel)
-        {
-            activity.reader.wake();
-        }
+        self.0.finished.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -253,6 +248,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for ConnDeadline<I> {
         let counts = this.activity.counts();
         if counts != this.seen {
             this.seen = counts;
+            this.activity.observed.store(counts.1, Ordering::Relaxed);
             if this.activity.upgraded.load(Ordering::Acquire) {
                 this.phase = Phase::Off;
                 this.wanted = None;
@@ -302,11 +298,6 @@ impl<I> ConnDeadline<I> {
     /// The socket has nothing to read: `Pending` until the phase's deadline
     /// (then `TimedOut`), or end-of-stream once the connection parks.
     fn wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.phase != Phase::Idle {
-            // A request may start and finish before hyper reads again.
-            self.activity.reader.register(cx.waker());
-            self.activity.reader_blocked.store(true, Ordering::Release);
-        }
         let Some(wanted) = self.wanted else {
             return Poll::Pending;
         };
@@ -393,6 +384,71 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ConnDeadline<I> {
             return Poll::Ready(Ok(()));
         }
         Pin::new(this.io()?).poll_shutdown(cx)
+    }
+}
+
+// === Rechecked ===
+
+/// How soon a connection is polled again after a request ended behind
+/// hyper's last read.
+const RECHECK: Duration = Duration::from_millis(250);
+
+pin_project_lite::pin_project! {
+    /// A hyper connection future, polled again within [`RECHECK`] whenever
+    /// a request finished after hyper's last read.
+    ///
+    /// hyper often reads before the request reaches the service (tower's
+    /// `Oneshot` calls it lazily) or while it is busy; when that read finds
+    /// nothing, hyper waits for the socket and does not read again when the
+    /// response ends. Without a poll, the reader would not see the idle
+    /// phase begin, and would arm neither its idle deadline nor parking
+    /// until the client sent a byte. One timer per connection, re-armed
+    /// only once fired: under load it fires every [`RECHECK`], not per
+    /// request; the idle phase starts at most that late.
+    pub(crate) struct Rechecked<F> {
+        #[pin]
+        conn: F,
+        activity: Arc<ConnActivity>,
+        timer: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<F> Rechecked<F> {
+    pub(crate) fn new(conn: F, activity: Arc<ConnActivity>) -> Self {
+        Rechecked {
+            conn,
+            activity,
+            timer: None,
+        }
+    }
+
+    /// The connection future.
+    pub(crate) fn conn(self: Pin<&mut Self>) -> Pin<&mut F> {
+        self.project().conn
+    }
+}
+
+impl<F: Future> Future for Rechecked<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let polled = this.conn.poll(cx);
+        if polled.is_pending() && this.activity.unobserved() {
+            let timer = match this.timer {
+                Some(timer) => {
+                    if timer.is_elapsed() {
+                        timer.as_mut().reset(Instant::now() + RECHECK);
+                    }
+                    timer
+                }
+                None => this.timer.insert(Box::pin(tokio::time::sleep(RECHECK))),
+            };
+            if timer.as_mut().poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
+        }
+        polled
     }
 }
 

@@ -45,6 +45,7 @@
 //! # }
 //! ```
 
+mod drain;
 mod idle;
 mod memory;
 pub mod reloading_cert;
@@ -57,7 +58,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use std::time::Duration;
 
@@ -208,11 +211,11 @@ where
         .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    // Shutdown begins when this is `true`; every connection task holds a
-    // receiver, so the sender sees when the last one has ended. (hyper-util's
+    // Tells every connection task that shutdown has begun. (hyper-util's
     // `GracefulShutdown` watches one hyper connection per watcher; a parked
-    // connection is served by several in turn.)
-    let (drain, _) = watch::channel(false);
+    // connection is served by several in turn.) The semaphore's permits say
+    // when the last connection has ended.
+    let drain = Arc::new(drain::DrainSignal::default());
     let (force_close_tx, force_close_rx) = watch::channel(false);
     let max_connections = opts.max_connections.max(1);
     let limit = Arc::new(Semaphore::new(max_connections));
@@ -255,7 +258,7 @@ where
         open.accepted();
         let conn = conn.clone();
         let service = service.clone();
-        let conn_drain = drain.subscribe();
+        let conn_drain = drain.watch();
         let mut force_close = force_close_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -273,12 +276,13 @@ where
         trim.abort();
     }
     tracing::debug!(
-        connections = drain.receiver_count(),
+        connections = max_connections - limit.available_permits(),
         "shutting down: draining connections"
     );
-    drain.send_replace(true);
+    drain.start();
+    let all_ended = limit.acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX));
     tokio::select! {
-        () = drain.closed() => tracing::debug!("all connections drained"),
+        _ = all_ended => tracing::debug!("all connections drained"),
         () = tokio::time::sleep(opts.drain_timeout) => {
             tracing::warn!(timeout = ?opts.drain_timeout, "drain timeout: closing remaining connections");
             let _ = force_close_tx.send(true);
@@ -297,12 +301,40 @@ fn is_connection_error(err: &io::Error) -> bool {
     )
 }
 
-/// A connection task's view of shutdown: `true` once it has begun.
-type Drain = watch::Receiver<bool>;
+/// A connection task's view of shutdown.
+type Drain = drain::DrainWatch;
 
-/// Ready once shutdown has begun (or the server is gone).
-async fn draining(drain: &mut Drain) {
-    let _ = drain.wait_for(|draining| *draining).await;
+pin_project_lite::pin_project! {
+    /// One hyper connection serving a client connection, until it ends;
+    /// asked to end gracefully (`graceful`) once shutdown begins.
+    struct Served<'d, F, G> {
+        #[pin]
+        conn: F,
+        graceful: Option<G>,
+        drain: &'d Drain,
+    }
+}
+
+impl<F: Future, G: FnOnce(Pin<&mut F>)> Future for Served<'_, F, G> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        if this.graceful.is_some() && this.drain.poll_draining(cx).is_ready() {
+            if let Some(graceful) = this.graceful.take() {
+                graceful(this.conn.as_mut());
+            }
+        }
+        this.conn.poll(cx)
+    }
+}
+
+fn served<F, G: FnOnce(Pin<&mut F>)>(conn: F, graceful: G, drain: &Drain) -> Served<'_, F, G> {
+    Served {
+        conn,
+        graceful: Some(graceful),
+        drain,
+    }
 }
 
 /// A client connection's transport that can wait for bytes without reading
@@ -419,7 +451,7 @@ impl ConnContext {
         self.serve_http(stream, info, service, drain).await;
     }
 
-    async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S, mut drain: Drain)
+    async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S, drain: Drain)
     where
         I: Parkable,
         S: ConnService,
@@ -450,23 +482,18 @@ impl ConnContext {
                     info,
                     underscores: self.opts.headers_with_underscores,
                 },
-                activity,
+                activity: activity.clone(),
             });
             // Boxed, and dropped before a parked wait: a parked connection
             // keeps none of hyper's state.
-            let ended = {
-                let mut conn = Box::pin(
-                    builder.serve_connection_with_upgrades(TokioIo::new(deadline), service),
-                );
-                tokio::select! {
-                    biased;
-                    ended = conn.as_mut() => ended,
-                    () = draining(&mut drain) => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                }
-            };
+            let conn =
+                Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(deadline), service));
+            let ended = served(
+                idle::Rechecked::new(conn, activity),
+                |conn| conn.conn().get_mut().as_mut().graceful_shutdown(),
+                &drain,
+            )
+            .await;
             if let Err(err) = ended {
                 tracing::debug!(remote_addr = %info.remote_addr, error = %err, "connection ended with an error");
                 return;
@@ -480,7 +507,7 @@ impl ConnContext {
             tracing::trace!(remote_addr = %info.remote_addr, "idle connection parked");
             tokio::select! {
                 biased;
-                () = draining(&mut drain) => return,
+                () = drain.draining() => return,
                 () = tokio::time::sleep_until(parked.idle_deadline) => {
                     tracing::debug!(remote_addr = %info.remote_addr, "keep-alive connection idle too long");
                     return;
