@@ -52,7 +52,7 @@
 #           idle for $IDLE_SETTLE s: the gateway parks HTTP/1 connections
 #           idle for 1 s and gives the freed memory back at its next 1 s
 #           tick): RSS per connection, HTTP and HTTPS, nginx beside, and the
-#           RSS after they close.
+#           RSS 11 s after they close (trims are at most 10 s apart).
 #   login   $LOGINS logins (start → provider → callback), $LOGIN_CONC at a
 #           time (examples/bench_login.rs): callbacks/s, CPU per login.
 #   memory  bytes per session: memory store (examples/bench_memory.rs) and
@@ -673,7 +673,9 @@ if has idle; then
         echo >&9
         exec 9>&-
         wait "$ipid" || true
-        sleep 3
+        # The gateway gives freed memory back at most every 10 s (and did
+        # when the connections parked): read the RSS after the next chance.
+        sleep 11
         after=$(rss_kb "$pid")
         awk -v n="$name" -v b="$before" -v h="$held" -v a="$after" -v c="$IDLE_CONNS" 'BEGIN {
             printf "  | %-15s | before %7.1f MiB | with %d idle %7.1f MiB | %6.2f KiB/connection | after close %7.1f MiB (%+.1f MiB) |\n",

@@ -22,7 +22,7 @@
 
 mod access_format;
 
-pub use access_format::AccessLineFormat;
+pub use access_format::{AccessLineFormat, Rfc3339Micros};
 
 use crate::identity::Identity;
 use crate::metrics::{AuthOutcome, RouteKind};

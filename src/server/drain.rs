@@ -9,7 +9,7 @@
 //! sets the flag and wakes every task once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
@@ -18,33 +18,49 @@ use futures_util::task::AtomicWaker;
 #[derive(Debug, Default)]
 pub(crate) struct DrainSignal {
     draining: AtomicBool,
-    /// The wakers of the connection tasks (dead ones pruned as it grows).
-    tasks: Mutex<Vec<Weak<AtomicWaker>>>,
+    tasks: Mutex<Tasks>,
+}
+
+/// The wakers of the live connection tasks, in slots reused as tasks end:
+/// one allocation for all (a per-task entry left behind would pin a page
+/// of the heap that the connection's memory could otherwise give back).
+#[derive(Debug, Default)]
+struct Tasks {
+    slots: Vec<Option<Arc<AtomicWaker>>>,
+    free: Vec<usize>,
 }
 
 impl DrainSignal {
+    fn tasks(&self) -> MutexGuard<'_, Tasks> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A watch for one connection task.
     pub(crate) fn watch(self: &Arc<Self>) -> DrainWatch {
         let waker = Arc::new(AtomicWaker::new());
-        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
-        if tasks.len() == tasks.capacity() {
-            // Amortized: each prune at least halves what the next push may
-            // grow to, or the vector doubles.
-            tasks.retain(|t| t.strong_count() > 0);
-        }
-        tasks.push(Arc::downgrade(&waker));
+        let mut tasks = self.tasks();
+        let slot = match tasks.free.pop() {
+            Some(slot) => {
+                tasks.slots[slot] = Some(waker.clone());
+                slot
+            }
+            None => {
+                tasks.slots.push(Some(waker.clone()));
+                tasks.slots.len() - 1
+            }
+        };
         drop(tasks);
         DrainWatch {
             signal: self.clone(),
             waker,
+            slot,
         }
     }
 
     /// Starts the drain: every watch is ready from now on.
     pub(crate) fn start(&self) {
         self.draining.store(true, Ordering::SeqCst);
-        let tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
-        for task in tasks.iter().filter_map(Weak::upgrade) {
+        for task in self.tasks().slots.iter().flatten() {
             task.wake();
         }
     }
@@ -55,6 +71,15 @@ impl DrainSignal {
 pub(crate) struct DrainWatch {
     signal: Arc<DrainSignal>,
     waker: Arc<AtomicWaker>,
+    slot: usize,
+}
+
+impl Drop for DrainWatch {
+    fn drop(&mut self) {
+        let mut tasks = self.signal.tasks();
+        tasks.slots[self.slot] = None;
+        tasks.free.push(self.slot);
+    }
 }
 
 impl DrainWatch {
@@ -105,12 +130,17 @@ mod tests {
     }
 
     #[test]
-    fn dropped_watches_are_pruned() {
+    fn ended_tasks_leave_nothing_behind_and_their_slots_are_reused() {
         let signal = Arc::new(DrainSignal::default());
+        let kept: Vec<_> = (0..3).map(|_| signal.watch()).collect();
         for _ in 0..10_000 {
             drop(signal.watch());
         }
-        let kept = signal.tasks.lock().unwrap_or_else(PoisonError::into_inner);
-        assert!(kept.capacity() <= 16, "{} entries kept", kept.capacity());
+        let tasks = signal.tasks();
+        assert_eq!(tasks.slots.len(), 4);
+        assert_eq!(tasks.slots.iter().flatten().count(), 3);
+        drop(tasks);
+        drop(kept);
+        assert_eq!(signal.tasks().slots.iter().flatten().count(), 0);
     }
 }
