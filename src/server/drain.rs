@@ -14,8 +14,13 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
+/// A connection task as the drain sees it: the waker it registers.
+pub(crate) trait DrainTask: Send + Sync {
+    fn waker(&self) -> &AtomicWaker;
+}
+
 /// The server's side: starts the drain.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct DrainSignal {
     draining: AtomicBool,
     tasks: Mutex<Tasks>,
@@ -24,9 +29,9 @@ pub(crate) struct DrainSignal {
 /// The wakers of the live connection tasks, in slots reused as tasks end:
 /// one allocation for all (a per-task entry left behind would pin a page
 /// of the heap that the connection's memory could otherwise give back).
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Tasks {
-    slots: Vec<Option<Arc<AtomicWaker>>>,
+    slots: Vec<Option<Arc<dyn DrainTask>>>,
     free: Vec<usize>,
 }
 
@@ -35,24 +40,23 @@ impl DrainSignal {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A watch for one connection task.
-    pub(crate) fn watch(self: &Arc<Self>) -> DrainWatch {
-        let waker = Arc::new(AtomicWaker::new());
+    /// A watch for the connection task `task`.
+    pub(crate) fn watch(self: &Arc<Self>, task: Arc<dyn DrainTask>) -> DrainWatch {
         let mut tasks = self.tasks();
         let slot = match tasks.free.pop() {
             Some(slot) => {
-                tasks.slots[slot] = Some(waker.clone());
+                tasks.slots[slot] = Some(task.clone());
                 slot
             }
             None => {
-                tasks.slots.push(Some(waker.clone()));
+                tasks.slots.push(Some(task.clone()));
                 tasks.slots.len() - 1
             }
         };
         drop(tasks);
         DrainWatch {
             signal: self.clone(),
-            waker,
+            task,
             slot,
         }
     }
@@ -61,16 +65,15 @@ impl DrainSignal {
     pub(crate) fn start(&self) {
         self.draining.store(true, Ordering::SeqCst);
         for task in self.tasks().slots.iter().flatten() {
-            task.wake();
+            task.waker().wake();
         }
     }
 }
 
 /// A connection task's side: ready once the drain has started.
-#[derive(Debug)]
 pub(crate) struct DrainWatch {
     signal: Arc<DrainSignal>,
-    waker: Arc<AtomicWaker>,
+    task: Arc<dyn DrainTask>,
     slot: usize,
 }
 
@@ -87,7 +90,7 @@ impl DrainWatch {
     pub(crate) fn poll_draining(&self, cx: &mut Context<'_>) -> Poll<()> {
         // Registered before the flag is read: a drain starting in between
         // finds the waker.
-        self.waker.register(cx.waker());
+        self.task.waker().register(cx.waker());
         if self.signal.draining.load(Ordering::SeqCst) {
             Poll::Ready(())
         } else {
@@ -106,10 +109,23 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    #[derive(Default)]
+    struct Task(AtomicWaker);
+
+    impl DrainTask for Task {
+        fn waker(&self) -> &AtomicWaker {
+            &self.0
+        }
+    }
+
+    fn task() -> Arc<dyn DrainTask> {
+        Arc::new(Task::default())
+    }
+
     #[tokio::test]
     async fn start_wakes_every_watch_and_later_ones_are_ready() {
         let signal = Arc::new(DrainSignal::default());
-        let watches: Vec<_> = (0..3).map(|_| signal.watch()).collect();
+        let watches: Vec<_> = (0..3).map(|_| signal.watch(task())).collect();
         let waiting: Vec<_> = watches
             .into_iter()
             .map(|w| tokio::spawn(async move { w.draining().await }))
@@ -123,7 +139,7 @@ mod tests {
                 .expect("woken by start")
                 .expect("no panic");
         }
-        let late = signal.watch();
+        let late = signal.watch(task());
         tokio::time::timeout(Duration::from_secs(5), late.draining())
             .await
             .expect("ready at once");
@@ -132,9 +148,9 @@ mod tests {
     #[test]
     fn ended_tasks_leave_nothing_behind_and_their_slots_are_reused() {
         let signal = Arc::new(DrainSignal::default());
-        let kept: Vec<_> = (0..3).map(|_| signal.watch()).collect();
+        let kept: Vec<_> = (0..3).map(|_| signal.watch(task())).collect();
         for _ in 0..10_000 {
-            drop(signal.watch());
+            drop(signal.watch(task()));
         }
         let tasks = signal.tasks();
         assert_eq!(tasks.slots.len(), 4);

@@ -61,6 +61,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -124,18 +125,50 @@ pub(crate) struct Parked<I> {
     pub(crate) idle_deadline: Instant,
 }
 
-/// Where a [`ConnDeadline`] leaves its socket when it parks.
-pub(crate) type ParkSlot<I> = Arc<Mutex<Option<Parked<I>>>>;
+/// What a connection task shares with the hyper connections serving it:
+/// where a [`ConnDeadline`] leaves its socket when it parks, and the task's
+/// waker for shutdown ([`super::drain`]). One allocation for both: every
+/// small allocation of a connection that outlives hyper's buffers pins a
+/// page of the heap that could otherwise be given back while it is parked.
+#[derive(Debug)]
+pub(crate) struct ConnCell<I> {
+    parked: Mutex<Option<Parked<I>>>,
+    waker: AtomicWaker,
+}
 
-/// Takes what a connection left in `slot` when it parked, if it did.
-pub(crate) fn take_parked<I>(slot: &ParkSlot<I>) -> Option<Parked<I>> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+impl<I> Default for ConnCell<I> {
+    fn default() -> Self {
+        ConnCell {
+            parked: Mutex::new(None),
+            waker: AtomicWaker::new(),
+        }
+    }
+}
+
+impl<I> ConnCell<I> {
+    fn park(&self, parked: Parked<I>) {
+        *self.parked.lock().unwrap_or_else(PoisonError::into_inner) = Some(parked);
+    }
+
+    /// What a connection left here when it parked, if it did.
+    pub(crate) fn take_parked(&self) -> Option<Parked<I>> {
+        self.parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl<I: Send + 'static> super::drain::DrainTask for ConnCell<I> {
+    fn waker(&self) -> &AtomicWaker {
+        &self.waker
+    }
 }
 
 /// Parking settings of one [`ConnDeadline`].
 struct Park<I> {
     after: Duration,
-    slot: ParkSlot<I>,
+    cell: Arc<ConnCell<I>>,
     /// When the current idle phase may park.
     at: Option<Instant>,
     /// End-of-stream was answered: the next shutdown hands the socket over.
@@ -200,12 +233,12 @@ impl<I> ConnDeadline<I> {
         }
     }
 
-    /// Parks the connection into `slot` once it has been idle for `after`
+    /// Parks the connection into `cell` once it has been idle for `after`
     /// (HTTP/1 only).
-    pub(crate) fn parking(mut self, after: Duration, slot: ParkSlot<I>) -> Self {
+    pub(crate) fn parking(mut self, after: Duration, cell: Arc<ConnCell<I>>) -> Self {
         self.park = Some(Park {
             after,
-            slot,
+            cell,
             at: None,
             leaving: false,
         });
@@ -378,8 +411,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ConnDeadline<I> {
             // hyper ended the connection on our end-of-stream: hand the
             // socket over instead of shutting it down.
             if let (Some(io), Some(idle_deadline)) = (this.io.take(), this.wanted) {
-                *park.slot.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Parked { io, idle_deadline });
+                park.cell.park(Parked { io, idle_deadline });
             }
             return Poll::Ready(Ok(()));
         }

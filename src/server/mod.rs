@@ -219,12 +219,13 @@ where
     // `GracefulShutdown` watches one hyper connection per watcher; a parked
     // connection is served by several in turn.) The semaphore's permits say
     // when the last connection has ended.
-    let drain = Arc::new(drain::DrainSignal::default());
     let (force_close_tx, force_close_rx) = watch::channel(false);
     let max_connections = opts.max_connections.max(1);
     let limit = Arc::new(Semaphore::new(max_connections));
     let open = Arc::new(memory::OpenConnections::new(limit.clone(), max_connections));
+    let drain = Arc::new(drain::DrainSignal::default());
     let conn = Arc::new(ConnContext {
+        drain: drain.clone(),
         resumed: builder.clone().http1_only(),
         builder,
         acceptor: tls.map(TlsAcceptor::from),
@@ -262,12 +263,11 @@ where
         open.accepted();
         let conn = conn.clone();
         let service = service.clone();
-        let conn_drain = drain.watch();
         let mut force_close = force_close_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
-                () = conn.serve(stream, remote_addr, service, conn_drain) => {}
+                () = conn.serve(stream, remote_addr, service) => {}
                 _ = force_close.wait_for(|closed| *closed) => {
                     tracing::debug!(%remote_addr, "connection closed: drain timeout");
                 }
@@ -397,12 +397,14 @@ struct ConnContext {
     resumed: auto::Builder<TokioExecutor>,
     /// Counts parked connections out, for giving their memory back.
     connections: Arc<memory::OpenConnections>,
+    /// Tells the connections that shutdown has begun.
+    drain: Arc<drain::DrainSignal>,
     acceptor: Option<TlsAcceptor>,
     opts: ServeOptions,
 }
 
 impl ConnContext {
-    async fn serve<S>(&self, stream: TcpStream, remote_addr: SocketAddr, service: S, drain: Drain)
+    async fn serve<S>(&self, stream: TcpStream, remote_addr: SocketAddr, service: S)
     where
         S: ConnService,
     {
@@ -413,14 +415,14 @@ impl ConnContext {
                     remote_addr,
                     tls: false,
                 };
-                self.serve_http(stream, info, service, drain).await;
+                self.serve_http(stream, info, service).await;
             }
             // Boxed: a TLS connection's state (the handshake, then rustls's
             // connection inside the HTTP connection) is several KiB larger
             // than a plain one's, and every connection task would otherwise
             // be as large as the TLS variant.
             Some(acceptor) => {
-                Box::pin(self.serve_tls(acceptor, stream, remote_addr, service, drain)).await;
+                Box::pin(self.serve_tls(acceptor, stream, remote_addr, service)).await;
             }
         }
     }
@@ -431,7 +433,6 @@ impl ConnContext {
         stream: TcpStream,
         remote_addr: SocketAddr,
         service: S,
-        drain: Drain,
     ) where
         S: ConnService,
     {
@@ -452,15 +453,16 @@ impl ConnContext {
             remote_addr,
             tls: true,
         };
-        self.serve_http(stream, info, service, drain).await;
+        self.serve_http(stream, info, service).await;
     }
 
-    async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S, drain: Drain)
+    async fn serve_http<I, S>(&self, io: I, info: ConnInfo, service: S)
     where
         I: Parkable,
         S: ConnService,
     {
-        let slot: idle::ParkSlot<I> = Arc::default();
+        let cell = Arc::new(idle::ConnCell::default());
+        let drain = self.drain.watch(cell.clone());
         let mut io = io;
         let mut resumed = false;
         loop {
@@ -472,7 +474,7 @@ impl ConnContext {
                 self.opts.keepalive_timeout,
             );
             if let Some(after) = self.opts.park_idle_after {
-                deadline = deadline.parking(after, slot.clone());
+                deadline = deadline.parking(after, cell.clone());
             }
             let builder = if resumed {
                 deadline = deadline.resumed();
@@ -502,7 +504,7 @@ impl ConnContext {
                 tracing::debug!(remote_addr = %info.remote_addr, error = %err, "connection ended with an error");
                 return;
             }
-            let Some(parked) = idle::take_parked(&slot) else {
+            let Some(parked) = cell.take_parked() else {
                 return;
             };
             // Parked: nothing but the socket, until the next request, the
