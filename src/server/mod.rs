@@ -15,8 +15,8 @@
 //!   request in flight is closed after [`ServeOptions::keepalive_timeout`]
 //!   without a byte (see [`idle`]);
 //! - an HTTP/1 connection idle for [`ServeOptions::park_idle_after`] is
-//!   parked: hyper's buffers are freed while it waits (3.6 KiB per idle
-//!   connection instead of ~18), and a new hyper connection serves its next
+//!   parked: hyper's buffers are freed while it waits (2.6 KiB per idle
+//!   connection instead of ~17), and a new hyper connection serves its next
 //!   request;
 //! - request heads are bounded to 64 KiB (HTTP/1 read buffer, HTTP/2 header list);
 //! - before the service is called, `Host` / `:authority` must be
