@@ -531,6 +531,42 @@ async fn proxy_passes_websocket_upgrade_through() {
 }
 
 #[tokio::test]
+async fn websocket_upgrade_works_on_a_connection_resumed_after_parking() {
+    let gw = Gateway::start(
+        spawn_upstream().await,
+        false,
+        |_| {},
+        |s| s.park_idle_after = Some(Duration::from_millis(100)),
+    )
+    .await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"GET /nothing HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    read_empty_404(&mut stream).await;
+    // Idle past the park time: the upgrade comes to a new hyper connection.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let mut buf = [0u8; 64];
+    stream.read_exact(&mut buf[..5]).await.unwrap();
+    assert_eq!(&buf[..5], b"hello");
+    // A tunnel never parks, however long it is quiet.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stream.write_all(b"ping").await.unwrap();
+    stream.read_exact(&mut buf[..9]).await.unwrap();
+    assert_eq!(&buf[..9], b"echo:ping");
+}
+
+#[tokio::test]
 async fn proxy_upgrade_refused_by_upstream_is_plain_response() {
     // Upgrade header without the `upgrade` Connection token: not an upgrade,
     // and the Upgrade header does not reach the upstream.
