@@ -506,10 +506,9 @@ async fn tls_failed_handshake_does_not_stop_the_server() {
 
 // === upgrades ===
 
-#[tokio::test]
-async fn proxy_passes_websocket_upgrade_through() {
-    let gw = Gateway::plain(spawn_upstream().await).await;
-    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+/// Asks the test upstream for a WebSocket upgrade on `stream`; returns the
+/// response head, lowercased.
+async fn upgrade_ws(stream: &mut TcpStream) -> String {
     stream
         .write_all(
             b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
@@ -517,7 +516,14 @@ async fn proxy_passes_websocket_upgrade_through() {
         )
         .await
         .unwrap();
-    let head = read_head(&mut stream).await.to_ascii_lowercase();
+    read_head(stream).await.to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn proxy_passes_websocket_upgrade_through() {
+    let gw = Gateway::plain(spawn_upstream().await).await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let head = upgrade_ws(&mut stream).await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket\r\n"), "{head}");
     assert!(head.contains("connection: upgrade\r\n"), "{head}");
@@ -547,14 +553,7 @@ async fn websocket_upgrade_works_on_a_connection_resumed_after_parking() {
     read_empty_404(&mut stream).await;
     // Idle past the park time: the upgrade comes to a new hyper connection.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    stream
-        .write_all(
-            b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await.to_ascii_lowercase();
+    let head = upgrade_ws(&mut stream).await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
     let mut buf = [0u8; 64];
     stream.read_exact(&mut buf[..5]).await.unwrap();
